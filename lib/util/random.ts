@@ -87,3 +87,13 @@ export class Rng {
     return out;
   }
 }
+
+/** A 32-bit seed derived from a base seed and labels, e.g. seedFrom(7, 'site-b', 3). */
+export function seedFrom(base: number, ...parts: Array<string | number>): number {
+  let hash = (0x811c9dc5 ^ (base >>> 0)) >>> 0;
+  for (const part of parts) {
+    const text = `|${part}`;
+    for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  }
+  return hash;
+}

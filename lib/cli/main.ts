@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import { FseftError } from '../util/errors';
+import { Options, parseArgs } from './args';
+import { DEMO_HELP, demoCommand } from './commands/demo';
+import { INFO_HELP, infoCommand } from './commands/info';
+import { PREPROCESS_HELP, preprocessCommand } from './commands/preprocess';
+import { SYNTH_HELP, synthCommand } from './commands/synth';
+
+const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help: string; flags: string[] }> = {
+  info: { run: infoCommand, help: INFO_HELP, flags: ['json'] },
+  preprocess: { run: preprocessCommand, help: PREPROCESS_HELP, flags: ['crop'] },
+  synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
+  demo: { run: demoCommand, help: DEMO_HELP, flags: [] },
+};
+
+const USAGE = `fseft: few-shot, parameter-efficient fine-tuning of CT segmentation foundation models
+
+usage: fseft <command> [options]     (fseft <command> --help for details)
+
+${Object.values(COMMANDS)
+  .map((c) => c.help)
+  .join('\n\n')}
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const entry = COMMANDS[command];
+  if (!entry) {
+    console.error(`fseft: unknown command '${command}'; commands: ${Object.keys(COMMANDS).join(', ')}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(entry.help);
+    return 0;
+  }
+  try {
+    await entry.run(new Options(parseArgs(rest, entry.flags)));
+    return 0;
+  } catch (error) {
+    if (error instanceof FseftError) {
+      console.error(`fseft ${command}: ${error.message}`);
+      return 1;
+    }
+    console.error(`fseft ${command}: unexpected error: ${(error as Error).message}`);
+    if (process.env.FSEFT_DEBUG) console.error((error as Error).stack);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
