@@ -41,8 +41,8 @@ export interface LoadedCase {
 
 /**
  * Opens a dataset by looking at what is there: a directory with `dataset.json` (MSD or nnU-Net),
- * a TotalSegmentator subject (`ct.nii.gz` + `segmentations/`) or a directory of subjects, or a
- * JSON list of image/label pairs.
+ * a TotalSegmentator subject (`ct.nii.gz` + `segmentations/`) or a directory of subjects, a
+ * directory of NIfTI images (unlabelled), or a JSON list of image/label pairs.
  */
 export function openDataset(location: string, options: { organs?: string[]; name?: string } = {}): Dataset {
   const stat = statOrThrow(location);
@@ -51,7 +51,12 @@ export function openDataset(location: string, options: { organs?: string[]; name
   if (fs.existsSync(path.join(location, 'ct.nii.gz')) || subjectDirectories(location).length > 0) {
     return readTotalSegmentator(location, options);
   }
-  throw new FseftError('not a dataset: expected dataset.json (MSD/nnU-Net), ct.nii.gz + segmentations/ (TotalSegmentator) or a JSON pair list', location);
+  const images = listFiles(location).filter((f) => /\.nii(\.gz)?$/.test(f));
+  if (images.length > 0) {
+    const cases = images.map((f) => ({ id: caseIdOf(f), image: path.join(location, f) }));
+    return { name: options.name ?? path.basename(path.resolve(location)), format: 'pairs', labelMap: {}, annotated: [], cases };
+  }
+  throw new FseftError('not a dataset: expected dataset.json (MSD/nnU-Net), ct.nii.gz + segmentations/ (TotalSegmentator), NIfTI images, or a JSON pair list', location);
 }
 
 /** A collection manifest: `{ "datasets": [ { "path": "...", "organs"?: [...] }, ... ] }` (paths relative to the file). */

@@ -7,7 +7,6 @@ import { Shape3, Volume, VoxelArray } from './volume';
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
 
-const gunzip = promisify(zlib.gunzip);
 const gzip = promisify(zlib.gzip);
 
 type NiftiReaderModule = typeof import('nifti-reader-js', { with: { 'resolution-mode': 'import' } });
@@ -80,10 +79,37 @@ async function readBytes(file: string): Promise<{ bytes: Buffer; compressed: boo
   const compressed = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
   if (!compressed) return { bytes, compressed };
   try {
-    return { bytes: await gunzip(bytes), compressed };
+    return { bytes: await gunzipPreallocated(bytes), compressed };
   } catch (error) {
     throw new FseftError(`corrupt or truncated gzip data (${(error as Error).message})`, file);
   }
+}
+
+/**
+ * Decompresses into one buffer sized from the gzip trailer (ISIZE), so a large volume is held
+ * once, not once in chunks and again concatenated. Falls back to collecting chunks when the
+ * trailer is wrong (multi-member files, > 4 GiB, damaged data).
+ */
+function gunzipPreallocated(compressed: Buffer): Promise<Buffer> {
+  const declared = compressed.length >= 18 ? compressed.readUInt32LE(compressed.length - 4) : 0;
+  return new Promise((resolve, reject) => {
+    let out: Buffer | undefined = declared > 0 ? Buffer.allocUnsafe(declared) : undefined;
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const stream = zlib.createGunzip({ chunkSize: 1 << 20 });
+    stream.on('data', (chunk: Buffer) => {
+      if (out && length + chunk.length <= out.length) chunk.copy(out, length);
+      else {
+        if (out) chunks.push(out.subarray(0, length));
+        out = undefined;
+        chunks.push(chunk);
+      }
+      length += chunk.length;
+    });
+    stream.on('error', reject);
+    stream.on('end', () => resolve(out ? out.subarray(0, length) : Buffer.concat(chunks, length)));
+    stream.end(compressed);
+  });
 }
 
 async function parseHeader(file: string, bytes: Buffer, compressed: boolean): Promise<{ info: NiftiInfo; header: NiftiHeader }> {

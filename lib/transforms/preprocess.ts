@@ -1,6 +1,7 @@
 import { Vec3 } from '../io/affine';
 import { Volume, sameGrid, valueRange } from '../io/volume';
 import { FseftError } from '../util/errors';
+import { orientationTransform } from './axes';
 import { Box, cropBox, foregroundBox } from './crop';
 import { CT_WINDOW, scaleIntensityRange } from './intensity';
 import { orientedSpacingGrid, resampleOnGrid } from './resample';
@@ -36,8 +37,8 @@ export interface CaseSources {
 /**
  * The paper's preprocessing, equal to MONAI's chain Orientation(RAS) -> Spacing(1.5 mm,
  * bilinear image / nearest label) -> ScaleIntensityRange(-175..250 -> 0..1, clip) ->
- * CropForeground(image > 0). Orientation and spacing are done in one resampling pass from the
- * original voxels (see `orientedSpacingGrid`), which is exact because sampling is in world space.
+ * CropForeground(image > 0). For the image, orientation and spacing are one resampling pass from
+ * the original voxels (see `orientedSpacingGrid`), exact because sampling is in world space.
  */
 export function preprocessCase(sources: CaseSources, options: PreprocessOptions = {}): PreprocessedCase {
   const spacing = normaliseSpacing(options.spacing ?? 1.5);
@@ -45,16 +46,29 @@ export function preprocessCase(sources: CaseSources, options: PreprocessOptions 
   const { image, label } = sources;
   if (label) checkLabel(sources);
 
-  const grid = orientedSpacingGrid(image.shape, image.affine, spacing, options.orientation ?? 'RAS');
+  const codes = options.orientation ?? 'RAS';
+  const grid = orientedSpacingGrid(image.shape, image.affine, spacing, codes);
   const resampled = resampleOnGrid(image, grid.shape, grid.affine, 'linear');
   const scaled = scaleIntensityRange(resampled, window, [0, 1], { clip: true, inPlace: true });
-  let resampledLabel = label ? toLabelType(resampleOnGrid(label, grid.shape, grid.affine, 'nearest'), sources.labelFile) : undefined;
+  let resampledLabel = label ? toLabelType(resampleOnGrid(label, grid.shape, grid.affine, 'nearest', { mirrorTies: tieMirroring(label, codes) }), sources.labelFile) : undefined;
 
   if (options.cropForeground === false) return { image: scaled, label: resampledLabel };
   const box = foregroundBox(scaled);
   if (!box) throw new FseftError(`no foreground: every voxel is at or below ${window[0]} HU after resampling`, sources.imageFile);
   if (resampledLabel) resampledLabel = cropBox(resampledLabel, box);
   return { image: cropBox(scaled, box), label: resampledLabel, crop: box };
+}
+
+/**
+ * Nearest-neighbour ties (e.g. 3 mm -> 1.5 mm puts every other sample half-way between two voxels)
+ * are broken in the oriented index space, as in MONAI, which orients (flips) the array before
+ * resampling: an input axis that orientation reverses has its ties mirrored.
+ */
+function tieMirroring(label: Volume, codes: string): boolean[] {
+  const { perm, flips } = orientationTransform(label.affine, codes);
+  const mirrored = [false, false, false];
+  perm.forEach((inputAxis, outputAxis) => (mirrored[inputAxis] = flips[outputAxis]));
+  return mirrored;
 }
 
 export function normaliseSpacing(spacing: number | readonly number[]): Vec3 {

@@ -45,15 +45,24 @@ export function resampleToSpacing(volume: Volume, spacing: Vec3, mode: Interpola
  * Samples `volume` at the voxel centres of another grid, matching world positions: output voxel
  * o reads input index inverse(volume.affine) * outAffine * o. Coordinates outside the input are
  * clamped to its border (MONAI/PyTorch padding_mode "border"). Linear mode returns float32;
- * nearest mode keeps the input's type and rounds half to even, as PyTorch's grid_sample.
+ * nearest mode keeps the input's type and rounds half to even, as PyTorch's grid_sample;
+ * `mirrorTies[axis]` breaks those ties as if input `axis` were stored reversed, which is what
+ * sampling after an orientation flip (MONAI's Orientation then Spacing) does.
  */
-export function resampleOnGrid(volume: Volume, outShape: Shape3, outAffine: Affine, mode: InterpolationMode): Volume {
+export function resampleOnGrid(
+  volume: Volume,
+  outShape: Shape3,
+  outAffine: Affine,
+  mode: InterpolationMode,
+  { mirrorTies = [false, false, false] }: { mirrorTies?: readonly boolean[] } = {},
+): Volume {
   const indexMap = multiply3x4(invertAffine(volume.affine), outAffine);
   const count = outShape[0] * outShape[1] * outShape[2];
   const out: VoxelArray = mode === 'linear' ? new Float32Array(count) : new (volume.data.constructor as new (n: number) => VoxelArray)(count);
+  const round = [0, 1, 2].map((axis) => (mirrorTies[axis] ? mirroredRound(volume.shape[axis]) : roundHalfEven));
   const axisOf = separableAxes(indexMap);
-  if (axisOf) sampleSeparable(volume, out, outShape, indexMap, axisOf, mode);
-  else sampleGeneral(volume, out, outShape, indexMap, mode);
+  if (axisOf) sampleSeparable(volume, out, outShape, indexMap, axisOf, mode, round);
+  else sampleGeneral(volume, out, outShape, indexMap, mode, round);
   return new Volume(out, outShape, outAffine);
 }
 
@@ -75,6 +84,8 @@ function separableAxes(m: Affine): number[] | undefined {
   return new Set(inputAxisOf).size === 3 ? inputAxisOf : undefined;
 }
 
+type Rounding = (coordinate: number) => number;
+
 /** Round half to even, with exact-looking ties (within 1e-6) treated as ties. */
 export function roundHalfEven(x: number): number {
   const floor = Math.floor(x);
@@ -83,20 +94,25 @@ export function roundHalfEven(x: number): number {
   return fraction < 0.5 ? floor : floor + 1;
 }
 
+/** Round half to even along an axis of `size` voxels counted from its far end. */
+function mirroredRound(size: number): Rounding {
+  return (c) => size - 1 - roundHalfEven(size - 1 - c);
+}
+
 interface AxisTaps {
   low: Int32Array;
   high: Int32Array;
   weight: Float32Array;
 }
 
-function axisTaps(length: number, size: number, scale: number, offset: number, stride: number, mode: InterpolationMode): AxisTaps {
+function axisTaps(length: number, size: number, scale: number, offset: number, stride: number, mode: InterpolationMode, round: Rounding): AxisTaps {
   const low = new Int32Array(length);
   const high = new Int32Array(length);
   const weight = new Float32Array(length);
   for (let o = 0; o < length; o++) {
     const c = Math.min(size - 1, Math.max(0, scale * o + offset));
     if (mode === 'nearest') {
-      low[o] = high[o] = Math.min(size - 1, roundHalfEven(c)) * stride;
+      low[o] = high[o] = Math.min(size - 1, round(c)) * stride;
       continue;
     }
     const i0 = size > 1 ? Math.min(size - 2, Math.floor(c)) : 0;
@@ -107,11 +123,11 @@ function axisTaps(length: number, size: number, scale: number, offset: number, s
   return { low, high, weight };
 }
 
-function sampleSeparable(volume: Volume, out: VoxelArray, outShape: Shape3, m: Affine, inputAxisOf: number[], mode: InterpolationMode): void {
+function sampleSeparable(volume: Volume, out: VoxelArray, outShape: Shape3, m: Affine, inputAxisOf: number[], mode: InterpolationMode, round: Rounding[]): void {
   const strides = [1, volume.shape[0], volume.shape[0] * volume.shape[1]];
   const [tx, ty, tz] = [0, 1, 2].map((t) => {
     const r = inputAxisOf[t];
-    return axisTaps(outShape[t], volume.shape[r], m[r][t], m[r][3], strides[r], mode);
+    return axisTaps(outShape[t], volume.shape[r], m[r][t], m[r][3], strides[r], mode, round[r]);
   });
   const src = volume.data;
   const [nx, ny, nz] = outShape;
@@ -150,7 +166,7 @@ function sampleSeparable(volume: Volume, out: VoxelArray, outShape: Shape3, m: A
   }
 }
 
-function sampleGeneral(volume: Volume, out: VoxelArray, outShape: Shape3, m: Affine, mode: InterpolationMode): void {
+function sampleGeneral(volume: Volume, out: VoxelArray, outShape: Shape3, m: Affine, mode: InterpolationMode, round: Rounding[]): void {
   const [sx, sy, sz] = volume.shape;
   const src = volume.data;
   const sxy = sx * sy;
@@ -163,7 +179,7 @@ function sampleGeneral(volume: Volume, out: VoxelArray, outShape: Shape3, m: Aff
         const cj = clamp(m[1][0] * x + m[1][1] * y + m[1][2] * z + m[1][3], sy);
         const ck = clamp(m[2][0] * x + m[2][1] * y + m[2][2] * z + m[2][3], sz);
         if (mode === 'nearest') {
-          out[o++] = src[roundHalfEven(ci) + sx * roundHalfEven(cj) + sxy * roundHalfEven(ck)];
+          out[o++] = src[round[0](ci) + sx * round[1](cj) + sxy * round[2](ck)];
           continue;
         }
         const i0 = sx > 1 ? Math.min(sx - 2, Math.floor(ci)) : 0;

@@ -1,0 +1,55 @@
+/**
+ * The public API of fseft. Notebooks and scripts import from here only.
+ *
+ * Layout convention: a `Volume` stores voxel (i, j, k) at data[i + nx * (j + ny * k)], shape
+ * [nx, ny, nz] in NIfTI array order, with an affine to RAS+ millimetres (see lib/io/volume.ts).
+ */
+export { Volume, valueRange, sameGrid } from './io/volume';
+export type { VoxelArray, Shape3 } from './io/volume';
+export type { Affine, Vec3 } from './io/affine';
+export {
+  affineSpacing,
+  applyAffine,
+  invertAffine,
+  multiplyAffines,
+  orientationCodes,
+  parseOrientationCodes,
+} from './io/affine';
+export { readNifti, readNiftiInfo, readNiftiWithInfo, writeNifti } from './io/nifti';
+export type { NiftiInfo, ReadNiftiOptions, WriteNiftiOptions } from './io/nifti';
+
+export { orient, rotate90, flipAxes, applyAxisTransform, orientationTransform } from './transforms/axes';
+export type { AxisTransform } from './transforms/axes';
+export { resampleToSpacing, resampleOnGrid, spacingGrid, orientedSpacingGrid } from './transforms/resample';
+export type { InterpolationMode } from './transforms/resample';
+export { CT_WINDOW, scaleIntensityRange, randShiftIntensity } from './transforms/intensity';
+export { foregroundBox, cropBox, spatialPad } from './transforms/crop';
+export type { Box } from './transforms/crop';
+export { randCropByPosNegLabel, randRotate90, randFlip } from './transforms/random';
+export type { Patch, PosNegCropOptions } from './transforms/random';
+export { gaussianSmooth } from './transforms/smooth';
+export { compose } from './transforms/compose';
+export type { Transform } from './transforms/compose';
+export { preprocessCase } from './transforms/preprocess';
+export type { PreprocessOptions, PreprocessedCase } from './transforms/preprocess';
+
+export {
+  TEMPLATE_CLASSES,
+  TEMPLATE_SIZE,
+  PAPER_ORGANS,
+  templateClass,
+  templateClassName,
+  findTemplateClass,
+  annotationVector,
+} from './data/template';
+export { openDataset, readCollection, readMsdDataset, readTotalSegmentator, readPairList, loadCase, datasetAnnotation } from './data/datasets';
+export type { Dataset, CaseEntry, LoadedCase } from './data/datasets';
+export { preprocessDatasets } from './data/batch';
+export { generatePhantom, institutionGrid, INSTITUTIONS, institutionByName } from './data/synth/phantom';
+export type { Institution, Phantom } from './data/synth/phantom';
+export { writeSynthDataset, writeSynthCollection, SYNTH_COLLECTION, SYNTH_ORGANS, SYNTHETIC_NOTICE } from './data/synth/synth-datasets';
+
+export { Rng, seedFrom } from './util/random';
+export { FseftError } from './util/errors';
+export { ProgressBar } from './util/progress';
+export { encodePngRgb } from './viz/png';
