@@ -1,0 +1,87 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { FseftError } from '../util/errors';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+
+/** Native TensorFlow bindings, tried in this order; each registers the 'tensorflow' backend. */
+const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+
+export interface BackendChoice {
+  name: BackendName;
+  /** Why this backend runs (shown in the log line). */
+  reason: string;
+}
+
+let active: Promise<BackendChoice> | undefined;
+
+/**
+ * Starts the compute backend once per process: the one asked for (option or FSEFT_BACKEND), else
+ * the first that works of tensorflow (native binding, CUDA when the GPU package is installed),
+ * wasm (SIMD/XNNPACK) and cpu. Logs one line saying which backend runs and why.
+ */
+export function initBackend(preferred?: string, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<BackendChoice> {
+  active ??= choose(preferred ?? process.env.FSEFT_BACKEND).then((choice) => {
+    log(`fseft: backend ${choice.name} (${choice.reason})`);
+    return choice;
+  });
+  return active;
+}
+
+async function choose(preferred: string | undefined): Promise<BackendChoice> {
+  // Production mode silences tfjs's console banners; the kit logs its own backend line.
+  tf.enableProdMode();
+  if (preferred !== undefined && preferred !== '' && !BACKEND_ORDER.includes(preferred as BackendName)) {
+    throw new FseftError(`unknown backend '${preferred}'; choose one of ${BACKEND_ORDER.join(', ')}`);
+  }
+  const wanted = preferred ? (preferred as BackendName) : undefined;
+  const failures: string[] = [];
+  for (const name of wanted ? [wanted] : BACKEND_ORDER) {
+    const outcome = await tryBackend(name);
+    if (outcome.ok) {
+      const why = wanted ? 'requested' : failures.length > 0 ? `fallback: ${failures.join('; ')}` : 'first available';
+      return { name, reason: outcome.detail ? `${outcome.detail}; ${why}` : why };
+    }
+    failures.push(`${name}: ${outcome.detail}`);
+  }
+  throw new FseftError(`backend '${wanted}' is not available (${failures.join('; ')})`);
+}
+
+async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: string }> {
+  if (name === 'tensorflow') {
+    const loaded = NATIVE_PACKAGES.find((pkg) => {
+      try {
+        require(pkg);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!loaded) return { ok: false, detail: `no native binding installed (npm install ${NATIVE_PACKAGES[0]} for CUDA, ${NATIVE_PACKAGES[1]} for CPU)` };
+    return (await tf.setBackend('tensorflow')) ? { ok: true, detail: loaded } : { ok: false, detail: `${loaded} failed to start` };
+  }
+  if (name === 'wasm') {
+    try {
+      require('@tensorflow/tfjs-backend-wasm');
+      if (await tf.setBackend('wasm')) return { ok: true, detail: 'WebAssembly SIMD/XNNPACK' };
+      return { ok: false, detail: 'failed to start' };
+    } catch (error) {
+      return { ok: false, detail: (error as Error).message };
+    }
+  }
+  return (await tf.setBackend('cpu')) ? { ok: true, detail: 'plain JavaScript' } : { ok: false, detail: 'failed to start' };
+}
+
+/** The backend that runs now (after `initBackend`). */
+export function currentBackend(): BackendName {
+  return tf.getBackend() as BackendName;
+}
+
+/** For tests and benchmarks: switch backend within one process. */
+export async function switchBackend(name: BackendName): Promise<void> {
+  active = undefined;
+  const outcome = await tryBackend(name);
+  if (!outcome.ok) throw new FseftError(`backend ${name} is not available: ${outcome.detail}`);
+  active = Promise.resolve({ name, reason: 'switched' });
+}

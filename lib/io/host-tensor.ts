@@ -1,0 +1,33 @@
+/** A tensor in host memory, independent of any compute backend: row-major (C order) data. */
+export interface HostTensor {
+  dtype: 'float32' | 'int32';
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Permutes the axes of a row-major tensor: output axis i is input axis `order[i]`. */
+export function transposeHost(tensor: HostTensor, order: number[]): HostTensor {
+  const rank = tensor.shape.length;
+  const shape = order.map((a) => tensor.shape[a]);
+  const inStrides = new Array<number>(rank);
+  for (let a = rank - 1, s = 1; a >= 0; a--) (inStrides[a] = s), (s *= tensor.shape[a]);
+  const stepOf = order.map((a) => inStrides[a]);
+  const out = new (tensor.data.constructor as new (n: number) => Float32Array | Int32Array)(tensor.data.length);
+  const index = new Array<number>(rank).fill(0);
+  let source = 0;
+  for (let o = 0; o < out.length; o++) {
+    out[o] = tensor.data[source];
+    for (let a = rank - 1; a >= 0; a--) {
+      index[a]++;
+      source += stepOf[a];
+      if (index[a] < shape[a]) break;
+      source -= stepOf[a] * shape[a];
+      index[a] = 0;
+    }
+  }
+  return { dtype: tensor.dtype, shape, data: out };
+}

@@ -1,0 +1,318 @@
+import * as fs from 'node:fs';
+import { FseftError } from '../util/errors';
+import { HostTensor, elementCount } from './host-tensor';
+import { Global, PickleConstructor, UnsafePickleError, unpickle } from './pickle';
+import { ZipArchive } from './zip';
+
+/** Storage classes of PyTorch and how their elements are stored. */
+const STORAGE_TYPES: Record<string, { bytes: number; read: (view: DataView, offset: number) => number; float: boolean }> = {
+  FloatStorage: { bytes: 4, read: (v, o) => v.getFloat32(o, true), float: true },
+  DoubleStorage: { bytes: 8, read: (v, o) => v.getFloat64(o, true), float: true },
+  HalfStorage: { bytes: 2, read: (v, o) => halfToFloat(v.getUint16(o, true)), float: true },
+  BFloat16Storage: { bytes: 2, read: (v, o) => bfloat16ToFloat(v.getUint16(o, true)), float: true },
+  LongStorage: { bytes: 8, read: (v, o) => Number(v.getBigInt64(o, true)), float: false },
+  IntStorage: { bytes: 4, read: (v, o) => v.getInt32(o, true), float: false },
+  ShortStorage: { bytes: 2, read: (v, o) => v.getInt16(o, true), float: false },
+  CharStorage: { bytes: 1, read: (v, o) => v.getInt8(o), float: false },
+  ByteStorage: { bytes: 1, read: (v, o) => v.getUint8(o), float: false },
+  BoolStorage: { bytes: 1, read: (v, o) => v.getUint8(o), float: false },
+};
+
+/** The storage class a persistent id names (a `torch.FloatStorage`-like global), if it is one. */
+function storageTypeOf(value: unknown): string | undefined {
+  if (!(value instanceof Global)) return undefined;
+  const name = value.qualifiedName.replace(/^torch\./, '');
+  return STORAGE_TYPES[name] ? name : undefined;
+}
+
+class Storage {
+  private decoded?: Float64Array;
+  constructor(
+    readonly type: string,
+    private readonly bytes: Uint8Array,
+  ) {}
+
+  get float(): boolean {
+    return STORAGE_TYPES[this.type].float;
+  }
+
+  values(): Float64Array {
+    if (!this.decoded) {
+      const { bytes: width, read } = STORAGE_TYPES[this.type];
+      const view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+      const count = Math.floor(this.bytes.byteLength / width);
+      this.decoded = new Float64Array(count);
+      for (let i = 0; i < count; i++) this.decoded[i] = read(view, i * width);
+    }
+    return this.decoded;
+  }
+}
+
+/** Marks a value that came out of `_rebuild_tensor_v2` (or `_rebuild_parameter`). */
+class TensorValue {
+  constructor(readonly tensor: HostTensor) {}
+}
+
+function rebuildTensor([storage, offset, size, stride]: unknown[]): TensorValue {
+  if (!(storage instanceof Storage)) throw new Error('tensor without a storage');
+  const shape = (size as number[]).map(Number);
+  const strides = (stride as number[]).map(Number);
+  const values = storage.values();
+  const count = elementCount(shape);
+  const out = storage.float ? new Float32Array(count) : new Int32Array(count);
+  const index = new Array<number>(shape.length).fill(0);
+  let source = Number(offset);
+  for (let o = 0; o < count; o++) {
+    if (source >= values.length) throw new Error('tensor reads past the end of its storage (truncated checkpoint?)');
+    out[o] = values[source];
+    for (let a = shape.length - 1; a >= 0; a--) {
+      index[a]++;
+      source += strides[a];
+      if (index[a] < shape[a]) break;
+      source -= strides[a] * shape[a];
+      index[a] = 0;
+    }
+  }
+  return new TensorValue({ dtype: storage.float ? 'float32' : 'int32', shape, data: out });
+}
+
+const asMap: PickleConstructor = (args) => new Map(Array.isArray(args[0]) ? (args[0] as Array<[unknown, unknown]>) : []);
+
+/**
+ * The allow-list: tensor rebuild functions, storages and plain containers (as weights_only=True).
+ * `rebuild` builds tensors (deferred in legacy files, whose storage bytes follow the pickle).
+ */
+function allowedGlobals(rebuild: PickleConstructor = rebuildTensor): Record<string, PickleConstructor> {
+  const globals: Record<string, PickleConstructor> = {
+    'collections.OrderedDict': asMap,
+    'builtins.dict': asMap,
+    'builtins.list': (args) => [...((args[0] as unknown[]) ?? [])],
+    'builtins.tuple': (args) => [...((args[0] as unknown[]) ?? [])],
+    'builtins.set': (args) => new Set((args[0] as unknown[]) ?? []),
+    'builtins.frozenset': (args) => new Set((args[0] as unknown[]) ?? []),
+    'torch.Size': (args) => [...((args[0] as unknown[]) ?? [])],
+    'torch._utils._rebuild_tensor_v2': rebuild,
+    'torch._utils._rebuild_tensor': rebuild,
+    'torch._utils._rebuild_parameter': (args) => args[0],
+    'torch._utils._rebuild_parameter_with_state': (args) => args[0],
+    '_codecs.encode': (args) => Uint8Array.from(Buffer.from(String(args[0]), 'latin1')),
+    'numpy.dtype': (args) => ({ numpyDtype: String(args[0]) }),
+    'numpy.core.multiarray.scalar': (args) => numpyScalar(args[0] as { numpyDtype: string }, args[1] as Uint8Array),
+    'numpy._core.multiarray.scalar': (args) => numpyScalar(args[0] as { numpyDtype: string }, args[1] as Uint8Array),
+  };
+  for (const name of Object.keys(STORAGE_TYPES)) {
+    globals[`torch.${name}`] = () => {
+      throw new UnsafePickleError(`a storage class (torch.${name}) is called instead of named`);
+    };
+  }
+  return globals;
+}
+
+function numpyScalar(dtype: { numpyDtype: string }, bytes: Uint8Array): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (dtype?.numpyDtype) {
+    case 'f8':
+      return view.getFloat64(0, true);
+    case 'f4':
+      return view.getFloat32(0, true);
+    case 'i8':
+      return Number(view.getBigInt64(0, true));
+    case 'i4':
+      return view.getInt32(0, true);
+    default:
+      throw new UnsafePickleError(`unsupported numpy scalar type ${dtype?.numpyDtype}`);
+  }
+}
+
+export interface TorchCheckpoint {
+  format: 'zip' | 'legacy';
+  /** Every tensor found, by its key as stored (wrapper key removed, prefixes kept). */
+  tensors: Map<string, HostTensor>;
+  /** The wrapper dictionary key the weights sat under ('state_dict', 'net', 'model'), if any. */
+  wrapperKey?: string;
+  /** Other top-level entries (e.g. 'epoch', 'optimizer'), by name. */
+  otherEntries: string[];
+}
+
+const WRAPPER_KEYS = ['state_dict', 'model_state_dict', 'net', 'model', 'network', 'module'];
+
+/**
+ * Reads a PyTorch checkpoint (`torch.save` zip archive, or the legacy pre-1.6 format) without
+ * executing any of it, and finds its state dict (top level or under state_dict / net / model).
+ */
+export function readTorchCheckpoint(file: string): TorchCheckpoint {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new FseftError(code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, file);
+  }
+  try {
+    const { root, format } = ZipArchive.isZip(bytes) ? readZipCheckpoint(bytes) : readLegacyCheckpoint(bytes);
+    return collectStateDict(root, format);
+  } catch (error) {
+    if (error instanceof FseftError) throw new FseftError(error.message, file);
+    if (error instanceof UnsafePickleError) throw new FseftError(`unsafe checkpoint: ${error.message}`, file);
+    throw new FseftError(`not a readable PyTorch checkpoint (${(error as Error).message})`, file);
+  }
+}
+
+function readZipCheckpoint(bytes: Buffer): { root: unknown; format: 'zip' } {
+  const archive = new ZipArchive(bytes);
+  const names = archive.names();
+  if (names.some((n) => /(^|\/)constants\.pkl$/.test(n) || /(^|\/)code\//.test(n))) {
+    throw new FseftError('this is a TorchScript archive (torch.jit.save); export the weights with torch.save(model.state_dict(), path) and import that');
+  }
+  const pickleName = names.find((n) => /(^|\/)data\.pkl$/.test(n));
+  if (!pickleName) throw new FseftError(`zip archive without data.pkl (entries: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', ...' : ''}); not a torch.save file`);
+  const prefix = pickleName.slice(0, -'data.pkl'.length);
+  const storages = new Map<string, Storage>();
+  const root = unpickle(archive.read(pickleName), {
+    globals: allowedGlobals(),
+    persistentLoad: (id) => {
+      const [kind, typeGlobal, key] = id as [string, unknown, string];
+      const type = storageTypeOf(typeGlobal);
+      if (kind !== 'storage' || !type) throw new UnsafePickleError(`unexpected persistent id ${JSON.stringify(kind)}`);
+      let storage = storages.get(key);
+      if (!storage) {
+        storage = new Storage(type, archive.read(`${prefix}data/${key}`));
+        storages.set(key, storage);
+      }
+      return storage;
+    },
+  });
+  return { root, format: 'zip' };
+}
+
+/**
+ * Legacy format: pickles of the magic number, protocol version and system info, then the data
+ * pickle (persistent ids name storages), then the list of storage keys, then each storage as
+ * an int64 element count followed by its raw bytes.
+ */
+function readLegacyCheckpoint(bytes: Buffer): { root: unknown; format: 'legacy' } {
+  if (bytes.length < 2 || bytes[0] !== 0x80) throw new FseftError('neither a torch.save zip archive nor a legacy pickle checkpoint');
+  let offset = 0;
+  const nextPickle = (options: Parameters<typeof unpickle>[1]) => {
+    const length = pickleLength(bytes, offset);
+    const value = unpickle(bytes.subarray(offset, offset + length), options);
+    offset += length;
+    return value;
+  };
+  const magic = nextPickle({ globals: {} });
+  if (typeof magic !== 'bigint' && typeof magic !== 'number') throw new FseftError('not a PyTorch checkpoint (no magic number)');
+  nextPickle({ globals: {} });
+  nextPickle({ globals: {} });
+  const byKey = new Map<string, { type: string; proxy: LegacyStorage }>();
+  const root = nextPickle({
+    globals: allowedGlobals((args) => new DeferredTensor(args)),
+    persistentLoad: (id) => {
+      const [kind, typeGlobal, key] = id as [string, unknown, string];
+      const type = storageTypeOf(typeGlobal);
+      if (kind !== 'storage' || !type) throw new UnsafePickleError('unexpected persistent id');
+      let entry = byKey.get(key);
+      if (!entry) {
+        entry = { type, proxy: new LegacyStorage(type) };
+        byKey.set(key, entry);
+      }
+      return entry.proxy;
+    },
+  });
+  const keys = nextPickle({ globals: {} }) as string[];
+  for (const key of keys) {
+    const entry = byKey.get(key);
+    if (offset + 8 > bytes.length) throw new Error('storage data truncated');
+    const count = Number(bytes.readBigInt64LE(offset));
+    offset += 8;
+    const width = STORAGE_TYPES[entry?.type ?? 'ByteStorage'].bytes;
+    if (offset + count * width > bytes.length) throw new Error('storage data truncated');
+    if (entry) entry.proxy.fill(bytes.subarray(offset, offset + count * width));
+    offset += count * width;
+  }
+  return { root: resolveLegacy(root), format: 'legacy' };
+}
+
+/** A storage whose bytes arrive after the pickle that refers to it. */
+class LegacyStorage extends Storage {
+  private filled?: Storage;
+  constructor(type: string) {
+    super(type, new Uint8Array(0));
+  }
+  fill(bytes: Uint8Array): void {
+    this.filled = new Storage(this.type, bytes);
+  }
+  override values(): Float64Array {
+    if (!this.filled) throw new Error('storage bytes missing');
+    return this.filled.values();
+  }
+}
+
+/** In legacy files tensors are rebuilt before their storages are read: rebuild them again now. */
+function resolveLegacy(value: unknown): unknown {
+  if (value instanceof DeferredTensor) return rebuildTensor(value.args);
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, resolveLegacy(v)]));
+  if (Array.isArray(value)) return value.map(resolveLegacy);
+  return value;
+}
+
+class DeferredTensor {
+  constructor(readonly args: unknown[]) {}
+}
+
+/** Length in bytes of the pickle starting at `offset`: walks the opcodes to the STOP opcode. */
+function pickleLength(bytes: Buffer, offset: number): number {
+  let pos = offset;
+  const argLength: Record<number, (p: number) => number> = {
+    0x80: () => 1, 0x95: () => 8, 0x4a: () => 4, 0x4b: () => 1, 0x4d: () => 2,
+    0x8a: (p) => 1 + bytes[p], 0x8b: (p) => 4 + bytes.readInt32LE(p), 0x47: () => 8,
+    0x55: (p) => 1 + bytes[p], 0x54: (p) => 4 + bytes.readInt32LE(p), 0x58: (p) => 4 + bytes.readUInt32LE(p),
+    0x8c: (p) => 1 + bytes[p], 0x8d: (p) => 8 + Number(bytes.readBigUInt64LE(p)), 0x42: (p) => 4 + bytes.readUInt32LE(p),
+    0x43: (p) => 1 + bytes[p], 0x8e: (p) => 8 + Number(bytes.readBigUInt64LE(p)), 0x71: () => 1, 0x72: () => 4,
+    0x68: () => 1, 0x6a: () => 4,
+  };
+  const lineOpcodes = new Set([0x49, 0x4c, 0x46, 0x70, 0x67, 0x50]);
+  while (pos < bytes.length) {
+    const opcode = bytes[pos++];
+    if (opcode === 0x2e) return pos - offset;
+    if (opcode === 0x63) {
+      pos = bytes.indexOf(0x0a, bytes.indexOf(0x0a, pos) + 1) + 1;
+    } else if (lineOpcodes.has(opcode)) {
+      pos = bytes.indexOf(0x0a, pos) + 1;
+    } else if (argLength[opcode]) {
+      pos += argLength[opcode](pos);
+    }
+    if (pos <= 0) break;
+  }
+  throw new Error('pickle data ends unexpectedly (truncated?)');
+}
+
+function collectStateDict(root: unknown, format: 'zip' | 'legacy'): TorchCheckpoint {
+  if (!(root instanceof Map)) throw new FseftError('the checkpoint holds no dictionary of weights (a whole pickled model is not supported; save model.state_dict())');
+  let dict: Map<unknown, unknown> = root;
+  let wrapperKey: string | undefined;
+  const hasTensors = (m: Map<unknown, unknown>) => [...m.values()].some((v) => v instanceof TensorValue);
+  if (!hasTensors(root)) {
+    wrapperKey = WRAPPER_KEYS.find((k) => root.get(k) instanceof Map && hasTensors(root.get(k) as Map<unknown, unknown>));
+    if (!wrapperKey) throw new FseftError(`no tensors found at the top level or under ${WRAPPER_KEYS.join('/')} (keys: ${[...root.keys()].slice(0, 8).join(', ')})`);
+    dict = root.get(wrapperKey) as Map<unknown, unknown>;
+  }
+  const tensors = new Map<string, HostTensor>();
+  for (const [key, value] of dict) if (value instanceof TensorValue && typeof key === 'string') tensors.set(key, value.tensor);
+  const otherEntries = wrapperKey ? [...root.keys()].filter((k) => k !== wrapperKey).map(String) : [];
+  return { format, tensors, wrapperKey, otherEntries };
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+function bfloat16ToFloat(b: number): number {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setUint32(0, b << 16);
+  return view.getFloat32(0);
+}

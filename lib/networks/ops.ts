@@ -1,0 +1,157 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Tensor operations of the networks, channels-last ([N, D, H, W, C] for volumes, [T, C] for
+ * tokens). Where tfjs-wasm lacks a fast kernel (Conv3D is naive, Conv2DBackpropFilter missing,
+ * 5-D slices slow) the op has a fast formulation with its own gradient; every other backend uses
+ * the native kernel through the same function.
+ */
+
+const EPS = 1e-5;
+
+/** LayerNorm over the last axis (PyTorch eps 1e-5); without gamma/beta when they are not given. */
+export function layerNorm(x: tf.Tensor, gamma?: tf.Tensor, beta?: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, EPS)));
+    if (gamma) y = tf.mul(y, gamma);
+    if (beta) y = tf.add(y, beta);
+    return y;
+  });
+}
+
+/** InstanceNorm3d without affine parameters (MONAI "instance"): per sample and channel over D, H, W. */
+export function instanceNorm(x: tf.Tensor5D): tf.Tensor5D {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, [1, 2, 3], true);
+    return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, EPS))) as tf.Tensor5D;
+  });
+}
+
+/** GELU, exact (erf) form as PyTorch's nn.GELU(). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
+}
+
+export function leakyRelu(x: tf.Tensor, slope = 0.01): tf.Tensor {
+  return tf.leakyRelu(x, slope);
+}
+
+/** x [..., in] times weight [in, out] (+ bias [out]). */
+export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor {
+  return tf.tidy(() => {
+    const shape = x.shape;
+    const flat = tf.reshape(x, [-1, shape[shape.length - 1]]) as tf.Tensor2D;
+    let y: tf.Tensor = tf.matMul(flat, weight);
+    if (bias) y = tf.add(y, bias);
+    return tf.reshape(y, [...shape.slice(0, -1), weight.shape[1]]);
+  });
+}
+
+/**
+ * Non-overlapping 2 x 2 x 2 patches as channels: [N, D, H, W, C] -> [N, D/2, H/2, W/2, 8C] with
+ * channel index ((kd * 2 + kh) * 2 + kw) * C + c. With a matmul this is a Conv3d of kernel 2,
+ * stride 2 (patch embedding).
+ */
+export function spaceToDepth2(x: tf.Tensor5D): tf.Tensor5D {
+  return tf.tidy(() => {
+    const [n, d, h, w, c] = x.shape;
+    const split = tf.reshape(x, [n * (d / 2), 2, h / 2, 2, w / 2, 2, c]);
+    const moved = tf.transpose(split, [0, 2, 4, 1, 3, 5, 6]);
+    return tf.reshape(moved, [n, d / 2, h / 2, w / 2, 8 * c]) as tf.Tensor5D;
+  });
+}
+
+/** The inverse of `spaceToDepth2`: [N, D, H, W, 8C] -> [N, 2D, 2H, 2W, C] (transposed conv, kernel 2, stride 2). */
+export function depthToSpace2(x: tf.Tensor5D): tf.Tensor5D {
+  return tf.tidy(() => {
+    const [n, d, h, w, c8] = x.shape;
+    const c = c8 / 8;
+    const split = tf.reshape(x, [n * d, h, w, 2, 2, 2, c]);
+    const moved = tf.transpose(split, [0, 3, 1, 4, 2, 5, 6]);
+    return tf.reshape(moved, [n, 2 * d, 2 * h, 2 * w, c]) as tf.Tensor5D;
+  });
+}
+
+/**
+ * Conv3d, kernel 3, stride 1, zero padding 1, no bias. x [1, D, H, W, Cin], filter
+ * [3, 3, 3, Cin, Cout]. On wasm: three conv2d over depth slices (XNNPACK), with a custom gradient
+ * made of conv2d only (wasm has no Conv2DBackpropFilter and a slow conv2dTranspose).
+ */
+export function conv3dSame(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
+  if (tf.getBackend() !== 'wasm') return tf.conv3d(x, filter, 1, 'same');
+  return depthwiseDecomposedConv3d(x, filter) as tf.Tensor5D;
+}
+
+const depthwiseDecomposedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
+  const [n, d, h, w, cin] = x.shape;
+  if (n !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${n}`);
+  const cout = filter.shape[4];
+  const value = tf.tidy(() => {
+    const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
+    const padded = tf.pad(slices, [[1, 1], [0, 0], [0, 0], [0, 0]]);
+    let sum: tf.Tensor4D | undefined;
+    for (let kd = 0; kd < 3; kd++) {
+      const kernel = tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]) as tf.Tensor4D;
+      const part = tf.conv2d(tf.slice(padded, [kd, 0, 0, 0], [d, h, w, cin]), kernel, 1, 'same');
+      sum = sum ? (tf.add(sum, part) as tf.Tensor4D) : part;
+    }
+    return tf.reshape(sum!, [1, d, h, w, cout]) as tf.Tensor5D;
+  });
+  save([x, filter]);
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
+      return tf.tidy(() => {
+        const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
+        const dyPadded = tf.pad(gradient, [[1, 1], [0, 0], [0, 0], [0, 0]]);
+        const xPadded = tf.pad(tf.reshape(sx, [d, h, w, cin]) as tf.Tensor4D, [[1, 1], [1, 1], [1, 1], [0, 0]]);
+        // dW[kd] = correlation of the kd-shifted input with dy, computed as a conv2d with the
+        // channels as batch and the depth slices as input channels.
+        const dyAsFilter = tf.transpose(gradient, [1, 2, 0, 3]) as tf.Tensor4D; // [H, W, D, Cout]
+        const filterGrads: tf.Tensor[] = [];
+        let dx: tf.Tensor4D | undefined;
+        for (let kd = 0; kd < 3; kd++) {
+          const shifted = tf.slice(xPadded, [kd, 0, 0, 0], [d, h + 2, w + 2, cin]);
+          const asBatch = tf.transpose(shifted, [3, 1, 2, 0]) as tf.Tensor4D; // [Cin, H+2, W+2, D]
+          const correlation = tf.conv2d(asBatch, dyAsFilter, 1, 'valid'); // [Cin, 3, 3, Cout]
+          filterGrads.push(tf.expandDims(tf.transpose(correlation, [1, 2, 0, 3]), 0));
+          // dx: conv2d of dy with the spatially flipped, transposed kernel (= conv2dTranspose).
+          const kernel = tf.reshape(tf.slice(sf, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]);
+          const flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+          const part = tf.conv2d(tf.slice(dyPadded, [2 - kd, 0, 0, 0], [d, h, w, cout]), flipped, 1, 'same');
+          dx = dx ? (tf.add(dx, part) as tf.Tensor4D) : part;
+        }
+        return [tf.reshape(dx!, [1, d, h, w, cin]), tf.concat(filterGrads, 0)];
+      });
+    },
+  };
+});
+
+/**
+ * Gathers rows of x [T, C] (plus one zero row at index T) by `index`, with the gradient of a
+ * permutation: each input row appears at most once in `index`, and `inverse[t]` is where row t
+ * went. Window partition (with padding and cyclic shift) and its reverse are such gathers.
+ */
+export function gatherRows(x: tf.Tensor2D, index: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
+  return permutationGather(x, index, inverse) as tf.Tensor2D;
+}
+
+const permutationGather = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, indexArg, inverseArg, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+  const value = tf.tidy(() => tf.gather(tf.concat([x, tf.zeros([1, x.shape[1]])], 0), indexArg));
+  save([inverseArg, indexArg]);
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [inverse, index] = saved;
+      return tf.tidy(() => {
+        const rows = dy as tf.Tensor2D;
+        const dx = tf.gather(tf.concat([rows, tf.zeros([1, rows.shape[1]])], 0), inverse as tf.Tensor1D);
+        return [dx, tf.zerosLike(index), tf.zerosLike(inverse)];
+      });
+    },
+  };
+});

@@ -1,0 +1,346 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { FseftError } from '../util/errors';
+import { Rng } from '../util/random';
+import { conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, spaceToDepth2 } from './ops';
+import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
+import { biasIndex, windowPlan } from './swin-windows';
+
+/** MONAI `SwinUNETR` arguments (v1 architecture). */
+export interface SwinUNETRConfig {
+  arch: 'swinunetr';
+  inChannels: number;
+  outChannels: number;
+  featureSize: number;
+  depths: number[];
+  numHeads: number[];
+  windowSize: number;
+  normName: 'instance';
+  normalize: boolean;
+  dropRate: number;
+  attnDropRate: number;
+  dropPathRate: number;
+  /** 'merging' is MONAI's default PatchMerging (the v0.9 layout); 'mergingv2' is PatchMergingV2. */
+  downsample: 'merging' | 'mergingv2';
+}
+
+export const DEFAULT_SWIN_UNETR: SwinUNETRConfig = {
+  arch: 'swinunetr',
+  inChannels: 1,
+  outChannels: 29,
+  featureSize: 48,
+  depths: [2, 2, 2, 2],
+  numHeads: [3, 6, 12, 24],
+  windowSize: 7,
+  normName: 'instance',
+  normalize: true,
+  dropRate: 0,
+  attnDropRate: 0,
+  dropPathRate: 0,
+  downsample: 'merging',
+};
+
+export function swinUnetrConfig(overrides: Partial<SwinUNETRConfig> = {}): SwinUNETRConfig {
+  const config = { ...DEFAULT_SWIN_UNETR, ...overrides };
+  if (config.featureSize % 12 !== 0) throw new FseftError(`feature size must be divisible by 12 (MONAI), got ${config.featureSize}`);
+  if (config.depths.length !== 4 || config.numHeads.length !== 4) throw new FseftError('depths and numHeads need four stages each');
+  config.numHeads.forEach((heads, stage) => {
+    if ((config.featureSize * 2 ** stage) % heads !== 0) throw new FseftError(`stage ${stage}: ${config.featureSize * 2 ** stage} channels are not divisible by ${heads} heads`);
+  });
+  return config;
+}
+
+/** Every parameter of the network with its MONAI state-dict name, in MONAI's order. */
+export function swinUnetrParameterSpecs(config: SwinUNETRConfig): ParamSpec[] {
+  const specs: ParamSpec[] = [];
+  const f = config.featureSize;
+  const w = config.windowSize;
+  const add = (name: string, torchShape: number[], kind: ParamSpec['kind'], init: ParamSpec['init'], fanIn?: number) => specs.push({ name, torchShape, kind, init, fanIn });
+  add('swinViT.patch_embed.proj.weight', [f, config.inChannels, 2, 2, 2], 'patchEmbed', 'kaimingUniform', config.inChannels * 8);
+  add('swinViT.patch_embed.proj.bias', [f], 'vector', 'convBias', config.inChannels * 8);
+  for (let stage = 0; stage < 4; stage++) {
+    const dim = f * 2 ** stage;
+    const heads = config.numHeads[stage];
+    for (let b = 0; b < config.depths[stage]; b++) {
+      const p = `swinViT.layers${stage + 1}.0.blocks.${b}.`;
+      add(`${p}norm1.weight`, [dim], 'vector', 'ones');
+      add(`${p}norm1.bias`, [dim], 'vector', 'zeros');
+      add(`${p}attn.relative_position_bias_table`, [(2 * w - 1) ** 3, heads], 'table', 'truncNormal02');
+      add(`${p}attn.qkv.weight`, [3 * dim, dim], 'linear', 'truncNormal02');
+      add(`${p}attn.qkv.bias`, [3 * dim], 'vector', 'zeros');
+      add(`${p}attn.proj.weight`, [dim, dim], 'linear', 'truncNormal02');
+      add(`${p}attn.proj.bias`, [dim], 'vector', 'zeros');
+      add(`${p}norm2.weight`, [dim], 'vector', 'ones');
+      add(`${p}norm2.bias`, [dim], 'vector', 'zeros');
+      add(`${p}mlp.linear1.weight`, [4 * dim, dim], 'linear', 'truncNormal02');
+      add(`${p}mlp.linear1.bias`, [4 * dim], 'vector', 'zeros');
+      add(`${p}mlp.linear2.weight`, [dim, 4 * dim], 'linear', 'truncNormal02');
+      add(`${p}mlp.linear2.bias`, [dim], 'vector', 'zeros');
+    }
+    const d = `swinViT.layers${stage + 1}.0.downsample.`;
+    add(`${d}reduction.weight`, [2 * dim, 8 * dim], 'linear', 'truncNormal02');
+    add(`${d}norm.weight`, [8 * dim], 'vector', 'ones');
+    add(`${d}norm.bias`, [8 * dim], 'vector', 'zeros');
+  }
+  const resBlock = (prefix: string, cin: number, cout: number) => {
+    add(`${prefix}conv1.conv.weight`, [cout, cin, 3, 3, 3], 'conv3d', 'kaimingUniform', cin * 27);
+    add(`${prefix}conv2.conv.weight`, [cout, cout, 3, 3, 3], 'conv3d', 'kaimingUniform', cout * 27);
+    if (cin !== cout) add(`${prefix}conv3.conv.weight`, [cout, cin, 1, 1, 1], 'conv1x1', 'kaimingUniform', cin);
+  };
+  resBlock('encoder1.layer.', config.inChannels, f);
+  resBlock('encoder2.layer.', f, f);
+  resBlock('encoder3.layer.', 2 * f, 2 * f);
+  resBlock('encoder4.layer.', 4 * f, 4 * f);
+  resBlock('encoder10.layer.', 16 * f, 16 * f);
+  for (const [name, cin, cout] of DECODERS(f)) {
+    add(`${name}.transp_conv.conv.weight`, [cin, cout, 2, 2, 2], 'convTranspose2', 'kaimingUniform', cout * 8);
+    resBlock(`${name}.conv_block.`, 2 * cout, cout);
+  }
+  add('out.conv.conv.weight', [config.outChannels, f, 1, 1, 1], 'conv1x1', 'kaimingUniform', f);
+  add('out.conv.conv.bias', [config.outChannels], 'vector', 'convBias', f);
+  return specs;
+}
+
+const DECODERS = (f: number): Array<[string, number, number]> => [
+  ['decoder5', 16 * f, 8 * f],
+  ['decoder4', 8 * f, 4 * f],
+  ['decoder3', 4 * f, 2 * f],
+  ['decoder2', 2 * f, f],
+  ['decoder1', f, f],
+];
+
+/** State-dict entries that MONAI stores but that are buffers, not parameters (recomputed here). */
+export function swinUnetrBufferNames(config: SwinUNETRConfig): string[] {
+  const names: string[] = [];
+  for (let stage = 0; stage < 4; stage++) for (let b = 0; b < config.depths[stage]; b++) names.push(`swinViT.layers${stage + 1}.0.blocks.${b}.attn.relative_position_index`);
+  return names;
+}
+
+export interface ForwardOptions {
+  /** Also return the five normalised Swin hidden states (channels-last). */
+  hiddenStates?: boolean;
+  /** Training mode: dropout and drop-path active (with the given generator). */
+  training?: { rng: Rng };
+}
+
+export interface SwinUNETROutput {
+  /** [1, D, H, W, outChannels] */
+  logits: tf.Tensor5D;
+  /** [1, D, H, W, featureSize]: the last decoder features (input of the output head, what adapters consume). */
+  features: tf.Tensor5D;
+  hidden?: tf.Tensor5D[];
+}
+
+/**
+ * MONAI's SwinUNETR on TensorFlow.js, channels-last: input [1, D, H, W, C] with the same spatial
+ * axis order as PyTorch's [1, C, D, H, W]. Parameters carry MONAI's state-dict names so a MONAI
+ * checkpoint maps one to one.
+ */
+export class SwinUNETR {
+  readonly specs: ParamSpec[];
+
+  constructor(
+    readonly config: SwinUNETRConfig,
+    readonly params: ParameterMap,
+  ) {
+    this.specs = swinUnetrParameterSpecs(config);
+    for (const spec of this.specs) {
+      const p = params.get(spec.name);
+      if (!p) throw new FseftError(`parameter ${spec.name} is missing`);
+      const expected = kitShape(spec);
+      if (p.shape.join() !== expected.join()) throw new FseftError(`parameter ${spec.name} has shape [${p.shape}], expected [${expected}]`);
+    }
+  }
+
+  /** A network with PyTorch's default initialisation, drawn from `seed`. */
+  static create(config: SwinUNETRConfig, seed = 0): SwinUNETR {
+    const rng = new Rng(seed);
+    const params: ParameterMap = new Map();
+    for (const spec of swinUnetrParameterSpecs(config)) {
+      const host = toKitLayout(spec, initialValue(spec, rng));
+      params.set(spec.name, tf.variable(tf.tensor(host.data, host.shape, 'float32'), true, spec.name.replace(/[^A-Za-z0-9_.]/g, '_') + `_${uniqueSuffix()}`));
+    }
+    return new SwinUNETR(config, params);
+  }
+
+  get parameterCount(): number {
+    let total = 0;
+    for (const spec of this.specs) total += spec.torchShape.reduce((a, b) => a * b, 1);
+    return total;
+  }
+
+  p(name: string): tf.Tensor {
+    const value = this.params.get(name);
+    if (!value) throw new Error(`no parameter ${name}`);
+    return value;
+  }
+
+  /** Checks the input shape: [1, D, H, W, inChannels] with D, H, W divisible by 32. */
+  checkInput(x: tf.Tensor): void {
+    if (x.rank !== 5 || x.shape[0] !== 1) throw new FseftError(`input must be [1, D, H, W, C], got [${x.shape}]`);
+    if (x.shape[4] !== this.config.inChannels) throw new FseftError(`input has ${x.shape[4]} channels, the model expects ${this.config.inChannels}`);
+    const bad = x.shape.slice(1, 4).filter((n) => n % 32 !== 0);
+    if (bad.length > 0) throw new FseftError(`input spatial size ${x.shape.slice(1, 4).join('x')} must be divisible by 32 on every axis`);
+  }
+
+  forward(x: tf.Tensor5D, options: ForwardOptions = {}): SwinUNETROutput {
+    this.checkInput(x);
+    return tf.tidy(() => {
+      const hidden = this.swinViT(x, options);
+      const enc0 = this.resBlock('encoder1.layer.', x);
+      const enc1 = this.resBlock('encoder2.layer.', hidden[0]);
+      const enc2 = this.resBlock('encoder3.layer.', hidden[1]);
+      const enc3 = this.resBlock('encoder4.layer.', hidden[2]);
+      const dec4 = this.resBlock('encoder10.layer.', hidden[4]);
+      const dec3 = this.upBlock('decoder5', dec4, hidden[3]);
+      const dec2 = this.upBlock('decoder4', dec3, enc3);
+      const dec1 = this.upBlock('decoder3', dec2, enc2);
+      const dec0 = this.upBlock('decoder2', dec1, enc1);
+      const features = this.upBlock('decoder1', dec0, enc0);
+      const logits = linear(features, this.p('out.conv.conv.weight') as tf.Tensor2D, this.p('out.conv.conv.bias') as tf.Tensor1D) as tf.Tensor5D;
+      const result: SwinUNETROutput = { logits, features };
+      if (options.hiddenStates) result.hidden = hidden;
+      return result as unknown as tf.TensorContainerObject;
+    }) as unknown as SwinUNETROutput;
+  }
+
+  /** The Swin encoder: five hidden states, layer-normalised without parameters when `normalize`. */
+  swinViT(x: tf.Tensor5D, options: ForwardOptions = {}): tf.Tensor5D[] {
+    const patches = spaceToDepth2(x);
+    let current = linear(patches, this.p('swinViT.patch_embed.proj.weight') as tf.Tensor2D, this.p('swinViT.patch_embed.proj.bias') as tf.Tensor1D) as tf.Tensor5D;
+    current = this.dropout(current, this.config.dropRate, options);
+    const outputs = [this.projOut(current)];
+    let blockIndex = 0;
+    const totalBlocks = this.config.depths.reduce((a, b) => a + b, 0);
+    for (let stage = 0; stage < 4; stage++) {
+      const [, d, h, w, c] = current.shape;
+      let tokens = tf.reshape(current, [d * h * w, c]) as tf.Tensor2D;
+      for (let b = 0; b < this.config.depths[stage]; b++, blockIndex++) {
+        const dropPath = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
+        tokens = this.swinBlock(`swinViT.layers${stage + 1}.0.blocks.${b}.`, tokens, [d, h, w], b % 2 === 1, this.config.numHeads[stage], dropPath, options);
+      }
+      current = this.patchMerging(`swinViT.layers${stage + 1}.0.downsample.`, tf.reshape(tokens, [1, d, h, w, c]) as tf.Tensor5D);
+      outputs.push(this.projOut(current));
+    }
+    return outputs;
+  }
+
+  private projOut(x: tf.Tensor5D): tf.Tensor5D {
+    return this.config.normalize ? (layerNorm(x) as tf.Tensor5D) : x;
+  }
+
+  private swinBlock(prefix: string, x: tf.Tensor2D, dims: [number, number, number], shifted: boolean, heads: number, dropPath: number, options: ForwardOptions): tf.Tensor2D {
+    const w = this.config.windowSize;
+    const half = Math.floor(w / 2);
+    const plan = windowPlan(dims, [w, w, w], shifted ? [half, half, half] : [0, 0, 0]);
+    const normed = layerNorm(x, this.p(`${prefix}norm1.weight`), this.p(`${prefix}norm1.bias`)) as tf.Tensor2D;
+    const windows = gatherRows(normed, plan.partition, plan.reverse);
+    const attended = this.windowAttention(prefix, windows, plan.windows, plan.tokens, heads, plan.mask, options);
+    const back = gatherRows(attended, plan.reverse, plan.partition);
+    let out = tf.add(x, this.dropPath(back, dropPath, options)) as tf.Tensor2D;
+    const mlpIn = layerNorm(out, this.p(`${prefix}norm2.weight`), this.p(`${prefix}norm2.bias`));
+    let hiddenMlp = gelu(linear(mlpIn, this.p(`${prefix}mlp.linear1.weight`) as tf.Tensor2D, this.p(`${prefix}mlp.linear1.bias`) as tf.Tensor1D));
+    hiddenMlp = this.dropout(hiddenMlp, this.config.dropRate, options);
+    let mlpOut = linear(hiddenMlp, this.p(`${prefix}mlp.linear2.weight`) as tf.Tensor2D, this.p(`${prefix}mlp.linear2.bias`) as tf.Tensor1D);
+    mlpOut = this.dropout(mlpOut, this.config.dropRate, options);
+    out = tf.add(out, this.dropPath(mlpOut, dropPath, options)) as tf.Tensor2D;
+    return out;
+  }
+
+  /** Multi-head self-attention within windows: rows [windows * tokens, C] in, same out. */
+  private windowAttention(prefix: string, rows: tf.Tensor2D, windows: number, tokens: number, heads: number, mask: tf.Tensor4D | undefined, options: ForwardOptions): tf.Tensor2D {
+    const c = rows.shape[1];
+    const headDim = c / heads;
+    const w = this.config.windowSize;
+    const bias = tf.reshape(
+      tf.transpose(tf.reshape(tf.gather(this.p(`${prefix}attn.relative_position_bias_table`), biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
+      [1, heads, tokens, tokens],
+    );
+    // Chunks of windows bound the size of the [windows, heads, N, N] score tensor.
+    const perChunk = Math.max(1, Math.floor(16_000_000 / (heads * tokens * tokens)));
+    const outputs: tf.Tensor[] = [];
+    for (let start = 0; start < windows; start += perChunk) {
+      const count = Math.min(perChunk, windows - start);
+      const chunk = windows <= perChunk ? rows : tf.slice(rows, [start * tokens, 0], [count * tokens, c]);
+      const qkv = linear(chunk, this.p(`${prefix}attn.qkv.weight`) as tf.Tensor2D, this.p(`${prefix}attn.qkv.bias`) as tf.Tensor1D);
+      const split = tf.reshape(tf.transpose(tf.reshape(qkv, [count, tokens, 3, heads, headDim]), [2, 0, 3, 1, 4]), [3, count * heads * tokens * headDim]);
+      const [q, k, v] = tf.unstack(split, 0).map((t) => tf.reshape(t, [count * heads, tokens, headDim]) as tf.Tensor3D);
+      let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), k, false, true), [count, heads, tokens, tokens]);
+      scores = tf.add(scores, bias);
+      if (mask) scores = tf.add(scores, start === 0 && count === windows ? mask : tf.slice(mask, [start, 0, 0, 0], [count, 1, tokens, tokens]));
+      let probabilities = tf.softmax(tf.reshape(scores, [count * heads, tokens, tokens])) as tf.Tensor3D;
+      probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
+      const mixed = tf.matMul(probabilities, v);
+      const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [count, heads, tokens, headDim]), [0, 2, 1, 3]), [count * tokens, c]);
+      outputs.push(linear(merged, this.p(`${prefix}attn.proj.weight`) as tf.Tensor2D, this.p(`${prefix}attn.proj.bias`) as tf.Tensor1D));
+    }
+    const out = outputs.length === 1 ? outputs[0] : tf.concat(outputs, 0);
+    return this.dropout(out, this.config.dropRate, options) as tf.Tensor2D;
+  }
+
+  /**
+   * MONAI PatchMerging: pad odd sizes, take the eight 2 x 2 x 2 sub-grids, LayerNorm(8C), Linear(8C -> 2C).
+   * The default 'merging' keeps MONAI's v0.9 order of sub-grids (two of them repeated).
+   */
+  private patchMerging(prefix: string, x: tf.Tensor5D): tf.Tensor5D {
+    const [, d, h, w, c] = x.shape;
+    let input = x;
+    if (d % 2 || h % 2 || w % 2) input = tf.pad(x, [[0, 0], [0, d % 2], [0, h % 2], [0, w % 2], [0, 0]]);
+    const [, dp, hp, wp] = input.shape;
+    const count = (dp / 2) * (hp / 2) * (wp / 2);
+    let stacked = tf.reshape(tf.transpose(tf.reshape(input, [dp / 2, 2, hp / 2, 2, wp / 2, 2, c]), [0, 2, 4, 1, 3, 5, 6]), [count, 8, c]) as tf.Tensor3D;
+    if (this.config.downsample === 'merging') stacked = selectSubgrids(stacked, LEGACY_MERGING_ORDER);
+    const merged = tf.reshape(stacked, [count, 8 * c]);
+    const normed = layerNorm(merged, this.p(`${prefix}norm.weight`), this.p(`${prefix}norm.bias`));
+    const reduced = linear(normed, this.p(`${prefix}reduction.weight`) as tf.Tensor2D);
+    return tf.reshape(reduced, [1, dp / 2, hp / 2, wp / 2, 2 * c]) as tf.Tensor5D;
+  }
+
+  /** MONAI UnetResBlock (instance norm, LeakyReLU 0.01, 1x1x1 projection when channels change). */
+  resBlock(prefix: string, x: tf.Tensor5D): tf.Tensor5D {
+    let out = instanceNorm(conv3dSame(x, this.p(`${prefix}conv1.conv.weight`) as tf.Tensor5D));
+    out = leakyRelu(out) as tf.Tensor5D;
+    out = instanceNorm(conv3dSame(out, this.p(`${prefix}conv2.conv.weight`) as tf.Tensor5D));
+    let residual: tf.Tensor5D = x;
+    if (this.params.has(`${prefix}conv3.conv.weight`)) residual = instanceNorm(linear(x, this.p(`${prefix}conv3.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
+    return leakyRelu(tf.add(out, residual)) as tf.Tensor5D;
+  }
+
+  /** MONAI UnetrUpBlock: transposed conv (kernel 2, stride 2), concatenation with the skip, UnetResBlock. */
+  private upBlock(name: string, x: tf.Tensor5D, skip: tf.Tensor5D): tf.Tensor5D {
+    const up = depthToSpace2(linear(x, this.p(`${name}.transp_conv.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
+    return this.resBlock(`${name}.conv_block.`, tf.concat([up, skip], 4) as tf.Tensor5D);
+  }
+
+  private dropout<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {
+    if (!options.training || rate <= 0) return x;
+    return tf.dropout(x, rate, undefined, options.training.rng.nextUint32()) as T;
+  }
+
+  /** Stochastic depth for batch 1: the whole branch is dropped or scaled by 1 / keep. */
+  private dropPath<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {
+    if (!options.training || rate <= 0) return x;
+    return (options.training.rng.next() < rate ? tf.zerosLike(x) : tf.div(x, 1 - rate)) as T;
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+  }
+}
+
+/** Sub-grid order of MONAI's PatchMerging as (d, h, w) offsets flattened d * 4 + h * 2 + w: x0..x7. */
+const LEGACY_MERGING_ORDER = [0, 4, 2, 1, 5, 2, 1, 7];
+
+/** out[:, j, :] = x[:, order[j], :] as a tiny matmul, so gradients need no scatter kernel. */
+function selectSubgrids(x: tf.Tensor3D, order: number[]): tf.Tensor3D {
+  const [count, eight, c] = x.shape;
+  const selection = new Float32Array(eight * eight);
+  order.forEach((source, target) => (selection[source * eight + target] = 1));
+  const moved = tf.reshape(tf.transpose(x, [0, 2, 1]), [count * c, eight]);
+  const picked = tf.matMul(moved, tf.tensor2d(selection, [eight, eight]));
+  return tf.transpose(tf.reshape(picked, [count, c, eight]), [0, 2, 1]) as tf.Tensor3D;
+}
+
+let suffix = 0;
+function uniqueSuffix(): number {
+  return suffix++;
+}
