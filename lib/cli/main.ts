@@ -2,6 +2,8 @@
 import { FseftError } from '../util/errors';
 import { Options, parseArgs } from './args';
 import { DEMO_HELP, demoCommand } from './commands/demo';
+import { FORWARD_HELP, forwardCommand } from './commands/forward';
+import { IMPORT_TORCH_HELP, importTorchCommand } from './commands/import-torch';
 import { INFO_HELP, infoCommand } from './commands/info';
 import { PREPROCESS_HELP, preprocessCommand } from './commands/preprocess';
 import { SYNTH_HELP, synthCommand } from './commands/synth';
@@ -10,6 +12,8 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   info: { run: infoCommand, help: INFO_HELP, flags: ['json'] },
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP, flags: ['crop'] },
   synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
+  'import-torch': { run: importTorchCommand, help: IMPORT_TORCH_HELP, flags: ['strict', 'normalize'] },
+  forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
   demo: { run: demoCommand, help: DEMO_HELP, flags: [] },
 };
 

@@ -31,3 +31,20 @@ export function transposeHost(tensor: HostTensor, order: number[]): HostTensor {
   }
   return { dtype: tensor.dtype, shape, data: out };
 }
+
+/** IEEE 754 half precision (binary16) bits to a number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+const bfloatView = new DataView(new ArrayBuffer(4));
+/** bfloat16 bits (the top half of a float32) to a number. */
+export function bfloat16ToFloat(b: number): number {
+  bfloatView.setUint32(0, b << 16);
+  return bfloatView.getFloat32(0);
+}

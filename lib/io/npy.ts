@@ -1,14 +1,14 @@
 import * as fs from 'node:fs';
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
-import { HostTensor, elementCount, transposeHost } from './host-tensor';
+import { HostTensor, elementCount, halfToFloat, transposeHost } from './host-tensor';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 
 const DESCRIPTORS: Record<string, { bytes: number; read: (v: DataView, o: number) => number; float: boolean }> = {
   '<f4': { bytes: 4, read: (v, o) => v.getFloat32(o, true), float: true },
   '<f8': { bytes: 8, read: (v, o) => v.getFloat64(o, true), float: true },
-  '<f2': { bytes: 2, read: (v, o) => { const h = v.getUint16(o, true); const e = (h >> 10) & 31, f = h & 1023, s = h & 0x8000 ? -1 : 1; return e === 0 ? s * 2 ** -14 * (f / 1024) : e === 31 ? (f ? NaN : s * Infinity) : s * 2 ** (e - 15) * (1 + f / 1024); }, float: true },
+  '<f2': { bytes: 2, read: (v, o) => halfToFloat(v.getUint16(o, true)), float: true },
   '<i8': { bytes: 8, read: (v, o) => Number(v.getBigInt64(o, true)), float: false },
   '<i4': { bytes: 4, read: (v, o) => v.getInt32(o, true), float: false },
   '<i2': { bytes: 2, read: (v, o) => v.getInt16(o, true), float: false },

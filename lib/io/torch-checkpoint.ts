@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { FseftError } from '../util/errors';
-import { HostTensor, elementCount } from './host-tensor';
+import { HostTensor, bfloat16ToFloat, elementCount, halfToFloat } from './host-tensor';
 import { Global, PickleConstructor, UnsafePickleError, unpickle } from './pickle';
 import { ZipArchive } from './zip';
 
@@ -300,19 +300,4 @@ function collectStateDict(root: unknown, format: 'zip' | 'legacy'): TorchCheckpo
   for (const [key, value] of dict) if (value instanceof TensorValue && typeof key === 'string') tensors.set(key, value.tensor);
   const otherEntries = wrapperKey ? [...root.keys()].filter((k) => k !== wrapperKey).map(String) : [];
   return { format, tensors, wrapperKey, otherEntries };
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
-}
-
-function bfloat16ToFloat(b: number): number {
-  const view = new DataView(new ArrayBuffer(4));
-  view.setUint32(0, b << 16);
-  return view.getFloat32(0);
 }

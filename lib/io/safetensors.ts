@@ -1,0 +1,95 @@
+import * as fs from 'node:fs';
+import { FseftError } from '../util/errors';
+import { writeFileAtomic } from '../util/atomic-write';
+import { HostTensor, bfloat16ToFloat, elementCount, halfToFloat } from './host-tensor';
+
+/** A tensor to store: float32 data, or integer data stored as I64 (PyTorch index buffers). */
+export interface NamedTensor {
+  name: string;
+  tensor: HostTensor;
+  /** Store as 64-bit integers (e.g. relative_position_index, a LongTensor in PyTorch). */
+  int64?: boolean;
+}
+
+/**
+ * Writes tensors in the safetensors format (8-byte header length, JSON header, raw little-endian
+ * data), readable by Python's `safetensors.torch.load_file`.
+ */
+export async function writeSafetensors(file: string, tensors: NamedTensor[], metadata: Record<string, string> = {}): Promise<void> {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  const parts: Buffer[] = [];
+  for (const { name, tensor, int64 } of tensors) {
+    let bytes: Buffer;
+    if (int64) {
+      bytes = Buffer.alloc(tensor.data.length * 8);
+      tensor.data.forEach((v, i) => bytes.writeBigInt64LE(BigInt(Math.round(v)), i * 8));
+    } else if (tensor.dtype === 'float32') {
+      bytes = Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+    } else {
+      bytes = Buffer.from(Int32Array.from(tensor.data).buffer);
+    }
+    header[name] = { dtype: int64 ? 'I64' : tensor.dtype === 'float32' ? 'F32' : 'I32', shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  await writeFileAtomic(file, Buffer.concat([prefix, Buffer.from(json), ...parts]));
+}
+
+export interface SafetensorsContents {
+  tensors: Map<string, HostTensor>;
+  metadata: Record<string, string>;
+}
+
+/** Reads a safetensors file (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL) into host tensors. */
+export function readSafetensors(file: string): SafetensorsContents {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new FseftError(code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, file);
+  }
+  if (bytes.length < 8) throw new FseftError('not a safetensors file (too short)', file);
+  const length = Number(bytes.readBigUInt64LE(0));
+  if (length <= 0 || 8 + length > bytes.length) throw new FseftError('not a safetensors file (bad header length)', file);
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  try {
+    header = JSON.parse(bytes.toString('utf8', 8, 8 + length));
+  } catch {
+    throw new FseftError('not a safetensors file (header is not JSON)', file);
+  }
+  const data = bytes.subarray(8 + length);
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const { dtype, shape, data_offsets: [start, end] } = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    if (end > data.length) throw new FseftError(`tensor ${name} runs past the end of the file (truncated?)`, file);
+    const view = new DataView(data.buffer, data.byteOffset + start, end - start);
+    const count = elementCount(shape);
+    const reader = READERS[dtype];
+    if (!reader) throw new FseftError(`tensor ${name} has unsupported dtype ${dtype}`, file);
+    if (reader.bytes * count !== end - start) throw new FseftError(`tensor ${name}: ${end - start} bytes for ${count} ${dtype} values`, file);
+    const out = reader.float ? new Float32Array(count) : new Int32Array(count);
+    for (let i = 0; i < count; i++) out[i] = reader.read(view, i * reader.bytes);
+    tensors.set(name, { dtype: reader.float ? 'float32' : 'int32', shape, data: out });
+  }
+  return { tensors, metadata: (header.__metadata__ as Record<string, string>) ?? {} };
+}
+
+const READERS: Record<string, { bytes: number; float: boolean; read: (v: DataView, o: number) => number }> = {
+  F32: { bytes: 4, float: true, read: (v, o) => v.getFloat32(o, true) },
+  F64: { bytes: 8, float: true, read: (v, o) => v.getFloat64(o, true) },
+  F16: { bytes: 2, float: true, read: (v, o) => halfToFloat(v.getUint16(o, true)) },
+  BF16: { bytes: 2, float: true, read: (v, o) => bfloat16ToFloat(v.getUint16(o, true)) },
+  I64: { bytes: 8, float: false, read: (v, o) => Number(v.getBigInt64(o, true)) },
+  I32: { bytes: 4, float: false, read: (v, o) => v.getInt32(o, true) },
+  I16: { bytes: 2, float: false, read: (v, o) => v.getInt16(o, true) },
+  I8: { bytes: 1, float: false, read: (v, o) => v.getInt8(o) },
+  U8: { bytes: 1, float: false, read: (v, o) => v.getUint8(o) },
+  BOOL: { bytes: 1, float: false, read: (v, o) => v.getUint8(o) },
+};

@@ -1,0 +1,120 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HostTensor } from '../io/host-tensor';
+import { NamedTensor, readSafetensors, writeSafetensors } from '../io/safetensors';
+import { ensureWritableDirectory, writeFileAtomic } from '../util/atomic-write';
+import { FseftError } from '../util/errors';
+import { ParameterMap, initialValue, kitShape, toKitLayout, toTorchLayout } from './parameters';
+import { Rng } from '../util/random';
+import { SwinUNETR, SwinUNETRConfig, swinUnetrBufferNames, swinUnetrConfig, swinUnetrParameterSpecs } from './swin-unetr';
+import { relativePositionIndex } from './swin-windows';
+
+/** Where a model's weights came from: kept in the model directory next to them. */
+export interface ModelProvenance {
+  createdAt: string;
+  /** 'import-torch', 'init', 'pretrain', ... */
+  origin: string;
+  source?: string;
+  sourceFormat?: string;
+  wrapperKey?: string;
+  loadedKeys?: number;
+  renamedKeys?: Array<[string, string]>;
+  missingKeys?: string[];
+  unexpectedKeys?: string[];
+  encoderOnly?: boolean;
+  seed?: number;
+  notes?: string[];
+}
+
+/** `config.json` of a model directory. */
+export interface ModelManifest {
+  format: 'fseft-model';
+  version: 1;
+  arch: 'swinunetr';
+  config: SwinUNETRConfig;
+  parameters: number;
+  weights: string;
+  /** Layout of the weights file: PyTorch's, under MONAI's state-dict names. */
+  layout: 'pytorch-state-dict';
+  provenance: ModelProvenance;
+}
+
+const WEIGHTS = 'weights.safetensors';
+const MANIFEST = 'config.json';
+
+/**
+ * Builds a network from a state dict in PyTorch layout; entries absent from `tensors` are drawn
+ * from PyTorch's default initialisation with `seed`.
+ */
+export function modelFromStateDict(config: SwinUNETRConfig, tensors: Map<string, HostTensor>, seed = 0): SwinUNETR {
+  const rng = new Rng(seed);
+  const params: ParameterMap = new Map();
+  try {
+    for (const spec of swinUnetrParameterSpecs(config)) {
+      const fresh = initialValue(spec, rng);
+      const given = tensors.get(spec.name);
+      if (given && given.shape.join() !== spec.torchShape.join()) {
+        throw new FseftError(`tensor ${spec.name} has shape [${given.shape}], the model expects [${spec.torchShape}]`);
+      }
+      const source = given ? { ...given, dtype: 'float32' as const, data: Float32Array.from(given.data) } : fresh;
+      const kit = toKitLayout(spec, source);
+      params.set(spec.name, tf.variable(tf.tensor(kit.data, kitShape(spec), 'float32')));
+    }
+  } catch (error) {
+    for (const v of params.values()) v.dispose();
+    throw error;
+  }
+  return new SwinUNETR(config, params);
+}
+
+/** The network's weights as a PyTorch-layout state dict (with MONAI's index buffers). */
+export async function stateDictOf(model: SwinUNETR): Promise<NamedTensor[]> {
+  const out: NamedTensor[] = [];
+  for (const spec of model.specs) {
+    const value = model.params.get(spec.name)!;
+    const kit: HostTensor = { dtype: 'float32', shape: value.shape, data: (await value.data()) as Float32Array };
+    out.push({ name: spec.name, tensor: toTorchLayout(spec, kit) });
+  }
+  const w = model.config.windowSize;
+  const index = relativePositionIndex([w, w, w]);
+  const n = w ** 3;
+  for (const name of swinUnetrBufferNames(model.config)) out.push({ name, tensor: { dtype: 'int32', shape: [n, n], data: index }, int64: true });
+  return out;
+}
+
+/** Writes a model directory: config.json (architecture, provenance) and weights.safetensors. */
+export async function saveModel(model: SwinUNETR, dir: string, provenance: ModelProvenance): Promise<ModelManifest> {
+  await ensureWritableDirectory(dir);
+  const manifest: ModelManifest = {
+    format: 'fseft-model',
+    version: 1,
+    arch: 'swinunetr',
+    config: model.config,
+    parameters: model.parameterCount,
+    weights: WEIGHTS,
+    layout: 'pytorch-state-dict',
+    provenance,
+  };
+  await writeSafetensors(path.join(dir, WEIGHTS), await stateDictOf(model), { format: 'pt', producer: 'fseft', arch: 'swinunetr' });
+  await writeFileAtomic(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
+  return manifest;
+}
+
+/** Reads a model directory written by `saveModel` (or by `fseft import-torch`). */
+export function loadModel(dir: string): { model: SwinUNETR; manifest: ModelManifest } {
+  const manifestFile = path.join(dir, MANIFEST);
+  if (!fs.existsSync(manifestFile)) throw new FseftError(`not a model directory (no ${MANIFEST})`, dir);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as ModelManifest;
+  } catch (error) {
+    throw new FseftError(`invalid JSON (${(error as Error).message})`, manifestFile);
+  }
+  if (manifest.format !== 'fseft-model' || manifest.arch !== 'swinunetr') throw new FseftError(`unsupported model (format ${manifest.format}, arch ${manifest.arch})`, manifestFile);
+  const config = swinUnetrConfig(manifest.config);
+  const { tensors } = readSafetensors(path.join(dir, manifest.weights ?? WEIGHTS));
+  const missing = swinUnetrParameterSpecs(config).filter((s) => !tensors.has(s.name)).map((s) => s.name);
+  if (missing.length > 0) throw new FseftError(`weights lack ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`, path.join(dir, WEIGHTS));
+  return { model: modelFromStateDict(config, tensors), manifest };
+}

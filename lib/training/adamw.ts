@@ -1,0 +1,62 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface AdamWOptions {
+  learningRate: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  /** Decoupled weight decay (PyTorch AdamW default 0.01). */
+  weightDecay?: number;
+}
+
+/**
+ * AdamW (Loshchilov & Hutter) exactly as PyTorch's torch.optim.AdamW: decoupled weight decay
+ * p <- p - lr * wd * p, then the bias-corrected Adam step. The learning rate may change between
+ * steps (schedules).
+ */
+export class AdamW {
+  private step = 0;
+  private readonly moments = new Map<tf.Variable, { m: tf.Variable; v: tf.Variable }>();
+  learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  readonly weightDecay: number;
+
+  constructor(options: AdamWOptions) {
+    this.learningRate = options.learningRate;
+    this.beta1 = options.beta1 ?? 0.9;
+    this.beta2 = options.beta2 ?? 0.999;
+    this.epsilon = options.epsilon ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0.01;
+  }
+
+  /** Applies one update; `gradients` maps each trained variable to its gradient (disposed here). */
+  apply(gradients: Map<tf.Variable, tf.Tensor>): void {
+    this.step++;
+    const correction1 = 1 - this.beta1 ** this.step;
+    const correction2 = 1 - this.beta2 ** this.step;
+    const lr = this.learningRate;
+    for (const [variable, gradient] of gradients) {
+      let state = this.moments.get(variable);
+      if (!state) {
+        state = { m: tf.variable(tf.zerosLike(variable), false), v: tf.variable(tf.zerosLike(variable), false) };
+        this.moments.set(variable, state);
+      }
+      const { m, v } = state;
+      tf.tidy(() => {
+        m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(gradient, 1 - this.beta1)));
+        v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(gradient), 1 - this.beta2)));
+        const decayed = this.weightDecay > 0 ? tf.mul(variable, 1 - lr * this.weightDecay) : variable;
+        const update = tf.div(tf.div(m, correction1), tf.add(tf.sqrt(tf.div(v, correction2)), this.epsilon));
+        variable.assign(tf.sub(decayed, tf.mul(update, lr)));
+      });
+      gradient.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const { m, v } of this.moments.values()) tf.dispose([m, v]);
+    this.moments.clear();
+  }
+}
