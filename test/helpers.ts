@@ -51,3 +51,9 @@ export function assertAffineClose(actual: Affine, expected: Affine, tolerance = 
     }
   }
 }
+
+/** The MONAI SwinUNETR parity fixture (shared folder only). */
+export const FIXTURE_DIR = path.resolve(REPO_ROOT, '..', 'shared', 'fixtures', 'swinunetr-monai');
+export const FIXTURE_SKIP = fs.existsSync(path.join(FIXTURE_DIR, 'swinunetr_f12_r64.pt'))
+  ? false
+  : `skipped: ${FIXTURE_DIR} is absent (the MONAI parity fixture ships only with the team's shared folder)`;

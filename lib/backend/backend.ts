@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+// tfjs-core alone registers no gradients; training needs them on every backend.
+import '@tensorflow/tfjs';
 import { FseftError } from '../util/errors';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs';
 
 /**
  * Tensor operations of the networks, channels-last ([N, D, H, W, C] for volumes, [T, C] for
@@ -152,6 +153,27 @@ const permutationGather = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
         const dx = tf.gather(tf.concat([rows, tf.zeros([1, rows.shape[1]])], 0), inverse as tf.Tensor1D);
         return [dx, tf.zerosLike(index), tf.zerosLike(inverse)];
       });
+    },
+  };
+});
+
+/**
+ * table[index] for a [rows, C] table, with a gradient that sums repeated rows through scatterND
+ * (tfjs's own gather gradient needs UnsortedSegmentSum, which the wasm backend lacks). Used for
+ * the relative position bias tables.
+ */
+export function lookupRows(table: tf.Tensor2D, index: tf.Tensor1D): tf.Tensor2D {
+  return tableLookup(table, index) as tf.Tensor2D;
+}
+
+const tableLookup = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [table, index, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+  save([index]);
+  return {
+    value: tf.gather(table, index),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [savedIndex] = saved;
+      return tf.tidy(() => [tf.scatterND(tf.expandDims(savedIndex, 1), dy, table.shape), tf.zerosLike(savedIndex)]);
     },
   };
 });

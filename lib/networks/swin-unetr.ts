@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, spaceToDepth2 } from './ops';
+import { conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { biasIndex, windowPlan } from './swin-windows';
 
@@ -252,7 +252,7 @@ export class SwinUNETR {
     const headDim = c / heads;
     const w = this.config.windowSize;
     const bias = tf.reshape(
-      tf.transpose(tf.reshape(tf.gather(this.p(`${prefix}attn.relative_position_bias_table`), biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
+      tf.transpose(tf.reshape(lookupRows(this.p(`${prefix}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
       [1, heads, tokens, tokens],
     );
     // Chunks of windows bound the size of the [windows, heads, N, N] score tensor.
@@ -287,9 +287,7 @@ export class SwinUNETR {
     if (d % 2 || h % 2 || w % 2) input = tf.pad(x, [[0, 0], [0, d % 2], [0, h % 2], [0, w % 2], [0, 0]]);
     const [, dp, hp, wp] = input.shape;
     const count = (dp / 2) * (hp / 2) * (wp / 2);
-    let stacked = tf.reshape(tf.transpose(tf.reshape(input, [dp / 2, 2, hp / 2, 2, wp / 2, 2, c]), [0, 2, 4, 1, 3, 5, 6]), [count, 8, c]) as tf.Tensor3D;
-    if (this.config.downsample === 'merging') stacked = selectSubgrids(stacked, LEGACY_MERGING_ORDER);
-    const merged = tf.reshape(stacked, [count, 8 * c]);
+    const merged = tf.reshape(stackSubgrids(input, this.config.downsample), [count, 8 * c]);
     const normed = layerNorm(merged, this.p(`${prefix}norm.weight`), this.p(`${prefix}norm.bias`));
     const reduced = linear(normed, this.p(`${prefix}reduction.weight`) as tf.Tensor2D);
     return tf.reshape(reduced, [1, dp / 2, hp / 2, wp / 2, 2 * c]) as tf.Tensor5D;
@@ -329,6 +327,20 @@ export class SwinUNETR {
 
 /** Sub-grid order of MONAI's PatchMerging as (d, h, w) offsets flattened d * 4 + h * 2 + w: x0..x7. */
 const LEGACY_MERGING_ORDER = [0, 4, 2, 1, 5, 2, 1, 7];
+
+/**
+ * The eight 2 x 2 x 2 sub-grids x[:, i::2, j::2, k::2] of an even-sized [1, D, H, W, C] volume as
+ * [D/2 * H/2 * W/2, 8, C], in MONAI's order: itertools.product order for 'mergingv2', the v0.9
+ * order (x0, x1, x2, x3, x4, x2, x3, x7 by offsets) for 'merging'.
+ */
+export function stackSubgrids(x: tf.Tensor5D, mode: SwinUNETRConfig['downsample']): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [, d, h, w, c] = x.shape;
+    const count = (d / 2) * (h / 2) * (w / 2);
+    const stacked = tf.reshape(tf.transpose(tf.reshape(x, [d / 2, 2, h / 2, 2, w / 2, 2, c]), [0, 2, 4, 1, 3, 5, 6]), [count, 8, c]) as tf.Tensor3D;
+    return mode === 'merging' ? selectSubgrids(stacked, LEGACY_MERGING_ORDER) : stacked;
+  });
+}
 
 /** out[:, j, :] = x[:, order[j], :] as a tiny matmul, so gradients need no scatter kernel. */
 function selectSubgrids(x: tf.Tensor3D, order: number[]): tf.Tensor3D {

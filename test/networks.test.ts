@@ -1,0 +1,235 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { HostTensor } from '../lib/io/host-tensor';
+import { conv3dSame, depthToSpace2, gatherRows, instanceNorm, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
+import { ParamSpec, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
+import { SwinUNETR, stackSubgrids, swinUnetrConfig, swinUnetrParameterSpecs } from '../lib/networks/swin-unetr';
+import { biasIndex, effectiveWindow, relativePositionIndex, windowPlan } from '../lib/networks/swin-windows';
+import { AdamW } from '../lib/training/adamw';
+import { Rng } from '../lib/util/random';
+
+const random = (shape: number[], seed: number) => {
+  const rng = new Rng(seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
+};
+const maxDiff = async (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).data().then((v) => v[0]);
+
+test('parameter counts equal MONAI SwinUNETR (62,188,031 at F=48/29 outputs; 62,187,296 with 14; fixture 4,078,077)', () => {
+  const count = (f: number, out: number) => swinUnetrParameterSpecs(swinUnetrConfig({ featureSize: f, outChannels: out })).reduce((s, p) => s + p.torchShape.reduce((a, b) => a * b, 1), 0);
+  assert.equal(count(48, 29), 62_188_031);
+  assert.equal(count(48, 14), 62_187_296);
+  assert.equal(count(12, 3), 4_078_077);
+});
+
+test('layout conversion from PyTorch and back is the identity for every parameter kind', () => {
+  for (const spec of swinUnetrParameterSpecs(swinUnetrConfig({ featureSize: 12, outChannels: 3 })).filter((_, i) => i % 7 === 0)) {
+    const n = spec.torchShape.reduce((a, b) => a * b, 1);
+    const torch: HostTensor = { dtype: 'float32', shape: spec.torchShape, data: Float32Array.from({ length: n }, (_, i) => i) };
+    const back = toTorchLayout(spec, toKitLayout(spec, torch));
+    assert.deepEqual(back.shape, spec.torchShape, spec.name);
+    assert.deepEqual(Array.from(back.data), Array.from(torch.data), spec.name);
+  }
+});
+
+test('patch embedding (space-to-depth + matmul) equals Conv3d kernel 2 stride 2', async () => {
+  await switchBackend('cpu');
+  const torchWeight: HostTensor = { dtype: 'float32', shape: [5, 2, 2, 2, 2], data: (await random([5, 2, 2, 2, 2], 1).data()) as Float32Array };
+  const spec = (kind: ParamSpec['kind']): ParamSpec => ({ name: 'w', torchShape: [5, 2, 2, 2, 2], kind, init: 'zeros' });
+  const asMatmul = toKitLayout(spec('patchEmbed'), torchWeight);
+  const asConv = toKitLayout(spec('conv3d'), torchWeight);
+  const x = random([1, 4, 6, 8, 2], 2) as tf.Tensor5D;
+  const viaMatmul = linear(spaceToDepth2(x), tf.tensor2d(asMatmul.data, asMatmul.shape as [number, number]));
+  const viaConv = tf.conv3d(x, tf.tensor5d(asConv.data, asConv.shape as [number, number, number, number, number]), 2, 'valid');
+  assert.ok((await maxDiff(viaMatmul, viaConv)) < 1e-5);
+});
+
+test('transposed conv kernel 2 stride 2 (matmul + depth-to-space) equals ConvTranspose3d', async () => {
+  await switchBackend('cpu');
+  const torchWeight: HostTensor = { dtype: 'float32', shape: [6, 3, 2, 2, 2], data: (await random([6, 3, 2, 2, 2], 3).data()) as Float32Array };
+  const kit = toKitLayout({ name: 'w', torchShape: [6, 3, 2, 2, 2], kind: 'convTranspose2', init: 'zeros' }, torchWeight);
+  const x = random([1, 2, 3, 4, 6], 4) as tf.Tensor5D;
+  const ours = depthToSpace2(linear(x, tf.tensor2d(kit.data, kit.shape as [number, number])) as tf.Tensor5D);
+  const filter = tf.transpose(tf.tensor5d(torchWeight.data, [6, 3, 2, 2, 2]), [2, 3, 4, 1, 0]) as tf.Tensor5D; // [kd, kh, kw, out, in]
+  const reference = tf.conv3dTranspose(x, filter, [1, 4, 6, 8, 3], 2, 'valid');
+  assert.ok((await maxDiff(ours, reference)) < 1e-5);
+});
+
+test('conv3dSame on wasm (conv2d decomposition) equals native Conv3d, values and gradients', async () => {
+  const x = await random([1, 5, 6, 4, 3], 5).data();
+  const w = await random([3, 3, 3, 3, 4], 6).data();
+  const r = await random([1, 5, 6, 4, 4], 7).data();
+  const run = async () => {
+    const xs = tf.tensor5d(x as Float32Array, [1, 5, 6, 4, 3]);
+    const ws = tf.tensor5d(w as Float32Array, [3, 3, 3, 3, 4]);
+    const rs = tf.tensor5d(r as Float32Array, [1, 5, 6, 4, 4]);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv3dSame(a as tf.Tensor5D, b as tf.Tensor5D), rs));
+    const [gx, gw] = tf.grads(f)([xs, ws]);
+    return { y: await conv3dSame(xs, ws).data(), gx: await gx.data(), gw: await gw.data() };
+  };
+  await switchBackend('cpu');
+  const reference = await run();
+  await switchBackend('wasm');
+  const fast = await run();
+  for (const key of ['y', 'gx', 'gw'] as const) {
+    let worst = 0;
+    for (let i = 0; i < reference[key].length; i++) worst = Math.max(worst, Math.abs(reference[key][i] - fast[key][i]));
+    assert.ok(worst < 1e-3, `${key}: max difference ${worst}`);
+  }
+});
+
+test('conv3dSame gradient matches finite differences (wasm custom gradient)', async () => {
+  await switchBackend('wasm');
+  const x = random([1, 3, 4, 3, 2], 8) as tf.Tensor5D;
+  const w = random([3, 3, 3, 2, 2], 9) as tf.Tensor5D;
+  const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(conv3dSame(a as tf.Tensor5D, b as tf.Tensor5D)));
+  const [, gw] = tf.grads(loss)([x, w]);
+  const analytic = await gw.data();
+  const base = await w.data();
+  const eps = 1e-2;
+  for (const index of [0, 17, 33, 50, 71, 107]) {
+    const plus = Float32Array.from(base);
+    const minus = Float32Array.from(base);
+    plus[index] += eps;
+    minus[index] -= eps;
+    const lp = (await loss(x, tf.tensor5d(plus, w.shape)).data())[0];
+    const lm = (await loss(x, tf.tensor5d(minus, w.shape)).data())[0];
+    const numeric = (lp - lm) / (2 * eps);
+    assert.ok(Math.abs(numeric - analytic[index]) <= 2e-2 * Math.max(1, Math.abs(numeric)), `dW[${index}]: numeric ${numeric} vs analytic ${analytic[index]}`);
+  }
+});
+
+/** MONAI's pad -> roll(-shift) -> window_partition, written out directly on a small grid. */
+function referencePartition(dims: number[], window: number[], shift: number[]): number[] {
+  const padded = dims.map((d, a) => Math.ceil(d / window[a]) * window[a]);
+  const rows: number[] = [];
+  for (let wd = 0; wd < padded[0] / window[0]; wd++)
+    for (let wh = 0; wh < padded[1] / window[1]; wh++)
+      for (let ww = 0; ww < padded[2] / window[2]; ww++)
+        for (let i = 0; i < window[0]; i++)
+          for (let j = 0; j < window[1]; j++)
+            for (let k = 0; k < window[2]; k++) {
+              const q = [wd * window[0] + i, wh * window[1] + j, ww * window[2] + k].map((p, a) => (p + shift[a]) % padded[a]);
+              rows.push(q.every((v, a) => v < dims[a]) ? (q[0] * dims[1] + q[1]) * dims[2] + q[2] : -1);
+            }
+  return rows;
+}
+
+test('window partition with padding and cyclic shift, and its reverse, as MONAI', async () => {
+  await switchBackend('cpu');
+  const dims: [number, number, number] = [5, 4, 3];
+  const plan = windowPlan(dims, [2, 2, 2], [1, 1, 1]);
+  const tokens = tf.tensor2d(Float32Array.from({ length: 60 }, (_, i) => i + 1), [60, 1]);
+  const windows = await gatherRows(tokens, plan.partition, plan.reverse).data();
+  const expected = referencePartition(dims, [2, 2, 2], [1, 1, 1]).map((t) => t + 1); // padding reads 0
+  assert.deepEqual(Array.from(windows), expected);
+  const back = await gatherRows(gatherRows(tokens, plan.partition, plan.reverse), plan.reverse, plan.partition).data();
+  assert.deepEqual(Array.from(back), Array.from({ length: 60 }, (_, i) => i + 1));
+  const [g] = tf.grads((t: tf.Tensor) => tf.sum(tf.mul(gatherRows(t as tf.Tensor2D, plan.partition, plan.reverse), 2)))([tokens]);
+  assert.ok((await g.data()).every((v) => v === 2), 'each token appears exactly once in the windows');
+});
+
+test('bias table lookup: gradients of repeated rows are summed, on wasm as on cpu', async () => {
+  const run = async () => {
+    const table = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+    const index = tf.tensor1d([2, 0, 2, 2], 'int32');
+    const weights = tf.tensor2d([1, 10, 100, 1000, 1, 1, 2, 2], [4, 2]);
+    const [g] = tf.grads((t: tf.Tensor) => tf.sum(tf.mul(lookupRows(t as tf.Tensor2D, index), weights)))([table]);
+    return { value: Array.from(await lookupRows(table, index).data()), grad: Array.from(await g.data()) };
+  };
+  await switchBackend('wasm');
+  const wasm = await run();
+  assert.deepEqual(wasm.value, [5, 6, 1, 2, 5, 6, 5, 6]);
+  assert.deepEqual(wasm.grad, [100, 1000, 0, 0, 4, 13]);
+  await switchBackend('cpu');
+  assert.deepEqual(await run(), wasm);
+});
+
+test('get_window_size: axes not longer than the window use it whole and are not shifted', () => {
+  assert.deepEqual(effectiveWindow([8, 6, 7], [7, 7, 7], [3, 3, 3]), { window: [7, 6, 7], shift: [3, 0, 0] });
+});
+
+test('shifted-window attention mask equals MONAI compute_mask', async () => {
+  await switchBackend('cpu');
+  const dims: [number, number, number] = [4, 4, 4];
+  const window = [2, 2, 2];
+  const shift = [1, 1, 1];
+  const plan = windowPlan(dims, window, shift);
+  // compute_mask: label regions by the slices (0, -window), (-window, -shift), (-shift, None).
+  const label = new Map<string, number>();
+  let count = 0;
+  const ranges = (n: number, w: number, s: number) => [[0, n - w], [n - w, n - s], [n - s, n]];
+  for (const [d0, d1] of ranges(4, 2, 1)) for (const [h0, h1] of ranges(4, 2, 1)) for (const [w0, w1] of ranges(4, 2, 1)) {
+    for (let d = d0; d < d1; d++) for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) label.set(`${d},${h},${w}`, count);
+    count++;
+  }
+  const mask = await plan.mask!.data();
+  const n = plan.tokens;
+  for (let win = 0; win < plan.windows; win++) {
+    const [wd, wh, ww] = [Math.floor(win / 4), Math.floor(win / 2) % 2, win % 2];
+    const at = (t: number) => label.get(`${wd * 2 + Math.floor(t / 4)},${wh * 2 + (Math.floor(t / 2) % 2)},${ww * 2 + (t % 2)}`);
+    for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) assert.equal(mask[(win * n + a) * n + b], at(a) === at(b) ? 0 : -100);
+  }
+});
+
+test('relative position index: hand-checked entries; small windows use MONAI index[:n, :n]', async () => {
+  const index = relativePositionIndex([2, 2, 2]);
+  assert.equal(index[0], 13); // same position: centre of the 3 x 3 x 3 table
+  assert.equal(index[0 * 8 + 7], 0); // p = (0,0,0), q = (1,1,1): offset (-1,-1,-1)
+  assert.equal(index[7 * 8 + 0], 26); // offset (+1,+1,+1)
+  const full = relativePositionIndex([7, 7, 7]);
+  const small = await biasIndex([7, 7, 7], 8).data();
+  assert.deepEqual(Array.from(small), [0, 1, 2, 3, 4, 5, 6, 7].flatMap((p) => Array.from(full.slice(p * 343, p * 343 + 8))));
+});
+
+test("PatchMerging sub-grid order: MONAI 'merging' repeats x2 and x3, 'mergingv2' is itertools.product", async () => {
+  await switchBackend('cpu');
+  // Value = flat sub-grid offset d*4 + h*2 + w, so each output slot shows which sub-grid it took.
+  const x = tf.tensor5d(Float32Array.from({ length: 8 }, (_, i) => i), [1, 2, 2, 2, 1]);
+  assert.deepEqual(Array.from(await stackSubgrids(x, 'merging').data()), [0, 4, 2, 1, 5, 2, 1, 7]);
+  assert.deepEqual(Array.from(await stackSubgrids(x, 'mergingv2').data()), [0, 1, 2, 3, 4, 5, 6, 7]);
+});
+
+test('instance norm: zero mean and unit variance per channel', async () => {
+  await switchBackend('cpu');
+  const y = instanceNorm(tf.add(tf.mul(random([1, 4, 4, 4, 3], 10), 5), 2) as tf.Tensor5D);
+  const { mean, variance } = tf.moments(y, [1, 2, 3]);
+  assert.ok((await tf.max(tf.abs(mean)).data())[0] < 1e-5);
+  assert.ok((await tf.max(tf.abs(tf.sub(variance, 1))).data())[0] < 1e-3);
+});
+
+test('bad input: size not divisible by 32, wrong channel count', async () => {
+  await switchBackend('cpu');
+  const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 1);
+  assert.throws(() => model.forward(tf.zeros([1, 32, 48, 32, 1]) as tf.Tensor5D), /32x48x32 must be divisible by 32/);
+  assert.throws(() => model.forward(tf.zeros([1, 32, 32, 32, 2]) as tf.Tensor5D), /input has 2 channels, the model expects 1/);
+  model.dispose();
+});
+
+test('training steps (forward, backward, AdamW) on wasm keep the tensor count constant and lower the loss', async () => {
+  await switchBackend('wasm');
+  const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 3);
+  const x = random([1, 32, 32, 32, 1], 11) as tf.Tensor5D;
+  const target = tf.tidy(() => tf.cast(tf.greater(random([1, 32, 32, 32, 2], 12), 0), 'float32'));
+  const optimizer = new AdamW({ learningRate: 1e-3 });
+  const variables = [...model.params.values()];
+  const step = () => {
+    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x).logits) as tf.Scalar, variables);
+    optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
+    const loss = value.dataSync()[0];
+    value.dispose();
+    return loss;
+  };
+  const first = step();
+  const counts: number[] = [];
+  let last = first;
+  for (let i = 0; i < 3; i++) {
+    last = step();
+    counts.push(tf.memory().numTensors);
+  }
+  assert.equal(new Set(counts).size, 1, `tensor counts ${counts}`);
+  assert.ok(last < first, `loss ${first} -> ${last}`);
+  optimizer.dispose();
+  model.dispose();
+});
