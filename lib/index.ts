@@ -53,3 +53,19 @@ export { Rng, seedFrom } from './util/random';
 export { FseftError } from './util/errors';
 export { ProgressBar } from './util/progress';
 export { encodePngRgb } from './viz/png';
+
+// Networks and compute backends
+export { initBackend, currentBackend, switchBackend, BACKEND_ORDER } from './backend/backend';
+export type { BackendName, BackendChoice } from './backend/backend';
+export { SwinUNETR, swinUnetrConfig, swinUnetrParameterSpecs, DEFAULT_SWIN_UNETR } from './networks/swin-unetr';
+export type { SwinUNETRConfig, SwinUNETROutput, ForwardOptions } from './networks/swin-unetr';
+export { conv3dSame, layerNorm, instanceNorm, gelu, linear } from './networks/ops';
+export { importTorchCheckpoint, inferSwinUnetrConfig, canonicalKey } from './networks/import-torch';
+export type { ImportReport } from './networks/import-torch';
+export { saveModel, loadModel, modelFromStateDict, stateDictOf } from './networks/model-io';
+export type { ModelManifest, ModelProvenance } from './networks/model-io';
+export { readTorchCheckpoint } from './io/torch-checkpoint';
+export { readNpy, writeNpy } from './io/npy';
+export { readSafetensors, writeSafetensors } from './io/safetensors';
+export type { HostTensor } from './io/host-tensor';
+export { AdamW } from './training/adamw';

@@ -4,6 +4,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs';
 import { FseftError } from '../util/errors';
 
+// Production mode only silences tfjs's console banners; the kit logs its own backend line.
+tf.enableProdMode();
+
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 
@@ -32,8 +35,6 @@ export function initBackend(preferred?: string, log: (line: string) => void = (l
 }
 
 async function choose(preferred: string | undefined): Promise<BackendChoice> {
-  // Production mode silences tfjs's console banners; the kit logs its own backend line.
-  tf.enableProdMode();
   if (preferred !== undefined && preferred !== '' && !BACKEND_ORDER.includes(preferred as BackendName)) {
     throw new FseftError(`unknown backend '${preferred}'; choose one of ${BACKEND_ORDER.join(', ')}`);
   }

@@ -1,0 +1,124 @@
+/**
+ * npm run bench:model [-- --backends wasm,cpu --configs a,b --no-train]
+ * Times SwinUNETR forward passes and training steps (forward, backward, AdamW) per backend:
+ *   (a) feature_size 12, 64^3 input, 29 outputs   (b) feature_size 48, 96^3 input, 29 outputs
+ * and the throughput of the heaviest operations. Reference: MONAI 1.2 on PyTorch CPU on this
+ * machine kind needs 5.8 s / 10.2 s for (a) and 26.4 s / 74.0 s for (b) (shared/baselines.md).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { BACKEND_ORDER, BackendName, switchBackend } from '../lib/backend/backend';
+import { conv3dSame } from '../lib/networks/ops';
+import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { AdamW } from '../lib/training/adamw';
+
+const MONAI: Record<string, { forward: number; step: number }> = { a: { forward: 5.8, step: 10.2 }, b: { forward: 26.4, step: 74.0 } };
+const CONFIGS: Record<string, { featureSize: number; size: number }> = { a: { featureSize: 12, size: 64 }, b: { featureSize: 48, size: 96 } };
+
+function argument(name: string): string | undefined {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? process.argv[index + 1] : undefined;
+}
+
+async function seconds(run: () => Promise<void>): Promise<number> {
+  const start = performance.now();
+  await run();
+  return (performance.now() - start) / 1000;
+}
+
+async function forwardSeconds(model: SwinUNETR, x: tf.Tensor5D): Promise<number> {
+  return seconds(async () => {
+    const out = model.forward(x);
+    await out.logits.data();
+    tf.dispose([out.logits, out.features]);
+  });
+}
+
+async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW): Promise<number> {
+  const variables = [...model.params.values()];
+  return seconds(async () => {
+    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x).logits) as tf.Scalar, variables);
+    optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
+    await value.data();
+    value.dispose();
+  });
+}
+
+async function opThroughput(): Promise<string[]> {
+  const lines: string[] = [];
+  const conv = async (size: number, cin: number, cout: number) => {
+    const x = tf.randomNormal([1, size, size, size, cin]) as tf.Tensor5D;
+    const w = tf.randomNormal([3, 3, 3, cin, cout]) as tf.Tensor5D;
+    await conv3dSame(x, w).data();
+    const s = await seconds(async () => {
+      const y = conv3dSame(x, w);
+      await y.data();
+      y.dispose();
+    });
+    tf.dispose([x, w]);
+    lines.push(`conv3d 3x3x3 ${size}^3 ${cin}->${cout}: ${s.toFixed(3)} s, ${((2 * size ** 3 * 27 * cin * cout) / s / 1e9).toFixed(1)} GFLOP/s`);
+  };
+  await conv(64, 24, 12);
+  await conv(48, 96, 48);
+  const attention = async (batch: number, tokens: number, dim: number) => {
+    const q = tf.randomNormal([batch, tokens, dim]);
+    const k = tf.randomNormal([batch, tokens, dim]);
+    const s = await seconds(async () => {
+      const y = tf.matMul(q, k, false, true);
+      await y.data();
+      y.dispose();
+    });
+    tf.dispose([q, k]);
+    lines.push(`attention scores ${batch} x ${tokens}x${dim}x${tokens}: ${s.toFixed(3)} s, ${((2 * batch * tokens * tokens * dim) / s / 1e9).toFixed(2)} GFLOP/s`);
+  };
+  await attention(375, 343, 4);
+  await attention(1029, 343, 16);
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const backends = (argument('backends')?.split(',') ?? [...BACKEND_ORDER]) as BackendName[];
+  const configs = argument('configs')?.split(',') ?? ['a', 'b'];
+  const train = !process.argv.includes('--no-train');
+  console.log(`SwinUNETR benchmark, node ${process.version}; times of one call after one warm-up call`);
+  console.log('backend | config | forward | MONAI forward | train step | MONAI step');
+  for (const backend of backends) {
+    try {
+      await switchBackend(backend);
+    } catch (error) {
+      console.log(`${backend} | not available: ${(error as Error).message}`);
+      continue;
+    }
+    for (const name of configs) {
+      const { featureSize, size } = CONFIGS[name];
+      // The plain CPU backend would need tens of minutes for (b) and for training steps.
+      if (backend === 'cpu' && name === 'b') {
+        console.log(`${backend} | (${name}) F=${featureSize} ${size}^3 | skipped (about 1 GFLOP/s: tens of minutes)`);
+        continue;
+      }
+      const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
+      const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
+      await forwardSeconds(model, x);
+      const forward = await forwardSeconds(model, x);
+      let step = 'not run';
+      if (train && name === 'a' && backend !== 'cpu') {
+        const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
+        const optimizer = new AdamW({ learningRate: 1e-4 });
+        await stepSeconds(model, x, target, optimizer);
+        step = `${(await stepSeconds(model, x, target, optimizer)).toFixed(2)} s`;
+        optimizer.dispose();
+        target.dispose();
+      } else if (name === 'b') {
+        step = 'not run (inference only at this size on CPU)';
+      }
+      console.log(`${backend} | (${name}) F=${featureSize} ${size}^3, ${(model.parameterCount / 1e6).toFixed(1)} M params | ${forward.toFixed(2)} s | ${MONAI[name].forward} s | ${step} | ${MONAI[name].step} s`);
+      model.dispose();
+      x.dispose();
+    }
+    if (backend !== 'cpu') for (const line of await opThroughput()) console.log(`  ${backend}: ${line}`);
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
