@@ -36,7 +36,7 @@ async function forwardSeconds(model: SwinUNETR, x: tf.Tensor5D): Promise<number>
 async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW): Promise<number> {
   const variables = [...model.params.values()];
   return seconds(async () => {
-    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x).logits) as tf.Scalar, variables);
+    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint: true }).logits) as tf.Scalar, variables);
     optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
     await value.data();
     value.dispose();

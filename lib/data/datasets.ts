@@ -4,6 +4,7 @@ import { readNifti } from '../io/nifti';
 import { Volume, sameGrid } from '../io/volume';
 import { FseftError } from '../util/errors';
 import { annotationVector, findTemplateClass, normaliseName, templateClass } from './template';
+import { readFileOrThrow } from '../util/read-file';
 
 /** One labelled (or unlabelled) CT of a dataset. */
 export interface CaseEntry {
@@ -240,13 +241,7 @@ function statOrThrow(location: string): fs.Stats {
 }
 
 function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new FseftError(code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, file);
-  }
+  const text = readFileOrThrow(file).toString('utf8');
   try {
     return JSON.parse(text);
   } catch (error) {

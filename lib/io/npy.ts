@@ -1,7 +1,7 @@
-import * as fs from 'node:fs';
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
 import { HostTensor, elementCount, halfToFloat, transposeHost } from './host-tensor';
+import { readFileOrThrow } from '../util/read-file';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 
@@ -19,13 +19,7 @@ const DESCRIPTORS: Record<string, { bytes: number; read: (v: DataView, o: number
 
 /** Reads a NumPy .npy file (little-endian numeric dtypes, C or Fortran order) into a row-major tensor. */
 export function readNpy(file: string): HostTensor {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new FseftError(code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, file);
-  }
+  const bytes = readFileOrThrow(file);
   if (bytes.length < 10 || !bytes.subarray(0, 6).equals(MAGIC)) throw new FseftError('not a .npy file (magic \\x93NUMPY missing)', file);
   const major = bytes[6];
   const headerLength = major === 1 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);

@@ -1,7 +1,7 @@
-import * as fs from 'node:fs';
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
 import { HostTensor, bfloat16ToFloat, elementCount, halfToFloat } from './host-tensor';
+import { readFileOrThrow } from '../util/read-file';
 
 /** A tensor to store: float32 data, or integer data stored as I64 (PyTorch index buffers). */
 export interface NamedTensor {
@@ -47,13 +47,7 @@ export interface SafetensorsContents {
 
 /** Reads a safetensors file (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL) into host tensors. */
 export function readSafetensors(file: string): SafetensorsContents {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new FseftError(code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, file);
-  }
+  const bytes = readFileOrThrow(file);
   if (bytes.length < 8) throw new FseftError('not a safetensors file (too short)', file);
   const length = Number(bytes.readBigUInt64LE(0));
   if (length <= 0 || 8 + length > bytes.length) throw new FseftError('not a safetensors file (bad header length)', file);

@@ -1,8 +1,8 @@
-import * as fs from 'node:fs';
 import { FseftError } from '../util/errors';
 import { HostTensor, bfloat16ToFloat, elementCount, halfToFloat } from './host-tensor';
 import { Global, PickleConstructor, UnsafePickleError, unpickle } from './pickle';
 import { ZipArchive } from './zip';
+import { readFileOrThrow } from '../util/read-file';
 
 /** Storage classes of PyTorch and how their elements are stored. */
 const STORAGE_TYPES: Record<string, { bytes: number; read: (view: DataView, offset: number) => number; float: boolean }> = {
@@ -141,13 +141,7 @@ const WRAPPER_KEYS = ['state_dict', 'model_state_dict', 'net', 'model', 'network
  * executing any of it, and finds its state dict (top level or under state_dict / net / model).
  */
 export function readTorchCheckpoint(file: string): TorchCheckpoint {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new FseftError(code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, file);
-  }
+  const bytes = readFileOrThrow(file);
   try {
     const { root, format } = ZipArchive.isZip(bytes) ? readZipCheckpoint(bytes) : readLegacyCheckpoint(bytes);
     return collectStateDict(root, format);

@@ -177,3 +177,32 @@ const tableLookup = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) 
     },
   };
 });
+
+/**
+ * Gradient checkpointing (MONAI's use_checkpoint): runs `fn` without keeping its intermediate
+ * tensors and recomputes them during backpropagation, trading compute for memory. Everything
+ * `fn` depends on, parameters included, must be passed in `inputs` so that gradients reach it.
+ */
+export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): tf.Tensor {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const tensors = args.slice(0, -1) as tf.Tensor[];
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    save(tensors);
+    return {
+      value: tf.tidy(() => fn(...tensors)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        // The recomputation records its own tape. tfjs 4.22 keeps a single active tape and
+        // replaces it (then clears it) when a gradient starts at depth 0, as it does here during
+        // the outer backward pass; restore the outer tape so that its cleanup still finds it.
+        const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+        const outerTape = state.activeTape;
+        try {
+          return tf.grads((...xs: tf.Tensor[]) => fn(...xs))(saved, dy);
+        } finally {
+          state.activeTape = outerTape;
+        }
+      },
+    };
+  });
+  return op(...inputs);
+}

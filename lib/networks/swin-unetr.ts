@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
+import { checkpointed, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { biasIndex, windowPlan } from './swin-windows';
 
@@ -120,6 +120,11 @@ export interface ForwardOptions {
   hiddenStates?: boolean;
   /** Training mode: dropout and drop-path active (with the given generator). */
   training?: { rng: Rng };
+  /**
+   * Recompute each Swin block during backpropagation instead of keeping its activations
+   * (MONAI's use_checkpoint): training at 64^3 and above fits in wasm's memory this way.
+   */
+  checkpoint?: boolean;
 }
 
 export interface SwinUNETROutput {
@@ -186,16 +191,19 @@ export class SwinUNETR {
     this.checkInput(x);
     return tf.tidy(() => {
       const hidden = this.swinViT(x, options);
-      const enc0 = this.resBlock('encoder1.layer.', x);
-      const enc1 = this.resBlock('encoder2.layer.', hidden[0]);
-      const enc2 = this.resBlock('encoder3.layer.', hidden[1]);
-      const enc3 = this.resBlock('encoder4.layer.', hidden[2]);
-      const dec4 = this.resBlock('encoder10.layer.', hidden[4]);
-      const dec3 = this.upBlock('decoder5', dec4, hidden[3]);
-      const dec2 = this.upBlock('decoder4', dec3, enc3);
-      const dec1 = this.upBlock('decoder3', dec2, enc2);
-      const dec0 = this.upBlock('decoder2', dec1, enc1);
-      const features = this.upBlock('decoder1', dec0, enc0);
+      const res = (prefix: string, input: tf.Tensor5D) => this.block(prefix, [input], options, (param, i) => this.resBlock(prefix, i as tf.Tensor5D, param));
+      const up = (name: string, input: tf.Tensor5D, skip: tf.Tensor5D) =>
+        this.block(`${name}.`, [input, skip], options, (param, i, k) => this.upBlock(name, i as tf.Tensor5D, k as tf.Tensor5D, param));
+      const enc0 = res('encoder1.layer.', x);
+      const enc1 = res('encoder2.layer.', hidden[0]);
+      const enc2 = res('encoder3.layer.', hidden[1]);
+      const enc3 = res('encoder4.layer.', hidden[2]);
+      const dec4 = res('encoder10.layer.', hidden[4]);
+      const dec3 = up('decoder5', dec4, hidden[3]);
+      const dec2 = up('decoder4', dec3, enc3);
+      const dec1 = up('decoder3', dec2, enc2);
+      const dec0 = up('decoder2', dec1, enc1);
+      const features = up('decoder1', dec0, enc0);
       const logits = linear(features, this.p('out.conv.conv.weight') as tf.Tensor2D, this.p('out.conv.conv.bias') as tf.Tensor1D) as tf.Tensor5D;
       const result: SwinUNETROutput = { logits, features };
       if (options.hiddenStates) result.hidden = hidden;
@@ -216,7 +224,7 @@ export class SwinUNETR {
       let tokens = tf.reshape(current, [d * h * w, c]) as tf.Tensor2D;
       for (let b = 0; b < this.config.depths[stage]; b++, blockIndex++) {
         const dropPath = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
-        tokens = this.swinBlock(`swinViT.layers${stage + 1}.0.blocks.${b}.`, tokens, [d, h, w], b % 2 === 1, this.config.numHeads[stage], dropPath, options);
+        tokens = this.swinBlockMaybeCheckpointed(`swinViT.layers${stage + 1}.0.blocks.${b}.`, tokens, [d, h, w], b % 2 === 1, this.config.numHeads[stage], dropPath, options);
       }
       current = this.patchMerging(`swinViT.layers${stage + 1}.0.downsample.`, tf.reshape(tokens, [1, d, h, w, c]) as tf.Tensor5D);
       outputs.push(this.projOut(current));
@@ -228,31 +236,77 @@ export class SwinUNETR {
     return this.config.normalize ? (layerNorm(x) as tf.Tensor5D) : x;
   }
 
-  private swinBlock(prefix: string, x: tf.Tensor2D, dims: [number, number, number], shifted: boolean, heads: number, dropPath: number, options: ForwardOptions): tf.Tensor2D {
+  /**
+   * Runs one block whose parameters share `prefix`, checkpointed when `options.checkpoint`: its
+   * activations are recomputed during backpropagation instead of kept (MONAI's use_checkpoint).
+   * `run` reads parameters through `param` so that the checkpoint can route their gradients.
+   */
+  private block<T extends tf.Tensor>(
+    prefix: string,
+    inputs: tf.Tensor[],
+    options: ForwardOptions,
+    run: (param: (name: string) => tf.Tensor, ...inputs: tf.Tensor[]) => T,
+  ): T {
+    if (!options.checkpoint) return run((name) => this.p(name), ...inputs);
+    const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
+    return checkpointed((...all: tf.Tensor[]) => {
+      const params = all.slice(inputs.length);
+      return run((name) => params[names.indexOf(name)], ...all.slice(0, inputs.length));
+    }, [...inputs, ...names.map((n) => this.p(n))]) as T;
+  }
+
+  private swinBlockMaybeCheckpointed(prefix: string, x: tf.Tensor2D, dims: [number, number, number], shifted: boolean, heads: number, dropPath: number, options: ForwardOptions): tf.Tensor2D {
+    // A recomputation must draw the same dropout masks: each run gets a generator with one seed.
+    const seed = options.training ? options.training.rng.nextUint32() : 0;
+    return this.block(prefix, [x], options, (param, input) => {
+      const replay: ForwardOptions = options.training ? { ...options, training: { rng: new Rng(seed) } } : options;
+      return this.swinBlock(prefix, input as tf.Tensor2D, dims, shifted, heads, dropPath, replay, param);
+    });
+  }
+
+  private swinBlock(
+    prefix: string,
+    x: tf.Tensor2D,
+    dims: [number, number, number],
+    shifted: boolean,
+    heads: number,
+    dropPath: number,
+    options: ForwardOptions,
+    param: (name: string) => tf.Tensor,
+  ): tf.Tensor2D {
     const w = this.config.windowSize;
     const half = Math.floor(w / 2);
     const plan = windowPlan(dims, [w, w, w], shifted ? [half, half, half] : [0, 0, 0]);
-    const normed = layerNorm(x, this.p(`${prefix}norm1.weight`), this.p(`${prefix}norm1.bias`)) as tf.Tensor2D;
+    const normed = layerNorm(x, param(`${prefix}norm1.weight`), param(`${prefix}norm1.bias`)) as tf.Tensor2D;
     const windows = gatherRows(normed, plan.partition, plan.reverse);
-    const attended = this.windowAttention(prefix, windows, plan.windows, plan.tokens, heads, plan.mask, options);
+    const attended = this.windowAttention(prefix, windows, plan.windows, plan.tokens, heads, plan.mask, options, param);
     const back = gatherRows(attended, plan.reverse, plan.partition);
     let out = tf.add(x, this.dropPath(back, dropPath, options)) as tf.Tensor2D;
-    const mlpIn = layerNorm(out, this.p(`${prefix}norm2.weight`), this.p(`${prefix}norm2.bias`));
-    let hiddenMlp = gelu(linear(mlpIn, this.p(`${prefix}mlp.linear1.weight`) as tf.Tensor2D, this.p(`${prefix}mlp.linear1.bias`) as tf.Tensor1D));
+    const mlpIn = layerNorm(out, param(`${prefix}norm2.weight`), param(`${prefix}norm2.bias`));
+    let hiddenMlp = gelu(linear(mlpIn, param(`${prefix}mlp.linear1.weight`) as tf.Tensor2D, param(`${prefix}mlp.linear1.bias`) as tf.Tensor1D));
     hiddenMlp = this.dropout(hiddenMlp, this.config.dropRate, options);
-    let mlpOut = linear(hiddenMlp, this.p(`${prefix}mlp.linear2.weight`) as tf.Tensor2D, this.p(`${prefix}mlp.linear2.bias`) as tf.Tensor1D);
+    let mlpOut = linear(hiddenMlp, param(`${prefix}mlp.linear2.weight`) as tf.Tensor2D, param(`${prefix}mlp.linear2.bias`) as tf.Tensor1D);
     mlpOut = this.dropout(mlpOut, this.config.dropRate, options);
     out = tf.add(out, this.dropPath(mlpOut, dropPath, options)) as tf.Tensor2D;
     return out;
   }
 
   /** Multi-head self-attention within windows: rows [windows * tokens, C] in, same out. */
-  private windowAttention(prefix: string, rows: tf.Tensor2D, windows: number, tokens: number, heads: number, mask: tf.Tensor4D | undefined, options: ForwardOptions): tf.Tensor2D {
+  private windowAttention(
+    prefix: string,
+    rows: tf.Tensor2D,
+    windows: number,
+    tokens: number,
+    heads: number,
+    mask: tf.Tensor4D | undefined,
+    options: ForwardOptions,
+    param: (name: string) => tf.Tensor,
+  ): tf.Tensor2D {
     const c = rows.shape[1];
     const headDim = c / heads;
     const w = this.config.windowSize;
     const bias = tf.reshape(
-      tf.transpose(tf.reshape(lookupRows(this.p(`${prefix}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
+      tf.transpose(tf.reshape(lookupRows(param(`${prefix}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
       [1, heads, tokens, tokens],
     );
     // Chunks of windows bound the size of the [windows, heads, N, N] score tensor.
@@ -261,7 +315,7 @@ export class SwinUNETR {
     for (let start = 0; start < windows; start += perChunk) {
       const count = Math.min(perChunk, windows - start);
       const chunk = windows <= perChunk ? rows : tf.slice(rows, [start * tokens, 0], [count * tokens, c]);
-      const qkv = linear(chunk, this.p(`${prefix}attn.qkv.weight`) as tf.Tensor2D, this.p(`${prefix}attn.qkv.bias`) as tf.Tensor1D);
+      const qkv = linear(chunk, param(`${prefix}attn.qkv.weight`) as tf.Tensor2D, param(`${prefix}attn.qkv.bias`) as tf.Tensor1D);
       const split = tf.reshape(tf.transpose(tf.reshape(qkv, [count, tokens, 3, heads, headDim]), [2, 0, 3, 1, 4]), [3, count * heads * tokens * headDim]);
       const [q, k, v] = tf.unstack(split, 0).map((t) => tf.reshape(t, [count * heads, tokens, headDim]) as tf.Tensor3D);
       let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), k, false, true), [count, heads, tokens, tokens]);
@@ -271,7 +325,7 @@ export class SwinUNETR {
       probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
       const mixed = tf.matMul(probabilities, v);
       const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [count, heads, tokens, headDim]), [0, 2, 1, 3]), [count * tokens, c]);
-      outputs.push(linear(merged, this.p(`${prefix}attn.proj.weight`) as tf.Tensor2D, this.p(`${prefix}attn.proj.bias`) as tf.Tensor1D));
+      outputs.push(linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D));
     }
     const out = outputs.length === 1 ? outputs[0] : tf.concat(outputs, 0);
     return this.dropout(out, this.config.dropRate, options) as tf.Tensor2D;
@@ -294,19 +348,19 @@ export class SwinUNETR {
   }
 
   /** MONAI UnetResBlock (instance norm, LeakyReLU 0.01, 1x1x1 projection when channels change). */
-  resBlock(prefix: string, x: tf.Tensor5D): tf.Tensor5D {
-    let out = instanceNorm(conv3dSame(x, this.p(`${prefix}conv1.conv.weight`) as tf.Tensor5D));
+  resBlock(prefix: string, x: tf.Tensor5D, param: (name: string) => tf.Tensor = (name) => this.p(name)): tf.Tensor5D {
+    let out = instanceNorm(conv3dSame(x, param(`${prefix}conv1.conv.weight`) as tf.Tensor5D));
     out = leakyRelu(out) as tf.Tensor5D;
-    out = instanceNorm(conv3dSame(out, this.p(`${prefix}conv2.conv.weight`) as tf.Tensor5D));
+    out = instanceNorm(conv3dSame(out, param(`${prefix}conv2.conv.weight`) as tf.Tensor5D));
     let residual: tf.Tensor5D = x;
-    if (this.params.has(`${prefix}conv3.conv.weight`)) residual = instanceNorm(linear(x, this.p(`${prefix}conv3.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
+    if (this.params.has(`${prefix}conv3.conv.weight`)) residual = instanceNorm(linear(x, param(`${prefix}conv3.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
     return leakyRelu(tf.add(out, residual)) as tf.Tensor5D;
   }
 
   /** MONAI UnetrUpBlock: transposed conv (kernel 2, stride 2), concatenation with the skip, UnetResBlock. */
-  private upBlock(name: string, x: tf.Tensor5D, skip: tf.Tensor5D): tf.Tensor5D {
-    const up = depthToSpace2(linear(x, this.p(`${name}.transp_conv.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
-    return this.resBlock(`${name}.conv_block.`, tf.concat([up, skip], 4) as tf.Tensor5D);
+  private upBlock(name: string, x: tf.Tensor5D, skip: tf.Tensor5D, param: (name: string) => tf.Tensor): tf.Tensor5D {
+    const up = depthToSpace2(linear(x, param(`${name}.transp_conv.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
+    return this.resBlock(`${name}.conv_block.`, tf.concat([up, skip], 4) as tf.Tensor5D, param);
   }
 
   private dropout<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {
