@@ -260,3 +260,27 @@ test('checkpointed blocks give the same gradients, keep less memory and leak not
   assert.ok(saved.taped < plain.taped / 2, `memory during the forward pass: ${saved.taped} vs ${plain.taped} bytes`);
   model.dispose();
 });
+
+test('UnetResBlock by hand: identity kernels give lrelu(norm(lrelu(norm(x))) + x)', async () => {
+  await switchBackend('cpu');
+  const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 5);
+  // encoder2 is a 12 -> 12 block (no projection); make both kernels the identity per channel.
+  const identity = new Float32Array(27 * 12 * 12);
+  for (let c = 0; c < 12; c++) identity[13 * 144 + c * 12 + c] = 1; // centre tap (1,1,1), channel c -> c
+  model.params.get('encoder2.layer.conv1.conv.weight')!.assign(tf.tensor5d(identity, [3, 3, 3, 12, 12]));
+  model.params.get('encoder2.layer.conv2.conv.weight')!.assign(tf.tensor5d(identity, [3, 3, 3, 12, 12]));
+  const values = Float32Array.from({ length: 2 * 2 * 2 * 12 }, (_, i) => Math.sin(i * 1.7) * 3 + (i % 12));
+  const out = await model.resBlock('encoder2.layer.', tf.tensor5d(values, [1, 2, 2, 2, 12])).data();
+  const lrelu = (v: number) => (v > 0 ? v : 0.01 * v);
+  const normalise = (xs: number[]) => {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const variance = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / xs.length;
+    return xs.map((v) => (v - mean) / Math.sqrt(variance + 1e-5));
+  };
+  for (let c = 0; c < 12; c++) {
+    const channel = [0, 1, 2, 3, 4, 5, 6, 7].map((p) => values[p * 12 + c]);
+    const expected = normalise(normalise(channel).map(lrelu)).map((v, p) => lrelu(v + channel[p]));
+    expected.forEach((e, p) => assert.ok(Math.abs(out[p * 12 + c] - e) < 1e-4, `channel ${c} voxel ${p}: ${out[p * 12 + c]} vs ${e}`));
+  }
+  model.dispose();
+});

@@ -89,16 +89,24 @@ const depthwiseDecomposedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.G
   const [n, d, h, w, cin] = x.shape;
   if (n !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${n}`);
   const cout = filter.shape[4];
+  // y[d] = conv2d(x[d - 1], W[0]) + conv2d(x[d], W[1]) + conv2d(x[d + 1], W[2]): convolve the
+  // whole stack with each depth tap and shift the (Cout-channel) results, disposing as we go so
+  // that the peak stays near three outputs, never a padded copy of the input.
   const value = tf.tidy(() => {
     const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
-    const padded = tf.pad(slices, [[1, 1], [0, 0], [0, 0], [0, 0]]);
-    let sum: tf.Tensor4D | undefined;
-    for (let kd = 0; kd < 3; kd++) {
-      const kernel = tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]) as tf.Tensor4D;
-      const part = tf.conv2d(tf.slice(padded, [kd, 0, 0, 0], [d, h, w, cin]), kernel, 1, 'same');
-      sum = sum ? (tf.add(sum, part) as tf.Tensor4D) : part;
+    const tap = (kd: number) => tf.conv2d(slices, tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]) as tf.Tensor4D, 1, 'same');
+    let sum = tap(1);
+    if (d > 1) {
+      for (const [kd, from, padding] of [[0, 0, [1, 0]], [2, 1, [0, 1]]] as Array<[number, number, [number, number]]>) {
+        const z = tap(kd);
+        const shifted = tf.pad(tf.slice(z, [from, 0, 0, 0], [d - 1, h, w, cout]), [padding, [0, 0], [0, 0], [0, 0]]);
+        z.dispose();
+        const next = tf.add(sum, shifted) as tf.Tensor4D;
+        tf.dispose([sum, shifted]);
+        sum = next;
+      }
     }
-    return tf.reshape(sum!, [1, d, h, w, cout]) as tf.Tensor5D;
+    return tf.reshape(sum, [1, d, h, w, cout]) as tf.Tensor5D;
   });
   save([x, filter]);
   return {

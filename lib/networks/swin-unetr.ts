@@ -247,7 +247,8 @@ export class SwinUNETR {
     options: ForwardOptions,
     run: (param: (name: string) => tf.Tensor, ...inputs: tf.Tensor[]) => T,
   ): T {
-    if (!options.checkpoint) return run((name) => this.p(name), ...inputs);
+    // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
+    if (!options.checkpoint) return tf.tidy(() => run((name) => this.p(name), ...inputs));
     const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
     return checkpointed((...all: tf.Tensor[]) => {
       const params = all.slice(inputs.length);
@@ -302,8 +303,6 @@ export class SwinUNETR {
     options: ForwardOptions,
     param: (name: string) => tf.Tensor,
   ): tf.Tensor2D {
-    const c = rows.shape[1];
-    const headDim = c / heads;
     const w = this.config.windowSize;
     const bias = tf.reshape(
       tf.transpose(tf.reshape(lookupRows(param(`${prefix}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
@@ -313,22 +312,41 @@ export class SwinUNETR {
     const perChunk = Math.max(1, Math.floor(16_000_000 / (heads * tokens * tokens)));
     const outputs: tf.Tensor[] = [];
     for (let start = 0; start < windows; start += perChunk) {
-      const count = Math.min(perChunk, windows - start);
-      const chunk = windows <= perChunk ? rows : tf.slice(rows, [start * tokens, 0], [count * tokens, c]);
-      const qkv = linear(chunk, param(`${prefix}attn.qkv.weight`) as tf.Tensor2D, param(`${prefix}attn.qkv.bias`) as tf.Tensor1D);
-      const split = tf.reshape(tf.transpose(tf.reshape(qkv, [count, tokens, 3, heads, headDim]), [2, 0, 3, 1, 4]), [3, count * heads * tokens * headDim]);
-      const [q, k, v] = tf.unstack(split, 0).map((t) => tf.reshape(t, [count * heads, tokens, headDim]) as tf.Tensor3D);
-      let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), k, false, true), [count, heads, tokens, tokens]);
-      scores = tf.add(scores, bias);
-      if (mask) scores = tf.add(scores, start === 0 && count === windows ? mask : tf.slice(mask, [start, 0, 0, 0], [count, 1, tokens, tokens]));
-      let probabilities = tf.softmax(tf.reshape(scores, [count * heads, tokens, tokens])) as tf.Tensor3D;
-      probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
-      const mixed = tf.matMul(probabilities, v);
-      const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [count, heads, tokens, headDim]), [0, 2, 1, 3]), [count * tokens, c]);
-      outputs.push(linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D));
+      outputs.push(tf.tidy(() => this.attentionChunk(prefix, rows, start, Math.min(perChunk, windows - start), windows, tokens, heads, bias, mask, options, param)));
     }
     const out = outputs.length === 1 ? outputs[0] : tf.concat(outputs, 0);
     return this.dropout(out, this.config.dropRate, options) as tf.Tensor2D;
+  }
+
+  /** Attention of windows [start, start + count) of `rows` (all windows when count == windows). */
+  private attentionChunk(
+    prefix: string,
+    rows: tf.Tensor2D,
+    start: number,
+    count: number,
+    windows: number,
+    tokens: number,
+    heads: number,
+    bias: tf.Tensor,
+    mask: tf.Tensor4D | undefined,
+    options: ForwardOptions,
+    param: (name: string) => tf.Tensor,
+  ): tf.Tensor {
+    const c = rows.shape[1];
+    const headDim = c / heads;
+    const whole = count === windows;
+    const chunk = whole ? rows : tf.slice(rows, [start * tokens, 0], [count * tokens, c]);
+    const qkv = linear(chunk, param(`${prefix}attn.qkv.weight`) as tf.Tensor2D, param(`${prefix}attn.qkv.bias`) as tf.Tensor1D);
+    const split = tf.reshape(tf.transpose(tf.reshape(qkv, [count, tokens, 3, heads, headDim]), [2, 0, 3, 1, 4]), [3, count * heads * tokens * headDim]);
+    const [q, k, v] = tf.unstack(split, 0).map((t) => tf.reshape(t, [count * heads, tokens, headDim]) as tf.Tensor3D);
+    let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), k, false, true), [count, heads, tokens, tokens]);
+    scores = tf.add(scores, bias);
+    if (mask) scores = tf.add(scores, whole ? mask : tf.slice(mask, [start, 0, 0, 0], [count, 1, tokens, tokens]));
+    let probabilities = tf.softmax(tf.reshape(scores, [count * heads, tokens, tokens])) as tf.Tensor3D;
+    probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
+    const mixed = tf.matMul(probabilities, v);
+    const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [count, heads, tokens, headDim]), [0, 2, 1, 3]), [count * tokens, c]);
+    return linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D);
   }
 
   /**
