@@ -336,12 +336,20 @@ export class SwinUNETR {
     const headDim = c / heads;
     const whole = count === windows;
     const chunk = whole ? rows : tf.slice(rows, [start * tokens, 0], [count * tokens, c]);
-    const qkv = linear(chunk, param(`${prefix}attn.qkv.weight`) as tf.Tensor2D, param(`${prefix}attn.qkv.bias`) as tf.Tensor1D);
-    const split = tf.reshape(tf.transpose(tf.reshape(qkv, [count, tokens, 3, heads, headDim]), [2, 0, 3, 1, 4]), [3, count * heads * tokens * headDim]);
-    const [q, k, v] = tf.unstack(split, 0).map((t) => tf.reshape(t, [count * heads, tokens, headDim]) as tf.Tensor3D);
-    let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), k, false, true), [count, heads, tokens, tokens]);
+    // q, k and v from column blocks of the qkv weight, each split into heads by a rank-4
+    // transpose (tfjs-wasm's rank-5 transposes are an order of magnitude slower).
+    const weight = param(`${prefix}attn.qkv.weight`) as tf.Tensor2D;
+    const qkvBias = param(`${prefix}attn.qkv.bias`) as tf.Tensor1D;
+    // k is laid out transposed ([windows * heads, headDim, tokens]): a plain batched matmul is
+    // faster on wasm than one with transposeB.
+    const [q, kT, v] = [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].map((order, part) => {
+      const projected = linear(chunk, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
+      const split = tf.transpose(tf.reshape(projected, [count, tokens, heads, headDim]), order);
+      return tf.reshape(split, [count * heads, split.shape[2], split.shape[3]]) as tf.Tensor3D;
+    });
+    let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), kT), [count, heads, tokens, tokens]);
     scores = tf.add(scores, bias);
-    if (mask) scores = tf.add(scores, whole ? mask : tf.slice(mask, [start, 0, 0, 0], [count, 1, tokens, tokens]));
+    if (mask) scores = tf.add(scores, whole ? mask : maskChunk(mask, start, count));
     let probabilities = tf.softmax(tf.reshape(scores, [count * heads, tokens, tokens])) as tf.Tensor3D;
     probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
     const mixed = tf.matMul(probabilities, v);
@@ -422,6 +430,21 @@ function selectSubgrids(x: tf.Tensor3D, order: number[]): tf.Tensor3D {
   const moved = tf.reshape(tf.transpose(x, [0, 2, 1]), [count * c, eight]);
   const picked = tf.matMul(moved, tf.tensor2d(selection, [eight, eight]));
   return tf.transpose(tf.reshape(picked, [count, c, eight]), [0, 2, 1]) as tf.Tensor3D;
+}
+
+const maskChunks = new WeakMap<tf.Tensor, Map<string, tf.Tensor4D>>();
+
+/** Windows [start, start + count) of a cached window mask, cut once and kept with it. */
+function maskChunk(mask: tf.Tensor4D, start: number, count: number): tf.Tensor4D {
+  let chunks = maskChunks.get(mask);
+  if (!chunks) maskChunks.set(mask, (chunks = new Map()));
+  const key = `${start},${count}`;
+  let chunk = chunks.get(key);
+  if (!chunk || chunk.isDisposed) {
+    chunk = tf.keep(tf.slice(mask, [start, 0, 0, 0], [count, 1, mask.shape[2], mask.shape[3]]));
+    chunks.set(key, chunk);
+  }
+  return chunk;
 }
 
 let suffix = 0;
