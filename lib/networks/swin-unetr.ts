@@ -345,7 +345,7 @@ export class SwinUNETR {
     const [q, kT, v] = [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].map((order, part) => {
       const projected = linear(chunk, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
       const split = tf.transpose(tf.reshape(projected, [count, tokens, heads, headDim]), order);
-      return tf.reshape(split, [count * heads, split.shape[2], split.shape[3]]) as tf.Tensor3D;
+      return tf.reshape(split, [count * heads, split.shape[2]!, split.shape[3]!]) as tf.Tensor3D;
     });
     let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), kT), [count, heads, tokens, tokens]);
     scores = tf.add(scores, bias);
