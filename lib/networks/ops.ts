@@ -220,3 +220,17 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
   });
   return op(...inputs);
 }
+
+/**
+ * Concatenation along the channel (last) axis through a rank-2 view: its gradient is then a
+ * rank-2 split, where tfjs-wasm's split of a rank-5 tensor (5-D slices) takes seconds.
+ */
+export function concatChannels(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const spatial = a.shape.slice(0, -1);
+    const ca = a.shape[a.shape.length - 1];
+    const cb = b.shape[b.shape.length - 1];
+    const joined = tf.concat([tf.reshape(a, [-1, ca]), tf.reshape(b, [-1, cb])], 1);
+    return tf.reshape(joined, [...spatial, ca + cb]);
+  });
+}

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { checkpointed, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
+import { checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { biasIndex, windowPlan } from './swin-windows';
 
@@ -386,7 +386,7 @@ export class SwinUNETR {
   /** MONAI UnetrUpBlock: transposed conv (kernel 2, stride 2), concatenation with the skip, UnetResBlock. */
   private upBlock(name: string, x: tf.Tensor5D, skip: tf.Tensor5D, param: (name: string) => tf.Tensor): tf.Tensor5D {
     const up = depthToSpace2(linear(x, param(`${name}.transp_conv.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
-    return this.resBlock(`${name}.conv_block.`, tf.concat([up, skip], 4) as tf.Tensor5D, param);
+    return this.resBlock(`${name}.conv_block.`, concatChannels(up, skip) as tf.Tensor5D, param);
   }
 
   private dropout<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {
