@@ -69,3 +69,8 @@ export { readNpy, writeNpy } from './io/npy';
 export { readSafetensors, writeSafetensors } from './io/safetensors';
 export type { HostTensor } from './io/host-tensor';
 export { AdamW } from './training/adamw';
+
+// Metrics
+export { dice, maskOf } from './metrics/overlap';
+export { connectedComponents, largestConnectedComponent } from './metrics/components';
+export { hausdorff95, surfaceDice, surfaceVoxels, squaredDistanceTransform } from './metrics/distance';

@@ -131,3 +131,29 @@ test('fseft without a command prints usage; unknown commands exit 2', () => {
   assert.equal(fseft('frobnicate').code, 2);
   assert.match(fseft('preprocess', '--help').stdout, /--window=-175,250/);
 });
+
+test('fseft evaluate prints Dice, HD95 and surface Dice as JSON; mismatched grids are an error', async () => {
+  const dir = tempDir();
+  const affine = [[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]];
+  const labels = new Uint8Array(20 * 20 * 20);
+  const prediction = new Uint8Array(labels.length);
+  for (let z = 5; z < 15; z++) for (let y = 5; y < 15; y++) for (let x = 5; x < 15; x++) {
+    labels[x + 20 * (y + 20 * z)] = 3;
+    prediction[x + 5 + 20 * (y + 20 * z)] = x + 5 < 20 ? 1 : 0;
+  }
+  await writeNifti(path.join(dir, 'label.nii.gz'), new Volume(labels, [20, 20, 20], affine));
+  await writeNifti(path.join(dir, 'pred.nii.gz'), new Volume(prediction, [20, 20, 20], affine));
+  await writeNifti(path.join(dir, 'other.nii.gz'), new Volume(prediction, [20, 20, 20], [[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]]));
+  const run = fseft('evaluate', '--pred', path.join(dir, 'pred.nii.gz'), '--label', `${path.join(dir, 'label.nii.gz')}:3`);
+  assert.equal(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout);
+  assert.equal(result.dice, 0.5); // 500 of 1000 voxels overlap, both masks have 1000
+  assert.ok(result.hd95_mm > 0 && result.hd95_mm <= 10);
+  assert.ok(result.surface_dice > 0 && result.surface_dice < 1);
+  const missing = fseft('evaluate', '--pred', path.join(dir, 'pred.nii.gz'), '--label', `${path.join(dir, 'label.nii.gz')}:7`);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /label value 7 does not occur in the label/);
+  const mismatch = fseft('evaluate', '--pred', path.join(dir, 'other.nii.gz'), '--label', path.join(dir, 'label.nii.gz'));
+  assert.equal(mismatch.code, 1);
+  assert.match(mismatch.stderr, /label\.nii\.gz: geometry differs/);
+});

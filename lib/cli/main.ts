@@ -2,6 +2,7 @@
 import { FseftError } from '../util/errors';
 import { Options, parseArgs } from './args';
 import { DEMO_HELP, demoCommand } from './commands/demo';
+import { EVALUATE_HELP, evaluateCommand } from './commands/evaluate';
 import { FORWARD_HELP, forwardCommand } from './commands/forward';
 import { IMPORT_TORCH_HELP, importTorchCommand } from './commands/import-torch';
 import { INFO_HELP, infoCommand } from './commands/info';
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
   'import-torch': { run: importTorchCommand, help: IMPORT_TORCH_HELP, flags: ['strict', 'normalize'] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
+  evaluate: { run: evaluateCommand, help: EVALUATE_HELP, flags: [] },
   demo: { run: demoCommand, help: DEMO_HELP, flags: [] },
 };
 
