@@ -74,3 +74,10 @@ export { AdamW } from './training/adamw';
 export { dice, maskOf } from './metrics/overlap';
 export { connectedComponents, largestConnectedComponent } from './metrics/components';
 export { hausdorff95, surfaceDice, surfaceVoxels, squaredDistanceTransform } from './metrics/distance';
+
+// Losses and schedules
+export { diceLossPerChannel, bcePerChannel, partialLabelLoss } from './losses/segmentation';
+export type { PartialLabelLossOptions } from './losses/segmentation';
+export { sizeConstraintLoss } from './losses/size-constraint';
+export type { SizeConstraintForm } from './losses/size-constraint';
+export { warmupCosine } from './training/schedule';

@@ -1,0 +1,50 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Segmentation losses on channels-last logits [1, D, H, W, C] with multi-hot targets of the same
+ * shape, reduced per channel over the spatial axes (MONAI DiceLoss(sigmoid=True, batch=False)).
+ */
+
+const SPATIAL = [0, 1, 2, 3];
+
+/** Per-channel soft Dice loss 1 - (2 sum(p t) + 1e-5) / (sum p + sum t + 1e-5) of sigmoid(logits): [C]. */
+export function diceLossPerChannel(logits: tf.Tensor, target: tf.Tensor, smooth = 1e-5): tf.Tensor1D {
+  return tf.tidy(() => {
+    const p = tf.sigmoid(logits);
+    const intersection = tf.sum(tf.mul(p, target), SPATIAL);
+    const denominator = tf.add(tf.sum(p, SPATIAL), tf.sum(target, SPATIAL));
+    return tf.sub(1, tf.div(tf.add(tf.mul(intersection, 2), smooth), tf.add(denominator, smooth))) as tf.Tensor1D;
+  });
+}
+
+/** Per-channel mean binary cross-entropy with logits: [C]. */
+export function bcePerChannel(logits: tf.Tensor, target: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() => {
+    // max(x, 0) - x t + log(1 + exp(-|x|)), the numerically stable form.
+    const elementwise = tf.add(tf.sub(tf.relu(logits), tf.mul(logits, target)), tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
+    return tf.mean(elementwise, SPATIAL) as tf.Tensor1D;
+  });
+}
+
+export interface PartialLabelLossOptions {
+  /** Add binary cross-entropy to the Dice loss of each class (the universal model's Dice + BCE); default false (Dice, as the paper). */
+  bce?: boolean;
+}
+
+/**
+ * Eq. 1 of the paper: the segmentation loss of each class weighted by the dataset's annotation
+ * vector w (1 = annotated), normalised by sum(w). Unannotated classes get no gradient, so a
+ * dataset that leaves an organ unlabelled never teaches the model that the organ is background.
+ */
+export function partialLabelLoss(logits: tf.Tensor, target: tf.Tensor, annotation: ArrayLike<number>, options: PartialLabelLossOptions = {}): tf.Scalar {
+  const channels = logits.shape[logits.shape.length - 1];
+  if (annotation.length !== channels) throw new Error(`annotation vector has ${annotation.length} entries for ${channels} output channels`);
+  const weights = Float32Array.from(annotation, (v) => (v ? 1 : 0));
+  const count = weights.reduce((a, b) => a + b, 0);
+  if (count === 0) throw new Error('the annotation vector marks no class: nothing to learn from this volume');
+  return tf.tidy(() => {
+    let perClass: tf.Tensor = diceLossPerChannel(logits, target);
+    if (options.bce) perClass = tf.add(perClass, bcePerChannel(logits, target));
+    return tf.div(tf.sum(tf.mul(perClass, tf.tensor1d(weights))), count) as tf.Scalar;
+  });
+}

@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { bcePerChannel, diceLossPerChannel, partialLabelLoss } from '../lib/losses/segmentation';
+import { sizeConstraintLoss } from '../lib/losses/size-constraint';
+import { warmupCosine } from '../lib/training/schedule';
+
+const close = (a: number, b: number, tolerance = 1e-5) => assert.ok(Math.abs(a - b) <= tolerance, `${a} vs ${b}`);
+
+test('size constraint (Eq. 2): below, inside and above the margin, both forms, with gradients', async () => {
+  await switchBackend('cpu');
+  const value = async (s: number, form: 'paper' | 'normalised' = 'paper') => (await sizeConstraintLoss(tf.scalar(s), 100, 0.25, form).data())[0];
+  close(await value(60), 15); // |60 - 0.75 * 100|
+  close(await value(100), 0);
+  close(await value(75), 0);
+  close(await value(125), 0);
+  close(await value(140), 15); // |140 - 1.25 * 100|
+  close(await value(60, 'normalised'), 15 / 100);
+  close(await value(140, 'normalised'), 15 / 140);
+  const gradient = async (s: number) => (await tf.grad((x: tf.Tensor) => sizeConstraintLoss(x as tf.Scalar, 100, 0.25))(tf.scalar(s)).data())[0];
+  assert.deepEqual([await gradient(60), await gradient(100), await gradient(140)], [-1, 0, 1]);
+  assert.throws(() => sizeConstraintLoss(tf.scalar(1), 0, 0.25), /target size must be positive/);
+});
+
+test('Dice and BCE losses: values by hand', async () => {
+  await switchBackend('cpu');
+  // sigmoid(30) ~ 1, sigmoid(0) = 0.5; target [1, 0]: intersection 1, sums 1.5 + 1.
+  const logits = tf.tensor5d([30, 0], [1, 1, 1, 2, 1]);
+  const target = tf.tensor5d([1, 0], [1, 1, 1, 2, 1]);
+  close((await diceLossPerChannel(logits, target).data())[0], 1 - (2 + 1e-5) / (2.5 + 1e-5));
+  close((await bcePerChannel(tf.tensor5d([0], [1, 1, 1, 1, 1]), tf.tensor5d([1], [1, 1, 1, 1, 1])).data())[0], Math.LN2);
+});
+
+test('partial-label loss (Eq. 1) ignores classes the dataset does not annotate', async () => {
+  await switchBackend('cpu');
+  const logits = tf.tensor5d([2, -1, -3, 4, 0.5, 1], [1, 1, 1, 3, 2]);
+  const target = tf.tensor5d([1, 0, 0, 1, 1, 0], [1, 1, 1, 3, 2]);
+  const perClass = await diceLossPerChannel(logits, target).data();
+  close((await partialLabelLoss(logits, target, [1, 0]).data())[0], perClass[0]);
+  close((await partialLabelLoss(logits, target, [1, 1]).data())[0], (perClass[0] + perClass[1]) / 2);
+  const grad = await tf.grad((x: tf.Tensor) => partialLabelLoss(x, target, [1, 0]))(logits).data();
+  assert.deepEqual([grad[1], grad[3], grad[5]], [0, 0, 0], 'no gradient reaches the unannotated class');
+  assert.ok(grad[0] !== 0);
+  assert.throws(() => partialLabelLoss(logits, target, [0, 0]), /marks no class/);
+  assert.throws(() => partialLabelLoss(logits, target, [1]), /1 entries for 2 output channels/);
+});
+
+test('warm-up cosine schedule', () => {
+  close(warmupCosine(0, 110, 10, 1), 0);
+  close(warmupCosine(5, 110, 10, 1), 0.5);
+  close(warmupCosine(10, 110, 10, 1), 1);
+  close(warmupCosine(60, 110, 10, 1), 0.5);
+  close(warmupCosine(110, 110, 10, 1), 0);
+  close(warmupCosine(200, 110, 10, 1), 0);
+});
