@@ -63,9 +63,16 @@ export async function preprocessCommand(options: Options): Promise<void> {
   const source = await readNifti(image!, { frame });
   const sourceLabel = label ? await readNifti(label, { frame }) : undefined;
   const result = preprocessCase({ image: source, label: sourceLabel, imageFile: image, labelFile: label }, preprocessOptions);
+  // Both files or neither: each write is atomic, and a failure removes what was already written.
   const imageOut = path.join(out, 'image.nii.gz');
-  await writeNifti(imageOut, result.image, { compressionLevel });
-  if (result.label) await writeNifti(path.join(out, 'label.nii.gz'), result.label, { compressionLevel });
+  const labelOut = path.join(out, 'label.nii.gz');
+  try {
+    await writeNifti(imageOut, result.image, { compressionLevel });
+    if (result.label) await writeNifti(labelOut, result.label, { compressionLevel });
+  } catch (error) {
+    await Promise.all([imageOut, labelOut].map((f) => fs.promises.rm(f, { force: true })));
+    throw error;
+  }
   console.log(summaryLine(source, result.image, result.label, (Date.now() - started) / 1000, out));
 }
 
