@@ -4,7 +4,7 @@ import { readNifti } from '../io/nifti';
 import { Volume, sameGrid } from '../io/volume';
 import { FseftError } from '../util/errors';
 import { annotationVector, findTemplateClass, normaliseName, templateClass } from './template';
-import { readFileOrThrow } from '../util/read-file';
+import { readJsonFile } from '../util/read-file';
 
 /** One labelled (or unlabelled) CT of a dataset. */
 export interface CaseEntry {
@@ -62,7 +62,7 @@ export function openDataset(location: string, options: { organs?: string[]; name
 
 /** A collection manifest: `{ "datasets": [ { "path": "...", "organs"?: [...] }, ... ] }` (paths relative to the file). */
 export function readCollection(manifestFile: string): Dataset[] {
-  const manifest = readJson(manifestFile) as { datasets?: Array<{ path?: string; organs?: string[]; name?: string }> };
+  const manifest = readJsonFile(manifestFile) as { datasets?: Array<{ path?: string; organs?: string[]; name?: string }> };
   if (!Array.isArray(manifest.datasets) || manifest.datasets.length === 0) {
     throw new FseftError('collection manifest needs a non-empty "datasets" list', manifestFile);
   }
@@ -75,7 +75,7 @@ export function readCollection(manifestFile: string): Dataset[] {
 
 /** True when a JSON file is a collection manifest rather than a pair list. */
 export function isCollectionManifest(file: string): boolean {
-  return fs.statSync(file).isFile() && Array.isArray((readJson(file) as { datasets?: unknown }).datasets);
+  return fs.statSync(file).isFile() && Array.isArray((readJsonFile(file) as { datasets?: unknown }).datasets);
 }
 
 /**
@@ -84,7 +84,7 @@ export function isCollectionManifest(file: string): boolean {
  */
 export function readMsdDataset(dir: string): Dataset {
   const descriptor = path.join(dir, 'dataset.json');
-  const json = readJson(descriptor) as {
+  const json = readJsonFile(descriptor) as {
     name?: string;
     labels?: Record<string, string | number | number[]>;
     training?: Array<{ image: string; label: string }>;
@@ -170,7 +170,7 @@ export function readTotalSegmentator(dir: string, options: { organs?: string[]; 
  * "cases": [ { "image": "a.nii.gz", "label": "a_seg.nii.gz" } ] }`, paths relative to the file.
  */
 export function readPairList(file: string): Dataset {
-  const json = readJson(file) as { name?: string; labels?: Record<string, string>; cases?: Array<{ id?: string; image?: string; label?: string }> };
+  const json = readJsonFile(file) as { name?: string; labels?: Record<string, string>; cases?: Array<{ id?: string; image?: string; label?: string }> };
   if (!json.labels || !Array.isArray(json.cases)) throw new FseftError('a pair list needs "labels" ({"1": "liver"}) and "cases" ([{"image", "label"}])', file);
   const labelMap: Record<number, number> = {};
   for (const [value, organ] of Object.entries(json.labels)) {
@@ -237,15 +237,6 @@ function statOrThrow(location: string): fs.Stats {
     return fs.statSync(location);
   } catch {
     throw new FseftError('not found', location);
-  }
-}
-
-function readJson(file: string): unknown {
-  const text = readFileOrThrow(file).toString('utf8');
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new FseftError(`invalid JSON (${(error as Error).message})`, file);
   }
 }
 

@@ -5,15 +5,6 @@
 export type Affine = number[][];
 export type Vec3 = [number, number, number];
 
-export function identityAffine(): Affine {
-  return [
-    [1, 0, 0, 0],
-    [0, 1, 0, 0],
-    [0, 0, 1, 0],
-    [0, 0, 0, 1],
-  ];
-}
-
 export function cloneAffine(a: Affine): Affine {
   return a.map((row) => row.slice());
 }
@@ -82,11 +73,6 @@ export function translateToVoxel(a: Affine, start: readonly number[]): Affine {
   const origin = applyAffine(a, start);
   for (let r = 0; r < 3; r++) out[r][3] = origin[r];
   return out;
-}
-
-export function affinesClose(a: Affine, b: Affine, tolerance = 1e-4): boolean {
-  for (let r = 0; r < 4; r++) for (let c = 0; c < 4; c++) if (Math.abs(a[r][c] - b[r][c]) > tolerance) return false;
-  return true;
 }
 
 /**

@@ -6,6 +6,7 @@ import { DatatypeName, INT64_CODES, datatypeByCode, datatypeByName, datatypeOfAr
 import { Shape3, Volume, VoxelArray } from './volume';
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
+import { readError } from '../util/read-file';
 
 const gzip = promisify(zlib.gzip);
 
@@ -71,10 +72,7 @@ async function readBytes(file: string): Promise<{ bytes: Buffer; compressed: boo
   try {
     bytes = await fs.promises.readFile(file);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new FseftError('file not found', file);
-    if (code === 'EISDIR') throw new FseftError('is a directory, expected a NIfTI file', file);
-    throw new FseftError(`cannot read the file (${code ?? (error as Error).message})`, file);
+    throw readError(file, error);
   }
   const compressed = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
   if (!compressed) return { bytes, compressed };

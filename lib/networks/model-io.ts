@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { HostTensor } from '../io/host-tensor';
 import { NamedTensor, readSafetensors, writeSafetensors } from '../io/safetensors';
 import { ensureWritableDirectory, writeFileAtomic } from '../util/atomic-write';
+import { readJsonFile } from '../util/read-file';
 import { FseftError } from '../util/errors';
 import { ParameterMap, initialValue, kitShape, toKitLayout, toTorchLayout } from './parameters';
 import { Rng } from '../util/random';
@@ -105,12 +106,7 @@ export async function saveModel(model: SwinUNETR, dir: string, provenance: Model
 export function loadModel(dir: string): { model: SwinUNETR; manifest: ModelManifest } {
   const manifestFile = path.join(dir, MANIFEST);
   if (!fs.existsSync(manifestFile)) throw new FseftError(`not a model directory (no ${MANIFEST})`, dir);
-  let manifest: ModelManifest;
-  try {
-    manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as ModelManifest;
-  } catch (error) {
-    throw new FseftError(`invalid JSON (${(error as Error).message})`, manifestFile);
-  }
+  const manifest = readJsonFile(manifestFile) as ModelManifest;
   if (manifest.format !== 'fseft-model' || manifest.arch !== 'swinunetr') throw new FseftError(`unsupported model (format ${manifest.format}, arch ${manifest.arch})`, manifestFile);
   const config = swinUnetrConfig(manifest.config);
   const { tensors } = readSafetensors(path.join(dir, manifest.weights ?? WEIGHTS));

@@ -87,10 +87,10 @@ export function depthToSpace2(x: tf.Tensor5D): tf.Tensor5D {
  */
 export function conv3dSame(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
   if (tf.getBackend() !== 'wasm') return tf.conv3d(x, filter, 1, 'same');
-  return depthwiseDecomposedConv3d(x, filter) as tf.Tensor5D;
+  return depthSlicedConv3d(x, filter) as tf.Tensor5D;
 }
 
-const depthwiseDecomposedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
   const [n, d, h, w, cin] = x.shape;
   if (n !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${n}`);

@@ -40,12 +40,6 @@ export function windowPlan(dims: [number, number, number], window: number[], shi
   return plan;
 }
 
-/** Frees cached plans (tensors) — for leak accounting in tests. */
-export function clearWindowPlans(): void {
-  for (const plan of cache.values()) tf.dispose([plan.partition, plan.reverse, ...(plan.mask ? [plan.mask] : [])]);
-  cache.clear();
-}
-
 function buildPlan(dims: [number, number, number], window: [number, number, number], shift: [number, number, number]): WindowPlan {
   const [d, h, w] = dims;
   const padded = dims.map((n, a) => Math.ceil(n / window[a]) * window[a]);
