@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 import { FseftError } from '../util/errors';
 import { Options, parseArgs } from './args';
+import { ADAPT_HELP, adaptCommand } from './commands/adapt';
 import { DEMO_HELP, demoCommand } from './commands/demo';
+import { EXPERIMENT_HELP, REPORT_HELP, experimentCommand, reportCommand } from './commands/experiment';
+import { PREDICT_HELP, predictCommand } from './commands/predict';
 import { EVALUATE_HELP, evaluateCommand } from './commands/evaluate';
 import { FORWARD_HELP, forwardCommand } from './commands/forward';
 import { IMPORT_TORCH_HELP, importTorchCommand } from './commands/import-torch';
 import { INFO_HELP, infoCommand } from './commands/info';
 import { PREPROCESS_HELP, preprocessCommand } from './commands/preprocess';
+import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
 import { SYNTH_HELP, synthCommand } from './commands/synth';
 
 const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help: string; flags: string[] }> = {
@@ -14,8 +18,13 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP, flags: ['crop'] },
   synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
   'import-torch': { run: importTorchCommand, help: IMPORT_TORCH_HELP, flags: ['strict', 'normalize'] },
+  pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint'] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
+  adapt: { run: adaptCommand, help: ADAPT_HELP, flags: ['ti'] },
+  predict: { run: predictCommand, help: PREDICT_HELP, flags: [] },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, flags: [] },
+  experiment: { run: experimentCommand, help: EXPERIMENT_HELP, flags: [] },
+  report: { run: reportCommand, help: REPORT_HELP, flags: [] },
   demo: { run: demoCommand, help: DEMO_HELP, flags: [] },
 };
 

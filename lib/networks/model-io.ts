@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HostTensor } from '../io/host-tensor';
@@ -10,6 +11,7 @@ import { ParameterMap, initialValue, kitShape, toKitLayout, toTorchLayout } from
 import { Rng } from '../util/random';
 import { SwinUNETR, SwinUNETRConfig, swinUnetrBufferNames, swinUnetrConfig, swinUnetrParameterSpecs } from './swin-unetr';
 import { relativePositionIndex } from './swin-windows';
+import { variableOf } from './ops';
 
 /** Where a model's weights came from: kept in the model directory next to them. */
 export interface ModelProvenance {
@@ -39,7 +41,24 @@ export interface ModelManifest {
   /** Layout of the weights file: PyTorch's, under MONAI's state-dict names. */
   layout: 'pytorch-state-dict';
   provenance: ModelProvenance;
+  /** How inputs must be prepared for this model (pretraining records it; imports assume the paper's). */
+  preprocessing?: ModelPreprocessing;
+  /** Names of the output channels; absent means the 29-class template when there are 29 outputs. */
+  classNames?: string[];
 }
+
+/** The preprocessing a model was trained with, reused by adaptation and prediction. */
+export interface ModelPreprocessing {
+  /** Voxel size (mm), isotropic or per axis. */
+  spacing: number | [number, number, number];
+  /** HU window mapped to [0, 1]. */
+  window: [number, number];
+  /** Patch (sliding-window ROI) size, each divisible by 32. */
+  roi: [number, number, number];
+}
+
+/** The paper's preprocessing: 1.5 mm, [-175, 250] HU, 96^3 patches. */
+export const PAPER_PREPROCESSING: ModelPreprocessing = { spacing: 1.5, window: [-175, 250], roi: [96, 96, 96] };
 
 const WEIGHTS = 'weights.safetensors';
 const MANIFEST = 'config.json';
@@ -60,7 +79,7 @@ export function modelFromStateDict(config: SwinUNETRConfig, tensors: Map<string,
       }
       const source = given ? { ...given, dtype: 'float32' as const, data: Float32Array.from(given.data) } : fresh;
       const kit = toKitLayout(spec, source);
-      params.set(spec.name, tf.variable(tf.tensor(kit.data, kitShape(spec), 'float32')));
+      params.set(spec.name, variableOf(tf.tensor(kit.data, kitShape(spec), 'float32')));
     }
   } catch (error) {
     for (const v of params.values()) v.dispose();
@@ -85,7 +104,12 @@ export async function stateDictOf(model: SwinUNETR): Promise<NamedTensor[]> {
 }
 
 /** Writes a model directory: config.json (architecture, provenance) and weights.safetensors. */
-export async function saveModel(model: SwinUNETR, dir: string, provenance: ModelProvenance): Promise<ModelManifest> {
+export async function saveModel(
+  model: SwinUNETR,
+  dir: string,
+  provenance: ModelProvenance,
+  extra: { preprocessing?: ModelPreprocessing; classNames?: string[] } = {},
+): Promise<ModelManifest> {
   await ensureWritableDirectory(dir);
   const manifest: ModelManifest = {
     format: 'fseft-model',
@@ -96,6 +120,7 @@ export async function saveModel(model: SwinUNETR, dir: string, provenance: Model
     weights: WEIGHTS,
     layout: 'pytorch-state-dict',
     provenance,
+    ...extra,
   };
   await writeSafetensors(path.join(dir, WEIGHTS), await stateDictOf(model), { format: 'pt', producer: 'fseft', arch: 'swinunetr' });
   await writeFileAtomic(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
@@ -113,4 +138,33 @@ export function loadModel(dir: string): { model: SwinUNETR; manifest: ModelManif
   const missing = swinUnetrParameterSpecs(config).filter((s) => !tensors.has(s.name)).map((s) => s.name);
   if (missing.length > 0) throw new FseftError(`weights lack ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`, path.join(dir, WEIGHTS));
   return { model: modelFromStateDict(config, tensors), manifest };
+}
+
+/** A short content hash of a model's weights: adapters record it and refuse other backbones. */
+export function modelFingerprint(dir: string): string {
+  const manifest = readJsonFile(path.join(dir, MANIFEST)) as ModelManifest;
+  const bytes = fs.readFileSync(path.join(dir, manifest.weights ?? WEIGHTS));
+  return crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+}
+
+/** The model directory a name stands for: 'default' is the small model shipped in data/models/default. */
+export function resolveModelDir(name: string): string {
+  if (name !== 'default') return name;
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return path.join(dir, 'data', 'models', 'default');
+}
+
+/** The preprocessing a model expects (the paper's when the model does not say). */
+export function modelPreprocessing(manifest: ModelManifest): ModelPreprocessing {
+  return manifest.preprocessing ?? PAPER_PREPROCESSING;
+}
+
+/** The output channel (0-based) of an organ (template class, 1-based) in the model's head, if it has one. */
+export function headChannelOf(manifest: ModelManifest, templateClass: number, templateName: string): number | undefined {
+  if (manifest.classNames) {
+    const index = manifest.classNames.indexOf(templateName);
+    return index >= 0 ? index : undefined;
+  }
+  return manifest.config.outChannels === 29 ? templateClass - 1 : undefined;
 }

@@ -234,3 +234,13 @@ export function concatChannels(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
     return tf.reshape(joined, [...spatial, ca + cb]);
   });
 }
+
+/**
+ * A variable holding `initial`, which is consumed: tf.variable keeps its source tensor registered
+ * otherwise, and every created-and-disposed model would leave one tensor behind per parameter.
+ */
+export function variableOf(initial: tf.Tensor, trainable = true, name?: string): tf.Variable {
+  const variable = tf.variable(initial, trainable, name);
+  initial.dispose();
+  return variable;
+}

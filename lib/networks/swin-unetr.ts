@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
+import { variableOf, checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { biasIndex, windowPlan } from './swin-windows';
 
@@ -125,6 +125,8 @@ export interface ForwardOptions {
    * (MONAI's use_checkpoint): training at 64^3 and above fits in wasm's memory this way.
    */
   checkpoint?: boolean;
+  /** Also return the inputs of the last decoder block (dec0, enc0): what FT-Last trains on. */
+  decoderInputs?: boolean;
 }
 
 export interface SwinUNETROutput {
@@ -133,6 +135,10 @@ export interface SwinUNETROutput {
   /** [1, D, H, W, featureSize]: the last decoder features (input of the output head, what adapters consume). */
   features: tf.Tensor5D;
   hidden?: tf.Tensor5D[];
+  /** [1, D/2, H/2, W/2, F]: output of decoder2, input of decoder1. */
+  dec0?: tf.Tensor5D;
+  /** [1, D, H, W, F]: encoder1 applied to the input, the skip connection of decoder1. */
+  enc0?: tf.Tensor5D;
 }
 
 /**
@@ -162,7 +168,7 @@ export class SwinUNETR {
     const params: ParameterMap = new Map();
     for (const spec of swinUnetrParameterSpecs(config)) {
       const host = toKitLayout(spec, initialValue(spec, rng));
-      params.set(spec.name, tf.variable(tf.tensor(host.data, host.shape, 'float32'), true, spec.name.replace(/[^A-Za-z0-9_.]/g, '_') + `_${uniqueSuffix()}`));
+      params.set(spec.name, variableOf(tf.tensor(host.data, host.shape, 'float32'), true, spec.name.replace(/[^A-Za-z0-9_.]/g, '_') + `_${uniqueSuffix()}`));
     }
     return new SwinUNETR(config, params);
   }
@@ -207,6 +213,7 @@ export class SwinUNETR {
       const logits = linear(features, this.p('out.conv.conv.weight') as tf.Tensor2D, this.p('out.conv.conv.bias') as tf.Tensor1D) as tf.Tensor5D;
       const result: SwinUNETROutput = { logits, features };
       if (options.hiddenStates) result.hidden = hidden;
+      if (options.decoderInputs) Object.assign(result, { dec0, enc0 });
       return result as unknown as tf.TensorContainerObject;
     }) as unknown as SwinUNETROutput;
   }
@@ -381,6 +388,11 @@ export class SwinUNETR {
     let residual: tf.Tensor5D = x;
     if (this.params.has(`${prefix}conv3.conv.weight`)) residual = instanceNorm(linear(x, param(`${prefix}conv3.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
     return leakyRelu(tf.add(out, residual)) as tf.Tensor5D;
+  }
+
+  /** The last decoder block (decoder1) on its inputs, with parameters read through `param` (FT-Last trains copies). */
+  lastDecoder(dec0: tf.Tensor5D, enc0: tf.Tensor5D, param: (name: string) => tf.Tensor = (name) => this.p(name)): tf.Tensor5D {
+    return this.upBlock('decoder1', dec0, enc0, param);
   }
 
   /** MONAI UnetrUpBlock: transposed conv (kernel 2, stride 2), concatenation with the skip, UnetResBlock. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { variableOf } from '../networks/ops';
 
 export interface AdamWOptions {
   learningRate: number;
@@ -40,7 +41,7 @@ export class AdamW {
     for (const [variable, gradient] of gradients) {
       let state = this.moments.get(variable);
       if (!state) {
-        state = { m: tf.variable(tf.zerosLike(variable), false), v: tf.variable(tf.zerosLike(variable), false) };
+        state = { m: variableOf(tf.zerosLike(variable), false), v: variableOf(tf.zerosLike(variable), false) };
         this.moments.set(variable, state);
       }
       const { m, v } = state;
@@ -52,6 +53,30 @@ export class AdamW {
         variable.assign(tf.sub(decayed, tf.mul(update, lr)));
       });
       gradient.dispose();
+    }
+  }
+
+  /** The step count and moments of each named variable, for checkpoints. */
+  async exportState(names: Map<tf.Variable, string>): Promise<{ step: number; tensors: Array<{ name: string; shape: number[]; data: Float32Array }> }> {
+    const tensors = [];
+    for (const [variable, { m, v }] of this.moments) {
+      const name = names.get(variable);
+      if (name === undefined) continue;
+      tensors.push({ name: `m.${name}`, shape: m.shape, data: (await m.data()) as Float32Array });
+      tensors.push({ name: `v.${name}`, shape: v.shape, data: (await v.data()) as Float32Array });
+    }
+    return { step: this.step, tensors };
+  }
+
+  /** Restores a state written by `exportState` (resume after interruption). */
+  importState(step: number, tensors: Map<string, { shape: number[]; data: Float32Array }>, variables: Map<string, tf.Variable>): void {
+    this.dispose();
+    this.step = step;
+    for (const [name, variable] of variables) {
+      const m = tensors.get(`m.${name}`);
+      const v = tensors.get(`v.${name}`);
+      if (!m || !v) continue;
+      this.moments.set(variable, { m: variableOf(tf.tensor(m.data, m.shape), false), v: variableOf(tf.tensor(v.data, v.shape), false) });
     }
   }
 

@@ -1,0 +1,123 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ADAPT_METHODS, parseMethod, zeroShotRow } from '../../adapters/adapters';
+import { saveAdapter } from '../../adapters/adapter-io';
+import { initBackend } from '../../backend/backend';
+import { templateClass, templateClassName } from '../../data/template';
+import { backboneFeatures } from '../../inference/features';
+import { prepareCase } from '../../inference/predict';
+import { adapterProbabilities, probabilitiesToMask } from '../../inference/segment';
+import { SizeConstraintForm } from '../../losses/size-constraint';
+import { dice } from '../../metrics/overlap';
+import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
+import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, SupportVolume, adaptToOrgan } from '../../training/adapt';
+import { ensureWritableDirectory, writeFileAtomic } from '../../util/atomic-write';
+import { FseftError } from '../../util/errors';
+import { ProgressBar } from '../../util/progress';
+import { Options } from '../args';
+import { loadModelOption, parseSupportSpec } from './model-options';
+
+export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --method <m> --support <image>=<label>[:<value>] (k times) --out <adapter dir> [options]
+  Few-shot adaptation of a frozen (or fine-tuned) foundation model to one organ from k labelled
+  volumes. Methods: ${ADAPT_METHODS.join(', ')}.
+  Frozen-backbone methods (lp, adapters, ft-last) compute each volume's backbone features once
+  (sliding window) and train on crops of them.
+  Options:
+    --k N                use the first N supports (error when fewer are given)
+    --query <image>[=<label>[:<value>]]   the query volume: needed by --ti; with a label its Dice is printed
+    --ti                 transductive inference (Eq. 2-3) in the last half of the epochs
+    --lambda 1  --gamma 0.25  --ti-form paper|normalised  --ti-pool 2
+    --epochs 100  --lr (per method: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
+    --backend tensorflow|wasm|cpu`;
+
+export async function adaptCommand(options: Options): Promise<void> {
+  const modelName = options.required('model');
+  const organName = options.required('organ');
+  const method = parseMethod(options.required('method'));
+  const out = options.required('out');
+  const supportSpecs = options.all('support').map((s) => parseSupportSpec(s, 'support'));
+  const k = options.integer('k');
+  const querySpec = options.string('query');
+  const ti = options.flag('ti');
+  const lambda = options.number('lambda', 1)!;
+  const gamma = options.number('gamma', 0.25)!;
+  const form = (options.string('ti-form') ?? 'paper') as SizeConstraintForm;
+  const pool = options.integer('ti-pool', 2)!;
+  const epochs = options.integer('epochs', DEFAULT_ADAPT.epochs)!;
+  const learningRate = options.number('lr', METHOD_LEARNING_RATES[method])!;
+  const crops = options.integer('crops', DEFAULT_ADAPT.cropsPerStep)!;
+  const seed = options.integer('seed', 0)!;
+  const backend = options.string('backend');
+  options.rejectUnknown();
+  const organClass = templateClass(organName);
+  const organ = templateClassName(organClass);
+  if (form !== 'paper' && form !== 'normalised') throw new FseftError(`--ti-form must be paper or normalised, got '${form}'`);
+  if (method !== 'generalization' && supportSpecs.length === 0) throw new FseftError('give at least one --support <image>=<label>[:<value>]');
+  if (k !== undefined && k > supportSpecs.length) throw new FseftError(`--k ${k} is larger than the ${supportSpecs.length} support volume(s) given`);
+  if (ti && !querySpec) throw new FseftError('--ti needs --query <image>');
+  for (const spec of supportSpecs) if (!spec.label) throw new FseftError(`--support ${spec.image}: give its label as <image>=<label>[:<value>]`);
+  if (fs.existsSync(path.join(out, 'adapter.json'))) throw new FseftError('already holds an adapter; choose another --out or delete it', out);
+  await ensureWritableDirectory(out);
+  await initBackend(backend);
+
+  const { model, manifest, fingerprint, dir } = loadModelOption(modelName);
+  const preprocessing = modelPreprocessing(manifest);
+  const channel = headChannelOf(manifest, organClass, organ);
+  if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
+  const frozen = method !== 'ft' && method !== 'scratch';
+  const decoderInputs = method === 'ft-last';
+  const chosen = supportSpecs.slice(0, k ?? supportSpecs.length);
+  console.log(`adapting ${dir} (${model.parameterCount.toLocaleString('en-US')} parameters, F = ${model.config.featureSize}) to ${organ} with ${method}, k = ${chosen.length}`);
+
+  const featureBar = frozen ? new ProgressBar(chosen.length + (querySpec ? 1 : 0), 'backbone features (once per volume)') : undefined;
+  const supports: SupportVolume[] = [];
+  for (const spec of chosen) {
+    const prepared = await prepareCase(spec.image, preprocessing, { file: spec.label!, value: spec.value });
+    const features = frozen ? backboneFeatures(model, prepared.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
+    featureBar?.tick(path.basename(spec.image));
+    supports.push({ id: spec.image, image: prepared.image, mask: prepared.mask!, features });
+  }
+  const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
+  const preparedQuery = query ? await prepareCase(query.image, preprocessing, query.label ? { file: query.label, value: query.value } : undefined) : undefined;
+  const queryFeatures = preparedQuery && frozen ? backboneFeatures(model, preparedQuery.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
+  if (queryFeatures) featureBar?.tick(path.basename(query!.image));
+
+  const steps = epochs * supports.length;
+  const bar = method === 'generalization' ? undefined : new ProgressBar(steps, `${method}${ti ? '+ti' : ''}`);
+  const init = channel !== undefined ? zeroShotRow(model, channel) : undefined;
+  const result = adaptToOrgan(model, supports, init, {
+    method,
+    roi: preprocessing.roi,
+    epochs,
+    learningRate,
+    weightDecay: DEFAULT_ADAPT.weightDecay,
+    warmupEpochs: DEFAULT_ADAPT.warmupEpochs,
+    cropsPerStep: crops,
+    seed,
+    bce: DEFAULT_ADAPT.bce,
+    checkpoint: true,
+    ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
+    onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
+  });
+  console.log(`trainable parameters: ${result.trainableParameters.toLocaleString('en-US')}`);
+  if (result.targetSize !== undefined) console.log(`TI target size S = ${Math.round(result.targetSize)} voxels (query S_hat at the end: ${Math.round(result.history.at(-1)?.predictedSize ?? NaN)})`);
+  if (result.history.length > 0) {
+    const mean = result.history.reduce((s, h) => s + h.seconds, 0) / result.history.length;
+    console.log(`${result.history.length} steps in ${result.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${result.history.at(-1)!.loss.toFixed(4)}`);
+  }
+  if (preparedQuery?.mask) {
+    const grid = adapterProbabilities(result.adapter, { image: preparedQuery.image, features: queryFeatures }, { roi: preprocessing.roi });
+    console.log(`query Dice (preprocessed grid): ${dice(probabilitiesToMask(grid, preparedQuery.image).data, preparedQuery.mask.data).toFixed(4)}`);
+  }
+  await writeFileAtomic(path.join(out, 'log.jsonl'), result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+  await saveAdapter(result.adapter, out, {
+    organ,
+    backbone: { fingerprint, featureSize: model.config.featureSize, outChannels: model.config.outChannels },
+    preprocessing,
+    training: { k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
+    createdAt: new Date().toISOString(),
+  });
+  console.log(`adapter written to ${out}`);
+  result.adapter.dispose();
+  model.dispose();
+}

@@ -1,0 +1,61 @@
+import * as path from 'node:path';
+import { initBackend } from '../../backend/backend';
+import { ExperimentPlan, formatTable, readRecords, runExperiment } from '../../training/experiment';
+import { FseftError } from '../../util/errors';
+import { readJsonFile } from '../../util/read-file';
+import { Options } from '../args';
+import { loadModelOption } from './model-options';
+
+export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <dir|default>] [--records <file.jsonl>]
+  Runs a grid of few-shot experiments and appends one JSON record per cell (method, organ, k, fold,
+  seed, gamma, lambda, Dice, trainable parameters, time) to the records file (default: next to
+  the plan, <plan>.records.jsonl); finished cells are skipped, so an interrupted run resumes.
+  plan.json: { "data": "<dataset>", "organs": ["liver"], "methods": ["lp", "adapter", "adapter+ti"],
+    "shots": [1, 5], "folds": 5, "seeds": [0], "queries": 1, "epochs": {"1": 100, "5": 20},
+    "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "ti": {"gamma": [0.25], "lambda": [1]},
+    "model": "default" }  (paths relative to the plan)`;
+
+export const REPORT_HELP = `fseft report <records.jsonl> [...]
+  Prints a Table-1 style table from experiment records: Dice per organ and method, averaged over
+  folds and seeds, per k, with the mean over organs and the trainable parameter counts.`;
+
+export async function experimentCommand(options: Options): Promise<void> {
+  const planFile = options.required('plan');
+  const modelOption = options.string('model');
+  const recordsOption = options.string('records');
+  const backend = options.string('backend');
+  options.rejectUnknown();
+  const plan = readJsonFile(planFile) as Partial<ExperimentPlan> & { model?: string };
+  for (const field of ['data', 'organs', 'methods', 'shots'] as const) if (plan[field] === undefined) throw new FseftError(`the plan has no "${field}"`, planFile);
+  const base = path.dirname(planFile);
+  const resolved: ExperimentPlan = {
+    ...(plan as ExperimentPlan),
+    folds: plan.folds ?? 1,
+    seeds: plan.seeds ?? [0],
+    queries: plan.queries ?? 1,
+    epochs: plan.epochs ?? 100,
+    data: path.resolve(base, plan.data!),
+  };
+  const modelName = modelOption ?? (plan.model === undefined || plan.model === 'default' ? 'default' : path.resolve(base, plan.model));
+  const recordsFile = recordsOption ?? planFile.replace(/\.json$/, '') + '.records.jsonl';
+  await initBackend(backend);
+  const { model, manifest } = loadModelOption(modelName);
+  const records = await runExperiment(resolved, {
+    model,
+    manifest,
+    recordsFile,
+    onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k} fold ${r.fold} seed ${r.seed}${r.gamma !== undefined ? ` gamma ${r.gamma} lambda ${r.lambda}` : ''}: Dice ${r.dice.toFixed(4)} (${r.trainSeconds.toFixed(1)} s)`),
+  });
+  console.log('\n' + formatTable(records));
+  console.log(`records: ${recordsFile}`);
+  model.dispose();
+}
+
+export async function reportCommand(options: Options): Promise<void> {
+  const files = options.positional;
+  options.rejectUnknown();
+  if (files.length === 0) throw new FseftError(`give one or more records files\n${REPORT_HELP}`);
+  const records = files.flatMap((f) => readRecords(f));
+  if (records.length === 0) throw new FseftError('no records', files.join(', '));
+  console.log(formatTable(records));
+}

@@ -1,0 +1,263 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Adapter, AdaptMethod, HeadInit } from '../adapters/adapters';
+import { BackboneFeatures } from '../inference/features';
+import { Shape3, Volume } from '../io/volume';
+import { bcePerChannel, diceLossPerChannel } from '../losses/segmentation';
+import { SizeConstraintForm, sizeConstraintLoss } from '../losses/size-constraint';
+import { largestConnectedComponent } from '../metrics/components';
+import { SwinUNETR } from '../networks/swin-unetr';
+import { FeatureGrid, cropGrid, poolGrid, volumeToGrid } from '../networks/volume-tensor';
+import { FseftError } from '../util/errors';
+import { Rng, seedFrom } from '../util/random';
+import { AdamW } from './adamw';
+import { warmupCosine } from './schedule';
+
+/** A preprocessed support volume with its binary organ mask and (for frozen-backbone methods) cached features. */
+export interface SupportVolume {
+  id: string;
+  image: Volume<Float32Array>;
+  mask: Volume<Uint8Array>;
+  features?: BackboneFeatures;
+}
+
+export interface TransductiveOptions {
+  lambda: number;
+  gamma: number;
+  form: SizeConstraintForm;
+  /** Average-pool the query's features by this factor per axis for the size term (the reference code uses 2). */
+  pool: number;
+}
+
+export interface AdaptOptions {
+  method: AdaptMethod;
+  epochs: number;
+  learningRate: number;
+  weightDecay: number;
+  warmupEpochs: number;
+  /** Random crops of one support volume per step (positive:negative 1:1). */
+  cropsPerStep: number;
+  roi: Shape3;
+  seed: number;
+  /** Dice + BCE (default) or Dice alone. */
+  bce: boolean;
+  /** Transductive inference on this query (Eq. 2-3), active in the last half of the epochs. */
+  ti?: TransductiveOptions & { query: BackboneFeatures };
+  /**
+   * Frozen-backbone methods read crops of the cached whole-volume features (default). false runs
+   * the backbone on every crop instead: the same training without the cache, to measure it.
+   */
+  cachedFeatures?: boolean;
+  /** Recompute Swin blocks in backpropagation (FT, Scratch). */
+  checkpoint?: boolean;
+  onStep?: (record: StepRecord, total: number) => void;
+}
+
+export interface StepRecord {
+  step: number;
+  epoch: number;
+  loss: number;
+  segmentationLoss: number;
+  sizeLoss?: number;
+  /** The query's predicted size S_hat (voxels), when TI is active. */
+  predictedSize?: number;
+  seconds: number;
+}
+
+export interface AdaptResult {
+  adapter: Adapter;
+  history: StepRecord[];
+  trainableParameters: number;
+  /** The target size S used by TI (voxels). */
+  targetSize?: number;
+  seconds: number;
+}
+
+export const DEFAULT_ADAPT: Omit<AdaptOptions, 'method' | 'roi'> = {
+  epochs: 100,
+  learningRate: 1e-3,
+  weightDecay: 1e-5,
+  warmupEpochs: 1,
+  cropsPerStep: 6,
+  seed: 0,
+  bce: true,
+};
+
+/** Reference learning rates per method (reference notes): adapters 1e-4 in the paper's later code, 1e-2 for the probe, 1e-4 for FT. */
+export const METHOD_LEARNING_RATES: Record<AdaptMethod, number> = {
+  generalization: 0,
+  scratch: 1e-4,
+  ft: 1e-4,
+  'ft-last': 1e-4,
+  lp: 1e-2,
+  adapter: 1e-3,
+  'residual-adapter': 1e-3,
+  'mlp-adapter': 1e-3,
+};
+
+/**
+ * The organ size S for TI (Eq. 2): mean voxel count of the support masks' largest components;
+ * with five or more supports, sizes outside median +- std are dropped first (reference code).
+ */
+export function estimateTargetSize(masks: Volume[]): number {
+  if (masks.length === 0) throw new FseftError('no support masks to estimate the organ size from');
+  let sizes = masks.map((m) => largestConnectedComponent(m.data, m.shape, 26).reduce((a, b) => a + b, 0));
+  if (sizes.length >= 5) {
+    const sorted = [...sizes].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    const mean = sizes.reduce((a, b) => a + b, 0) / sizes.length;
+    const std = Math.sqrt(sizes.reduce((a, b) => a + (b - mean) ** 2, 0) / sizes.length);
+    const kept = sizes.filter((s) => Math.abs(s - median) <= std);
+    if (kept.length > 0) sizes = kept;
+  }
+  const size = sizes.reduce((a, b) => a + b, 0) / sizes.length;
+  if (!(size > 0)) throw new FseftError('the support masks are empty: no organ voxels after preprocessing');
+  return size;
+}
+
+/**
+ * Random crop starts of size `roi` in a volume, centred on organ voxels or on body background
+ * (image > 0) with equal probability, kept inside the volume (centred when it is smaller than the
+ * ROI; outside reads as zero). `even` aligns starts to even voxels (FT-Last's half-resolution inputs).
+ */
+export function sampleCropStarts(mask: Volume, image: Volume, roi: Shape3, count: number, rng: Rng, even = false): Shape3[] {
+  const [nx, ny] = mask.shape;
+  const foreground: number[] = [];
+  const background: number[] = [];
+  for (let i = 0; i < mask.data.length; i++) {
+    if (mask.data[i] > 0) foreground.push(i);
+    else if (image.data[i] > 0) background.push(i);
+  }
+  const starts: Shape3[] = [];
+  for (let s = 0; s < count; s++) {
+    let positive = rng.next() < 0.5;
+    if (positive && foreground.length === 0) positive = false;
+    if (!positive && background.length === 0) positive = true;
+    const pool = positive ? foreground : background;
+    const flat = pool.length > 0 ? pool[rng.int(pool.length)] : 0;
+    const centre = [flat % nx, Math.floor(flat / nx) % ny, Math.floor(flat / (nx * ny))];
+    starts.push(
+      centre.map((c, a) => {
+        const size = mask.shape[a];
+        let start = size <= roi[a] ? Math.floor((size - roi[a]) / 2) : Math.min(Math.max(c - Math.floor(roi[a] / 2), 0), size - roi[a]);
+        if (even && start % 2 !== 0) start -= 1;
+        return start;
+      }) as Shape3,
+    );
+  }
+  return starts;
+}
+
+/**
+ * Few-shot adaptation of `backbone` to one organ from k support volumes: one step per support
+ * volume per epoch, each on `cropsPerStep` random crops; AdamW with warm-up + cosine decay; with
+ * `ti`, the size constraint on the query is added (weight lambda) in the last half of the epochs.
+ */
+export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], init: HeadInit | undefined, options: AdaptOptions): AdaptResult {
+  const started = Date.now();
+  if (supports.length === 0) throw new FseftError('no support volumes');
+  const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'));
+  const history: StepRecord[] = [];
+  if (options.method === 'generalization') return { adapter, history, trainableParameters: 0, seconds: 0 };
+  const input = adapter.input;
+  const cached = options.cachedFeatures !== false && input !== 'image';
+  if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
+  if (options.ti && input === 'image') throw new FseftError('transductive inference needs a frozen backbone (lp, adapters, ft-last), not ft or scratch');
+
+  const grids = supports.map((s) => ({ image: volumeToGrid(s.image), mask: volumeToGrid(s.mask) }));
+  const targetSize = options.ti ? estimateTargetSize(supports.map((s) => s.mask)) : undefined;
+  const query = options.ti ? queryInputs(options.ti.query, input, options.ti.pool) : undefined;
+  const optimizer = new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
+  const totalSteps = options.epochs * supports.length;
+  const tiFrom = Math.floor(options.epochs / 2);
+  const half = options.roi.map((n) => n / 2) as Shape3;
+  try {
+    for (let epoch = 0, step = 0; epoch < options.epochs; epoch++) {
+      const rng = new Rng(seedFrom(options.seed, 'adapt-epoch', epoch));
+      for (const index of rng.shuffle(supports.map((_, i) => i))) {
+        const stepStarted = Date.now();
+        optimizer.learningRate = warmupCosine(step, totalSteps, options.warmupEpochs * supports.length, options.learningRate);
+        const support = supports[index];
+        const starts = sampleCropStarts(support.mask, support.image, options.roi, options.cropsPerStep, rng, input === 'decoder');
+        const withTi = options.ti !== undefined && epoch >= tiFrom;
+        let segmentationValue = 0;
+        let sizeValue: number | undefined;
+        let predictedSize: number | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const logits: tf.Tensor5D[] = [];
+          const targets: tf.Tensor5D[] = [];
+          for (const start of starts) {
+            const inputs = cropInputs(backbone, support, grids[index].image, start, options.roi, half, input, cached);
+            logits.push(adapter.forward(inputs, { checkpoint: options.checkpoint }));
+            targets.push(cropGrid(grids[index].mask, start, options.roi));
+          }
+          const allLogits = tf.concat(logits, 0);
+          const allTargets = tf.concat(targets, 0);
+          let segmentation = diceLossPerChannel(allLogits, allTargets).mean() as tf.Scalar;
+          if (options.bce) segmentation = tf.add(segmentation, bcePerChannel(allLogits, allTargets).mean()) as tf.Scalar;
+          segmentationValue = segmentation.dataSync()[0];
+          if (!withTi) return segmentation;
+          const sizeScale = options.ti!.pool ** 3;
+          const predicted = tf.mul(tf.sum(tf.sigmoid(adapter.forward(query!))), sizeScale) as tf.Scalar;
+          predictedSize = predicted.dataSync()[0];
+          const size = sizeConstraintLoss(predicted, targetSize!, options.ti!.gamma, options.ti!.form);
+          sizeValue = size.dataSync()[0];
+          return tf.add(segmentation, tf.mul(size, options.ti!.lambda)) as tf.Scalar;
+        }, adapter.trainable);
+        const loss = value.dataSync()[0];
+        value.dispose();
+        if (!Number.isFinite(loss)) {
+          tf.dispose(Object.values(grads));
+          throw new FseftError(`the loss became ${loss} at step ${step + 1}; lower --lr`);
+        }
+        const byName = new Map(adapter.trainable.map((v) => [v.name, v]));
+        optimizer.apply(new Map(Object.entries(grads).map(([name, g]) => [byName.get(name)!, g])));
+        step++;
+        const record: StepRecord = { step, epoch: epoch + 1, loss, segmentationLoss: segmentationValue, sizeLoss: sizeValue, predictedSize, seconds: (Date.now() - stepStarted) / 1000 };
+        history.push(record);
+        options.onStep?.(record, totalSteps);
+      }
+    }
+  } catch (error) {
+    adapter.dispose();
+    throw error;
+  } finally {
+    optimizer.dispose();
+    if (query) tf.dispose(Object.values(query));
+  }
+  return { adapter, history, trainableParameters: adapter.trainableParameters, targetSize, seconds: (Date.now() - started) / 1000 };
+}
+
+function cropInputs(
+  backbone: SwinUNETR,
+  support: SupportVolume,
+  image: FeatureGrid,
+  start: Shape3,
+  roi: Shape3,
+  half: Shape3,
+  input: 'features' | 'decoder' | 'image',
+  cached: boolean,
+): { image?: tf.Tensor5D; features?: tf.Tensor5D; dec0?: tf.Tensor5D; enc0?: tf.Tensor5D } {
+  if (input === 'image') return { image: cropGrid(image, start, roi) };
+  if (cached) {
+    const f = support.features!;
+    if (input === 'features') return { features: cropGrid(f.features, start, roi) };
+    return { dec0: cropGrid(f.dec0!, start.map((s) => s / 2) as Shape3, half), enc0: cropGrid(f.enc0!, start, roi) };
+  }
+  // Without the cache: the frozen backbone runs on this crop (no gradient flows into it).
+  const out = backbone.forward(cropGrid(image, start, roi), { decoderInputs: input === 'decoder' });
+  out.logits.dispose();
+  return input === 'features' ? { features: out.features } : { dec0: out.dec0, enc0: out.enc0 };
+}
+
+/** The query's (pooled) inputs for the size term, as tensors kept for the whole run. */
+function queryInputs(query: BackboneFeatures, input: 'features' | 'decoder' | 'image', pool: number): { features?: tf.Tensor5D; dec0?: tf.Tensor5D; enc0?: tf.Tensor5D } {
+  const tensor = (grid: FeatureGrid, shape?: Shape3) => cropGrid(grid, [0, 0, 0], shape ?? grid.shape);
+  if (input === 'features') return { features: tensor(poolGrid(query.features, pool)) };
+  if (!query.dec0 || !query.enc0) throw new FseftError('the query has no cached decoder inputs');
+  const enc0 = poolGrid(query.enc0, pool);
+  const dec0 = poolGrid(query.dec0, pool);
+  // Keep enc0 exactly twice dec0 per axis after pooling.
+  const low = dec0.shape.map((n, a) => Math.min(n, Math.floor(enc0.shape[a] / 2))) as Shape3;
+  return { dec0: tensor(dec0, low), enc0: tensor(enc0, low.map((n) => 2 * n) as Shape3) };
+}

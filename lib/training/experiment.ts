@@ -1,0 +1,289 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AdaptMethod, parseMethod, zeroShotRow } from '../adapters/adapters';
+import { Dataset, loadCase, openDataset } from '../data/datasets';
+import { templateClass, templateClassName } from '../data/template';
+import { BackboneFeatures, backboneFeatures, featureBytes } from '../inference/features';
+import { PreparedCase, prepareCase } from '../inference/predict';
+import { adapterProbabilities, probabilitiesToMask } from '../inference/segment';
+import { dice } from '../metrics/overlap';
+import { Volume } from '../io/volume';
+import { ModelManifest, ModelPreprocessing, headChannelOf, modelPreprocessing } from '../networks/model-io';
+import { SwinUNETR } from '../networks/swin-unetr';
+import { FseftError } from '../util/errors';
+import { Rng, seedFrom } from '../util/random';
+import { AdaptOptions, DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from './adapt';
+import { SizeConstraintForm } from '../losses/size-constraint';
+
+/** A grid of few-shot experiments (methods x organs x k x folds x seeds, and TI's gamma/lambda). */
+export interface ExperimentPlan {
+  /** Dataset with the target organs labelled (MSD dir, TotalSegmentator, pairs.json). */
+  data: string;
+  organs: string[];
+  /** Methods; a '+ti' suffix adds transductive inference (e.g. 'adapter+ti'). */
+  methods: string[];
+  shots: number[];
+  folds: number;
+  seeds: number[];
+  /** Query volumes evaluated per fold (drawn before the supports). */
+  queries: number;
+  /** Epochs per k ({"1": 50, "5": 10}) or one number. */
+  epochs: number | Record<string, number>;
+  cropsPerStep?: number;
+  learningRates?: Partial<Record<AdaptMethod, number>>;
+  ti?: { lambda?: number[]; gamma?: number[]; form?: SizeConstraintForm; pool?: number };
+}
+
+/** One finished cell of a plan. */
+export interface ExperimentRecord {
+  key: string;
+  method: string;
+  organ: string;
+  k: number;
+  fold: number;
+  seed: number;
+  lambda?: number;
+  gamma?: number;
+  epochs: number;
+  learningRate: number;
+  dice: number;
+  queryDice: Record<string, number>;
+  supports: string[];
+  trainableParameters: number;
+  targetSize?: number;
+  predictedSize?: number;
+  trainSeconds: number;
+  secondsPerStep?: number;
+}
+
+export interface ExperimentContext {
+  model: SwinUNETR;
+  manifest: ModelManifest;
+  /** Records file (JSON lines): finished cells found there are skipped. */
+  recordsFile: string;
+  /** Bound on cached backbone features in memory (MiB). */
+  cacheMiB?: number;
+  log?: (line: string) => void;
+  onRecord?: (record: ExperimentRecord) => void;
+  /** Receives each query prediction (binary mask on the preprocessed grid), e.g. for figures. */
+  onPrediction?: (cell: { method: string; organ: string; k: number; fold: number; seed: number }, query: PreparedCase, mask: Volume<Uint8Array>) => void;
+}
+
+export function readRecords(file: string): ExperimentRecord[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line, index) => {
+      try {
+        return JSON.parse(line) as ExperimentRecord;
+      } catch {
+        throw new FseftError(`line ${index + 1} is not JSON`, file);
+      }
+    });
+}
+
+interface Cell {
+  method: AdaptMethod;
+  label: string;
+  ti?: { lambda: number; gamma: number };
+}
+
+function cellsOf(plan: ExperimentPlan): Cell[] {
+  const cells: Cell[] = [];
+  for (const name of plan.methods) {
+    const withTi = name.endsWith('+ti');
+    const method = parseMethod(withTi ? name.slice(0, -3) : name);
+    if (!withTi) cells.push({ method, label: name });
+    else for (const lambda of plan.ti?.lambda ?? [1]) for (const gamma of plan.ti?.gamma ?? [0.25]) cells.push({ method, label: name, ti: { lambda, gamma } });
+  }
+  return cells;
+}
+
+export function epochsFor(plan: ExperimentPlan, k: number): number {
+  if (typeof plan.epochs === 'number') return plan.epochs;
+  const value = plan.epochs[String(k)];
+  if (value === undefined) throw new FseftError(`the plan gives no epochs for k = ${k}`);
+  return value;
+}
+
+/** A cache of backbone features by case id, bounded in bytes (least recently used first out). */
+class FeatureCache {
+  private readonly entries = new Map<string, BackboneFeatures>();
+  hits = 0;
+  misses = 0;
+  constructor(private readonly limitBytes: number) {}
+  get(id: string, compute: () => BackboneFeatures): BackboneFeatures {
+    const found = this.entries.get(id);
+    if (found) {
+      this.hits++;
+      this.entries.delete(id);
+      this.entries.set(id, found);
+      return found;
+    }
+    this.misses++;
+    const value = compute();
+    this.entries.set(id, value);
+    let total = [...this.entries.values()].reduce((s, f) => s + featureBytes(f), 0);
+    for (const [key, entry] of this.entries) {
+      if (total <= this.limitBytes || key === id) break;
+      total -= featureBytes(entry);
+      this.entries.delete(key);
+    }
+    return value;
+  }
+}
+
+/**
+ * Runs every unfinished cell of a plan and appends one record per cell to the records file.
+ * Supports are nested (the k = 1 support is among the k = 5 ones) and drawn per fold from a
+ * seeded shuffle; queries are drawn first and never serve as support.
+ */
+export async function runExperiment(plan: ExperimentPlan, context: ExperimentContext): Promise<ExperimentRecord[]> {
+  const log = context.log ?? ((line: string) => console.log(line));
+  const dataset = openDataset(plan.data);
+  const preprocessing = modelPreprocessing(context.manifest);
+  const cells = cellsOf(plan);
+  const needsDecoder = cells.some((c) => c.method === 'ft-last');
+  const done = new Map(readRecords(context.recordsFile).map((r) => [r.key, r]));
+  const prepared = new Map<string, PreparedCase>();
+  const cache = new FeatureCache((context.cacheMiB ?? 2048) * 2 ** 20);
+  const records: ExperimentRecord[] = [];
+  await fs.promises.mkdir(path.dirname(path.resolve(context.recordsFile)), { recursive: true });
+
+  for (const organ of plan.organs) {
+    const organClass = templateClass(organ);
+    const organName = templateClassName(organClass);
+    if (!dataset.annotated.includes(organClass)) throw new FseftError(`dataset ${dataset.name} does not annotate ${organName} (it annotates ${dataset.annotated.map(templateClassName).join(', ')})`, plan.data);
+    const eligible = dataset.cases.filter((c) => c.label || c.masks);
+    const channel = headChannelOf(context.manifest, organClass, organName);
+    for (const seed of plan.seeds) {
+      for (let fold = 0; fold < plan.folds; fold++) {
+        // The split depends on the fold and seed only, so every organ sees the same patients (as the paper's folds).
+        const order = new Rng(seedFrom(seed, 'fold', fold)).shuffle(eligible);
+        const queries = order.slice(0, plan.queries);
+        const pool = order.slice(plan.queries);
+        for (const k of plan.shots) {
+          if (k > pool.length) throw new FseftError(`k = ${k} needs ${k} support volumes but only ${pool.length} remain after ${plan.queries} queries (${eligible.length} labelled cases)`, plan.data);
+          const supportEntries = pool.slice(0, k);
+          for (const cell of cells) {
+            const key = [cell.label, organName, k, fold, seed, cell.ti?.lambda ?? '', cell.ti?.gamma ?? ''].join('|');
+            const previous = done.get(key);
+            if (previous) {
+              records.push(previous);
+              continue;
+            }
+            if (cell.method === 'generalization' && channel === undefined) {
+              log(`  skip generalization for ${organName}: the model's head has no ${organName} channel`);
+              continue;
+            }
+            const frozen = cell.method !== 'ft' && cell.method !== 'scratch';
+            const load = async (entry: (typeof eligible)[number]) => {
+              let found = prepared.get(entry.id + '|' + organName);
+              if (!found) {
+                found = await prepareDatasetCase(dataset, entry, organClass, preprocessing);
+                prepared.set(entry.id + '|' + organName, found);
+              }
+              const features = frozen ? cache.get(entry.id, () => backboneFeatures(context.model, found!.image, { roi: preprocessing.roi, decoderInputs: needsDecoder })) : undefined;
+              return { prepared: found, features };
+            };
+            const supports = [];
+            for (const entry of supportEntries) {
+              const { prepared: p, features } = await load(entry);
+              supports.push({ id: entry.id, image: p.image, mask: p.mask!, features });
+            }
+            const queryCases = [];
+            for (const entry of queries) queryCases.push({ id: entry.id, ...(await load(entry)) });
+            const epochs = epochsFor(plan, k);
+            const learningRate = plan.learningRates?.[cell.method] ?? METHOD_LEARNING_RATES[cell.method];
+            const options: AdaptOptions = {
+              ...DEFAULT_ADAPT,
+              method: cell.method,
+              roi: preprocessing.roi,
+              epochs,
+              learningRate,
+              cropsPerStep: plan.cropsPerStep ?? DEFAULT_ADAPT.cropsPerStep,
+              seed: seedFrom(seed, 'adapt', fold, k),
+              checkpoint: true,
+              ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
+            };
+            const init = channel !== undefined ? zeroShotRow(context.model, channel) : undefined;
+            const result = adaptToOrgan(context.model, supports, init, options);
+            const queryDice: Record<string, number> = {};
+            try {
+              for (const q of queryCases) {
+                const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
+                const mask = probabilitiesToMask(grid, q.prepared.image);
+                queryDice[q.id] = dice(mask.data, q.prepared.mask!.data);
+                context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
+              }
+            } finally {
+              result.adapter.dispose();
+            }
+            const values = Object.values(queryDice);
+            const steps = result.history.length;
+            const record: ExperimentRecord = {
+              key,
+              method: cell.label,
+              organ: organName,
+              k,
+              fold,
+              seed,
+              lambda: cell.ti?.lambda,
+              gamma: cell.ti?.gamma,
+              epochs,
+              learningRate,
+              dice: values.reduce((a, b) => a + b, 0) / values.length,
+              queryDice,
+              supports: supportEntries.map((e) => e.id),
+              trainableParameters: result.trainableParameters,
+              targetSize: result.targetSize,
+              predictedSize: result.history.at(-1)?.predictedSize,
+              trainSeconds: result.seconds,
+              secondsPerStep: steps > 0 ? result.history.reduce((s, h) => s + h.seconds, 0) / steps : undefined,
+            };
+            await fs.promises.appendFile(context.recordsFile, JSON.stringify(record) + '\n');
+            records.push(record);
+            context.onRecord?.(record);
+          }
+        }
+      }
+    }
+  }
+  log(`  backbone feature cache: ${cache.misses} backbone passes, ${cache.hits} reuses`);
+  return records;
+}
+
+async function prepareDatasetCase(dataset: Dataset, entry: Dataset['cases'][number], organClass: number, preprocessing: ModelPreprocessing): Promise<PreparedCase> {
+  const loaded = await loadCase(dataset, entry);
+  if (!loaded.label) throw new FseftError('has no label', entry.image);
+  return prepareCase(entry.image, preprocessing, { volume: loaded.label, value: organClass, file: loaded.labelFile ?? entry.image }, entry.id);
+}
+
+/** A Table-1 style text table: rows method (per k), columns organs and their mean, Dice averaged over folds and seeds. */
+export function formatTable(records: ExperimentRecord[]): string {
+  const organs = [...new Set(records.map((r) => r.organ))];
+  const rowKey = (r: ExperimentRecord) => `${r.method}${r.gamma !== undefined ? ` (g=${r.gamma}, l=${r.lambda})` : ''}`;
+  const shots = [...new Set(records.map((r) => r.k))].sort((a, b) => b - a);
+  const width = Math.max(24, ...records.map((r) => rowKey(r).length + 2));
+  const lines: string[] = [];
+  const header = 'method'.padEnd(width) + organs.map((o) => o.padStart(10)).join('') + 'mean'.padStart(10) + 'params'.padStart(10);
+  for (const k of shots) {
+    lines.push(`${k}-shot`);
+    lines.push(header);
+    const mine = records.filter((r) => r.k === k);
+    for (const row of [...new Set(mine.map(rowKey))]) {
+      const cells = organs.map((organ) => {
+        const values = mine.filter((r) => rowKey(r) === row && r.organ === organ).map((r) => r.dice);
+        return values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
+      });
+      const present = cells.filter((v) => Number.isFinite(v));
+      const mean = present.length ? present.reduce((a, b) => a + b, 0) / present.length : NaN;
+      const params = mine.find((r) => rowKey(r) === row)?.trainableParameters ?? 0;
+      lines.push(row.padEnd(width) + cells.map((v) => (Number.isFinite(v) ? v.toFixed(3) : '-').padStart(10)).join('') + (Number.isFinite(mean) ? mean.toFixed(3) : '-').padStart(10) + String(params).padStart(10));
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}

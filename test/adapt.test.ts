@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { Adapter, parseMethod } from '../lib/adapters/adapters';
+import { BackboneFeatures } from '../lib/inference/features';
+import { adapterProbabilities, probabilitiesToMask } from '../lib/inference/segment';
+import { Shape3, Volume } from '../lib/io/volume';
+import { dice } from '../lib/metrics/overlap';
+import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { volumeToGrid } from '../lib/networks/volume-tensor';
+import { AdaptOptions, DEFAULT_ADAPT, SupportVolume, adaptToOrgan, estimateTargetSize, sampleCropStarts } from '../lib/training/adapt';
+import { Rng } from '../lib/util/random';
+import { diagonalAffine, volumeFrom } from './helpers';
+
+const F = 12;
+const SHAPE: Shape3 = [40, 36, 32];
+const ROI: Shape3 = [32, 32, 32];
+
+/** A "CT" with a bright ball (the organ) and features whose first channel sees the ball and the rest is noise. */
+function syntheticCase(centre: number[], radius: number, seed: number, extraBall?: { centre: number[]; radius: number }): SupportVolume {
+  const inBall = (i: number, j: number, k: number, c: number[], r: number) => (i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2 <= r * r;
+  const organ = (i: number, j: number, k: number) => inBall(i, j, k, centre, radius) || (extraBall ? inBall(i, j, k, extraBall.centre, extraBall.radius) : false);
+  const image = volumeFrom(SHAPE, diagonalAffine([2, 2, 2]), (i, j, k) => (organ(i, j, k) ? 0.8 : 0.3));
+  const mask = image.withData(Uint8Array.from(image.data, (v) => (v > 0.5 ? 1 : 0))) as Volume<Uint8Array>;
+  const intensity = volumeToGrid(image);
+  const rng = new Rng(seed);
+  const data = new Float32Array(intensity.data.length * F);
+  for (let v = 0; v < intensity.data.length; v++) {
+    data[v * F] = intensity.data[v] * 2 - 1;
+    for (let c = 1; c < F; c++) data[v * F + c] = 0.3 * rng.normal();
+  }
+  const features: BackboneFeatures = { features: { data, shape: SHAPE, channels: F }, seconds: 0 };
+  return { id: `ball-${seed}`, image, mask, features };
+}
+
+let backbone: SwinUNETR | undefined;
+function tinyBackbone(): SwinUNETR {
+  backbone ??= SwinUNETR.create(swinUnetrConfig({ featureSize: F, outChannels: 29 }), 0);
+  return backbone;
+}
+
+const options = (method: string, extra: Partial<AdaptOptions> = {}): AdaptOptions => ({ ...DEFAULT_ADAPT, method: parseMethod(method), roi: ROI, epochs: 30, learningRate: 1e-2, cropsPerStep: 1, seed: 3, ...extra });
+
+test('crop sampler: inside the volume, half on the organ, even starts on request, seeded', () => {
+  const support = syntheticCase([20, 18, 16], 5, 1);
+  const big = volumeFrom([60, 50, 40], diagonalAffine([1, 1, 1]), (i, j, k) => (i > 40 && j > 30 && k > 20 ? 1 : 0.5));
+  const bigMask = big.withData(Uint8Array.from(big.data, (v) => (v === 1 ? 1 : 0)));
+  const starts = sampleCropStarts(bigMask, big, [16, 16, 16], 400, new Rng(1), true);
+  let onOrgan = 0;
+  for (const s of starts) {
+    s.forEach((v, a) => assert.ok(v >= 0 && v + 16 <= big.shape[a], `start ${s} leaves the volume`));
+    s.forEach((v) => assert.equal(v % 2, 0));
+    if (s[0] + 16 > 41 && s[1] + 16 > 31 && s[2] + 16 > 21) onOrgan++;
+  }
+  assert.ok(onOrgan >= 170 && onOrgan <= 320, `about half the crops should contain organ voxels, got ${onOrgan}/400`);
+  // A volume smaller than the ROI is centred (negative start, zero padding).
+  const small = sampleCropStarts(support.mask, support.image, [48, 48, 48], 2, new Rng(2));
+  assert.deepEqual(small[0], [-4, -6, -8]);
+  assert.deepEqual(sampleCropStarts(bigMask, big, [16, 16, 16], 5, new Rng(9)), sampleCropStarts(bigMask, big, [16, 16, 16], 5, new Rng(9)));
+});
+
+test('target size for TI: mean of largest components; outliers dropped for k >= 5', () => {
+  const mask = (n: number) => new Volume(Uint8Array.from({ length: 1000 }, (_, i) => (i < n ? 1 : 0)), [10, 10, 10], diagonalAffine([1, 1, 1]));
+  assert.equal(estimateTargetSize([mask(100), mask(200)]), 150);
+  // 100, 110, 120, 130 and an outlier 900: median 120, std ~314 keeps all but... the outlier is beyond median + std.
+  const sizes = [100, 110, 120, 130, 900];
+  assert.equal(estimateTargetSize(sizes.map(mask)), 115);
+});
+
+test('adapter training lowers the support loss and beats the untrained head on the query; same seed, same numbers', async () => {
+  await switchBackend('wasm');
+  const support = syntheticCase([18, 18, 16], 7, 1);
+  const query = syntheticCase([22, 16, 15], 9, 2);
+  const model = tinyBackbone();
+  const untrained = Adapter.create('lp', model, undefined, 0);
+  const before = dice(probabilitiesToMask(adapterProbabilities(untrained, { features: query.features }, { roi: ROI }), query.image).data, query.mask.data);
+  untrained.dispose();
+  for (const method of ['lp', 'adapter', 'residual-adapter', 'mlp-adapter']) {
+    const tensorsBefore = tf.memory().numTensors;
+    const result = adaptToOrgan(model, [support], undefined, options(method, { epochs: 40, learningRate: method === 'lp' ? 0.3 : 3e-2 }));
+    const first = result.history.slice(0, 3).reduce((s, h) => s + h.segmentationLoss, 0) / 3;
+    const last = result.history.slice(-3).reduce((s, h) => s + h.segmentationLoss, 0) / 3;
+    assert.ok(last < first * 0.7, `${method}: support loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+    const after = dice(probabilitiesToMask(adapterProbabilities(result.adapter, { features: query.features }, { roi: ROI }), query.image).data, query.mask.data);
+    assert.ok(after > 0.7 && after > before + 0.2, `${method}: query Dice ${before.toFixed(3)} untrained -> ${after.toFixed(3)}`);
+    result.adapter.dispose();
+    assert.equal(tf.memory().numTensors, tensorsBefore, `${method} leaks tensors`);
+  }
+  const a = adaptToOrgan(model, [support], undefined, options('adapter', { epochs: 4 }));
+  const b = adaptToOrgan(model, [support], undefined, options('adapter', { epochs: 4 }));
+  assert.deepEqual(a.history.map((h) => h.loss), b.history.map((h) => h.loss));
+  const c = adaptToOrgan(model, [support], undefined, options('adapter', { epochs: 4, seed: 4 }));
+  assert.notDeepEqual(a.history.map((h) => h.loss), c.history.map((h) => h.loss));
+  [a, b, c].forEach((r) => r.adapter.dispose());
+});
+
+test('trainable parameters: lp F + 1, adapters 2 k^3 F^2 + F + 1, ft-last = decoder1 + head', () => {
+  const model = tinyBackbone();
+  const count = (method: string) => {
+    const adapter = Adapter.create(parseMethod(method), model, undefined, 0);
+    const n = adapter.trainableParameters;
+    adapter.dispose();
+    return n;
+  };
+  assert.equal(count('generalization'), 0);
+  assert.equal(count('lp'), F + 1);
+  assert.equal(count('adapter'), 2 * 27 * F * F + F + 1);
+  assert.equal(count('residual-adapter'), 2 * 27 * F * F + F + 1);
+  assert.equal(count('mlp-adapter'), 2 * F * F + F + 1);
+  // decoder1 = UnetrUpBlock(F, F): transposed conv F*F*8, conv1 2F*F*27, conv2 F*F*27, conv3 2F*F; at F = 48 with the head: 209,713 (paper: 209.6 K).
+  assert.equal(count('ft-last'), F * F * 8 + 2 * F * F * 27 + F * F * 27 + 2 * F * F + F + 1);
+  assert.throws(() => parseMethod('lora'), /unknown method 'lora'; methods: generalization, scratch, ft, ft-last, lp/);
+});
+
+test('transductive inference pulls the predicted query size into [(1 - gamma) S, (1 + gamma) S]', async () => {
+  await switchBackend('wasm');
+  // The query has a second bright ball: a model trained on intensity alone over-segments it about 2.3x.
+  const support = syntheticCase([20, 18, 16], 7, 1);
+  const query = syntheticCase([12, 18, 16], 7, 2, { centre: [29, 18, 16], radius: 8 });
+  const model = tinyBackbone();
+  const base = { epochs: 40, learningRate: 0.3 };
+  const plain = adaptToOrgan(model, [support], undefined, options('lp', base));
+  const plainSize = adapterProbabilities(plain.adapter, { features: query.features }, { roi: ROI }).data.reduce((a, b) => a + b, 0);
+  plain.adapter.dispose();
+  const gamma = 0.25;
+  const ti = { lambda: 1, gamma, form: 'paper' as const, pool: 1, query: query.features! };
+  const result = adaptToOrgan(model, [support], undefined, options('lp', { ...base, ti }));
+  const S = result.targetSize!;
+  assert.ok(plainSize > (1 + gamma) * S * 1.5, `without TI the query size ${plainSize.toFixed(0)} should exceed (1 + gamma) S = ${((1 + gamma) * S).toFixed(0)}`);
+  const size = adapterProbabilities(result.adapter, { features: query.features }, { roi: ROI }).data.reduce((a, b) => a + b, 0);
+  assert.ok(size >= (1 - gamma) * S * 0.95 && size <= (1 + gamma) * S * 1.05, `with TI the query size ${size.toFixed(0)} should be near [${((1 - gamma) * S).toFixed(0)}, ${((1 + gamma) * S).toFixed(0)}]`);
+  assert.ok(result.history.slice(0, 20).every((h) => h.sizeLoss === undefined) && result.history.slice(20).every((h) => h.sizeLoss !== undefined), 'TI is active in the last half of the epochs only');
+  result.adapter.dispose();
+  assert.throws(() => adaptToOrgan(model, [support], undefined, options('ft', { ti })), /transductive inference needs a frozen backbone/);
+});
