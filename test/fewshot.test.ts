@@ -1,0 +1,167 @@
+import { before, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { writeSynthDataset } from '../lib/data/synth/synth-datasets';
+import { Dataset, loadCase } from '../lib/data/datasets';
+import { annotationVector } from '../lib/data/template';
+import { readNifti, writeNifti } from '../lib/io/nifti';
+import { Volume, sameGrid } from '../lib/io/volume';
+import { ModelPreprocessing, saveModel } from '../lib/networks/model-io';
+import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { preprocessCase } from '../lib/transforms/preprocess';
+import { TrainingCase, pretrain } from '../lib/training/pretrain';
+import { readRecords } from '../lib/training/experiment';
+import { CLI, tempDir } from './helpers';
+
+/**
+ * Few-shot commands end to end on a tiny network (F = 12, 32^3 patches) and coarse synthetic CTs
+ * (10 mm voxels), so that each backbone pass takes a second or two.
+ */
+const PREPROCESSING: ModelPreprocessing = { spacing: 10, window: [-175, 250], roi: [32, 32, 32] };
+let work = '';
+let modelDir = '';
+let otherModelDir = '';
+let dataset: Dataset;
+
+function fseft(...args: string[]) {
+  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, FSEFT_BACKEND: 'wasm' } });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+before(async () => {
+  await switchBackend('wasm');
+  work = tempDir('fseft-fewshot-');
+  dataset = await writeSynthDataset(path.join(work, 'data'), { name: 'tiny', cases: 3, seed: 5, institution: 'site-b', spacingScale: 4, organs: ['liver', 'spleen'] }, { workers: 1, progress: false });
+  const config = swinUnetrConfig({ featureSize: 12, outChannels: 29 });
+  modelDir = path.join(work, 'model');
+  otherModelDir = path.join(work, 'other-model');
+  for (const [dir, seed] of [[modelDir, 0], [otherModelDir, 1]] as Array<[string, number]>) {
+    const model = SwinUNETR.create(config, seed);
+    await saveModel(model, dir, { createdAt: 'test', origin: 'init', seed }, { preprocessing: PREPROCESSING });
+    model.dispose();
+  }
+});
+
+const image = (i: number) => dataset.cases[i].image;
+const label = (i: number) => dataset.cases[i].label!;
+
+test('pretraining resumes after an interruption with exactly the weights of an uninterrupted run', async () => {
+  const loaded = await loadCase(dataset, dataset.cases[0]);
+  const pre = preprocessCase({ image: loaded.image, label: loaded.label }, { spacing: 10 });
+  const cases: TrainingCase[] = [{ id: 'a', dataset: 'tiny', image: pre.image, label: pre.label as Volume<Uint8Array>, annotation: annotationVector(dataset.annotated) }];
+  const options = { featureSize: 12, roi: [32, 32, 32] as [number, number, number], epochs: 2, samplesPerVolume: 1, learningRate: 1e-3, weightDecay: 1e-5, warmupEpochs: 1, seed: 2, bce: true, checkpoint: false, preprocessing: PREPROCESSING };
+  const straightDir = path.join(work, 'pretrain-straight');
+  const straight = await pretrain(cases, straightDir, options);
+  const resumedDir = path.join(work, 'pretrain-resumed');
+  await assert.rejects(
+    pretrain(cases, resumedDir, options, () => {
+      throw new Error('interrupted');
+    }),
+    /interrupted/,
+  );
+  assert.equal(JSON.parse(fs.readFileSync(path.join(resumedDir, 'train-state.json'), 'utf8')).epoch, 1);
+  const tensors = tf.memory().numTensors;
+  const resumed = await pretrain(cases, resumedDir, options);
+  for (const [name, value] of straight.params) {
+    const other = resumed.params.get(name)!;
+    assert.deepEqual(await other.data(), await value.data(), `${name} differs after resuming`);
+  }
+  const log = fs.readFileSync(path.join(resumedDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(log.map((r) => r.epoch), [1, 2]);
+  assert.ok(Object.keys(log[0].classLoss).includes('liver'));
+  straight.dispose();
+  resumed.dispose();
+  assert.ok(tf.memory().numTensors <= tensors, 'pretraining leaves no tensors behind');
+  await assert.rejects(pretrain(cases, resumedDir, { ...options, learningRate: 5e-4 }), /holds a run with other options/);
+});
+
+test('fseft adapt then predict: the mask lies on the input grid; the adapter records its backbone', async () => {
+  const adapterDir = path.join(work, 'adapter-lp');
+  const adapt = fseft('adapt', '--model', modelDir, '--organ', 'liver', '--method', 'lp', '--support', `${image(0)}=${label(0)}:6`, '--query', `${image(1)}=${label(1)}:6`, '--ti', '--epochs', '2', '--crops', '1', '--out', adapterDir);
+  assert.equal(adapt.code, 0, adapt.stderr);
+  assert.match(adapt.stdout, /trainable parameters: 13\b/);
+  assert.match(adapt.stdout, /TI target size S = \d+ voxels/);
+  assert.match(adapt.stdout, /query Dice \(preprocessed grid\): \d\.\d{4}/);
+  const manifest = JSON.parse(fs.readFileSync(path.join(adapterDir, 'adapter.json'), 'utf8'));
+  assert.equal(manifest.method, 'lp');
+  assert.equal(manifest.organ, 'liver');
+  assert.equal(manifest.trainableParameters, 13);
+  assert.match(manifest.backbone.fingerprint, /^[0-9a-f]{16}$/);
+
+  const maskFile = path.join(work, 'pred.nii.gz');
+  const predict = fseft('predict', '--model', modelDir, '--adapter', adapterDir, '--image', image(2), '--out', maskFile, '--probabilities', path.join(work, 'prob.nii.gz'));
+  assert.equal(predict.code, 0, predict.stderr);
+  const [mask, input] = await Promise.all([readNifti(maskFile), readNifti(image(2))]);
+  assert.ok(sameGrid(mask, input), 'the mask has the input geometry');
+  assert.ok(Array.from(mask.data).every((v) => v === 0 || v === 1));
+  const evaluate = fseft('evaluate', '--pred', maskFile, '--label', `${label(2)}:6`);
+  assert.equal(evaluate.code, 0, evaluate.stderr);
+  assert.ok(Number.isFinite(JSON.parse(evaluate.stdout).dice));
+
+  const generalization = fseft('predict', '--model', modelDir, '--organ', 'liver', '--image', image(2), '--out', path.join(work, 'gen.nii.gz'));
+  assert.equal(generalization.code, 0, generalization.stderr);
+  assert.match(generalization.stdout, /liver \(generalization\)/);
+
+  const foreign = fseft('predict', '--model', otherModelDir, '--adapter', adapterDir, '--image', image(2), '--out', path.join(work, 'x.nii.gz'));
+  assert.equal(foreign.code, 1);
+  assert.match(foreign.stderr, /was trained on another backbone/);
+  assert.ok(!fs.existsSync(path.join(work, 'x.nii.gz')));
+});
+
+test('fseft adapt refuses bad input with clear messages and writes nothing', async () => {
+  const out = path.join(work, 'never');
+  const support = `${image(0)}=${label(0)}:6`;
+  const cases: Array<[string[], RegExp]> = [
+    [['--organ', 'brainstem', '--method', 'lp', '--support', support], /unknown organ 'brainstem'/],
+    [['--organ', 'liver', '--method', 'lora', '--support', support], /unknown method 'lora'; methods: generalization, scratch, ft, ft-last, lp, adapter, residual-adapter, mlp-adapter/],
+    [['--organ', 'liver', '--method', 'lp', '--support', support, '--k', '5'], /--k 5 is larger than the 1 support volume\(s\) given/],
+    [['--organ', 'liver', '--method', 'lp', '--support', `${image(0)}=${label(0)}:42`], /label value 42 does not occur \(values present: 1, 6\)/],
+    [['--organ', 'liver', '--method', 'lp', '--support', support, '--ti'], /--ti needs --query/],
+    [['--organ', 'liver', '--method', 'ft', '--support', support, '--query', image(1), '--ti'], /transductive inference needs a frozen backbone/],
+  ];
+  for (const [args, message] of cases) {
+    const result = fseft('adapt', '--model', modelDir, ...args, '--epochs', '1', '--out', out);
+    assert.equal(result.code, 1, `${args.join(' ')}: ${result.stdout}`);
+    assert.match(result.stderr, message);
+    assert.ok(!fs.existsSync(path.join(out, 'adapter.json')), 'no adapter is written');
+  }
+  // A query that is not CT in Hounsfield units (e.g. already normalised to [0, 1]).
+  const normalised = path.join(work, 'normalised.nii.gz');
+  const ct = await readNifti(image(1));
+  await writeNifti(normalised, ct.withData(Float32Array.from(ct.data, (v) => Math.min(1, Math.max(0, (v + 175) / 425)))));
+  const mr = fseft('adapt', '--model', modelDir, '--organ', 'liver', '--method', 'lp', '--support', support, '--query', normalised, '--ti', '--epochs', '1', '--out', out);
+  assert.equal(mr.code, 1);
+  assert.match(mr.stderr, /normalised\.nii\.gz.*do not look like CT in Hounsfield units/);
+});
+
+test('fseft experiment runs a grid, skips finished cells on a rerun, and fseft report prints the table', () => {
+  const plan = path.join(work, 'plan.json');
+  fs.writeFileSync(plan, JSON.stringify({ data: 'data', model: 'model', organs: ['liver'], methods: ['generalization', 'lp'], shots: [1], folds: 1, seeds: [0], queries: 1, epochs: 2, cropsPerStep: 1 }));
+  const first = fseft('experiment', '--plan', plan);
+  assert.equal(first.code, 0, first.stderr);
+  const recordsFile = path.join(work, 'plan.records.jsonl');
+  const records = readRecords(recordsFile);
+  assert.deepEqual(records.map((r) => r.method), ['generalization', 'lp']);
+  for (const r of records) {
+    assert.equal(r.k, 1);
+    assert.equal(r.supports.length, 1);
+    assert.ok(r.dice >= 0 && r.dice <= 1);
+    assert.ok(!Object.keys(r.queryDice).includes(r.supports[0]), 'the query is never a support');
+  }
+  assert.equal(records[1].trainableParameters, 13);
+  const again = fseft('experiment', '--plan', plan);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(readRecords(recordsFile).length, 2, 'finished cells are skipped');
+  assert.match(again.stdout, /0 backbone passes/);
+  const report = fseft('report', recordsFile);
+  assert.equal(report.code, 0, report.stderr);
+  assert.match(report.stdout, /1-shot\nmethod\s+liver\s+mean\s+params\ngeneralization\s+\d\.\d{3}\s+\d\.\d{3}\s+0\nlp\s+\d\.\d{3}\s+\d\.\d{3}\s+13/);
+  fs.writeFileSync(plan, JSON.stringify({ data: 'data', model: 'model', organs: ['liver'], methods: ['lp'], shots: [3], queries: 1, epochs: 1 }));
+  const tooMany = fseft('experiment', '--plan', plan);
+  assert.equal(tooMany.code, 1);
+  assert.match(tooMany.stderr, /k = 3 needs 3 support volumes but only 2 remain after 1 queries/);
+});
