@@ -4,7 +4,7 @@ import { applyAffine } from '../lib/io/affine';
 import { Volume } from '../lib/io/volume';
 import { cropBox, foregroundBox, spatialPad } from '../lib/transforms/crop';
 import { randShiftIntensity, scaleIntensityRange } from '../lib/transforms/intensity';
-import { randCropByPosNegLabel, randFlip, randRotate90 } from '../lib/transforms/random';
+import { randCropByClassBalance, randCropByPosNegLabel, randFlip, randRotate90 } from '../lib/transforms/random';
 import { gaussianSmooth } from '../lib/transforms/smooth';
 import { compose } from '../lib/transforms/compose';
 import { Rng, seedFrom } from '../lib/util/random';
@@ -129,4 +129,22 @@ test('compose runs steps in order with independent seeded streams', () => {
   assert.deepEqual(trace, ['double', 'double']);
   const withExtra = compose<number>((x) => x * 2, (x, rng) => x + rng.int(1000), (x) => x);
   assert.equal(withExtra(5, new Rng(9)), a, 'adding a step keeps the random draws');
+});
+
+test('class-balanced patches: half background, the rest spread evenly over the classes present', () => {
+  const shape: [number, number, number] = [40, 40, 20];
+  const image = new Volume(new Float32Array(40 * 40 * 20).fill(0.5), shape, diagonalAffine([1, 1, 1]));
+  // Class 6 fills a big block, class 1 a 2x2x2 cube: any-voxel sampling would almost never pick class 1.
+  const labels = new Uint8Array(image.voxelCount);
+  for (let k = 0; k < 20; k++) for (let j = 0; j < 20; j++) for (let i = 0; i < 20; i++) labels[i + 40 * (j + 40 * k)] = 6;
+  for (let k = 10; k < 12; k++) for (let j = 30; j < 32; j++) for (let i = 30; i < 32; i++) labels[i + 40 * (j + 40 * k)] = 1;
+  const label = image.withData(labels);
+  const patches = randCropByClassBalance(image, label, new Rng(4), { roi: [8, 8, 8], numSamples: 600 });
+  const centreClass = patches.map((p) => labels[p.center[0] + 40 * (p.center[1] + 40 * p.center[2])]);
+  const count = (c: number) => centreClass.filter((v) => v === c).length;
+  assert.ok(Math.abs(count(0) - 300) < 50, `background centres ${count(0)}`);
+  assert.ok(Math.abs(count(1) - 150) < 40, `small-class centres ${count(1)}`);
+  assert.ok(Math.abs(count(6) - 150) < 40, `large-class centres ${count(6)}`);
+  assert.ok(patches.every((p) => p.image.shape.join() === '8,8,8'));
+  assert.deepEqual(randCropByClassBalance(image, label, new Rng(5), { roi: [8, 8, 8], numSamples: 3 }).map((p) => p.center), randCropByClassBalance(image, label, new Rng(5), { roi: [8, 8, 8], numSamples: 3 }).map((p) => p.center));
 });

@@ -18,7 +18,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP, flags: ['crop'] },
   synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
   'import-torch': { run: importTorchCommand, help: IMPORT_TORCH_HELP, flags: ['strict', 'normalize'] },
-  pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint'] },
+  pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint', 'balance-classes'] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
   adapt: { run: adaptCommand, help: ADAPT_HELP, flags: ['ti'] },
   predict: { run: predictCommand, help: PREDICT_HELP, flags: [] },

@@ -9,7 +9,7 @@ import { ModelPreprocessing, loadModel, saveModel } from '../networks/model-io';
 import { SwinUNETR, swinUnetrConfig } from '../networks/swin-unetr';
 import { labelToMultiHot, volumeToTensor } from '../networks/volume-tensor';
 import { randShiftIntensity } from '../transforms/intensity';
-import { randCropByPosNegLabel, randFlip, randRotate90 } from '../transforms/random';
+import { randCropByClassBalance, randCropByPosNegLabel, randFlip, randRotate90 } from '../transforms/random';
 import { ensureWritableDirectory } from '../util/atomic-write';
 import { FseftError } from '../util/errors';
 import { ProgressBar } from '../util/progress';
@@ -35,6 +35,10 @@ export interface PretrainOptions {
   checkpoint: boolean;
   /** The preprocessing the data went through, recorded in the model. */
   preprocessing: ModelPreprocessing;
+  /** Centre positive patches on a uniformly drawn class (RandCropByLabelClasses) instead of any labelled voxel. */
+  balanceClasses?: boolean;
+  /** Start from this model directory's weights instead of a random initialisation (continued pretraining). */
+  init?: string;
 }
 
 export const DEFAULT_PRETRAIN: Omit<PretrainOptions, 'preprocessing'> = {
@@ -103,6 +107,11 @@ export async function pretrain(cases: TrainingCase[], outDir: string, options: P
       throw new FseftError('holds a run with other options or data; choose another --out, or delete it to start over', outDir);
     }
     model = loadModel(outDir).model;
+  } else if (options.init) {
+    model = loadModel(options.init).model;
+    if (model.config.featureSize !== options.featureSize || model.config.outChannels !== TEMPLATE_SIZE) {
+      throw new FseftError(`has feature size ${model.config.featureSize} and ${model.config.outChannels} outputs; pretraining needs ${options.featureSize} and ${TEMPLATE_SIZE}`, options.init);
+    }
   } else {
     model = SwinUNETR.create(swinUnetrConfig({ featureSize: options.featureSize, outChannels: TEMPLATE_SIZE }), options.seed);
   }
@@ -125,7 +134,8 @@ export async function pretrain(cases: TrainingCase[], outDir: string, options: P
       const classSum = new Float64Array(TEMPLATE_SIZE);
       const classCount = new Float64Array(TEMPLATE_SIZE);
       for (const trainingCase of rng.shuffle(cases)) {
-        const patches = randCropByPosNegLabel(trainingCase.image, trainingCase.label, rng, { roi: options.roi, numSamples: options.samplesPerVolume });
+        const crop = { roi: options.roi, numSamples: options.samplesPerVolume };
+        const patches = options.balanceClasses ? randCropByClassBalance(trainingCase.image, trainingCase.label, rng, crop) : randCropByPosNegLabel(trainingCase.image, trainingCase.label, rng, crop);
         for (const patch of patches) {
           optimizer.learningRate = warmupCosine(step, totalSteps, options.warmupEpochs * stepsPerEpoch, options.learningRate);
           let [image, label] = randRotate90([patch.image, patch.label] as [Volume, Volume], rng, { prob: 0.1, maxK: 3 });

@@ -64,6 +64,51 @@ export function randCropByPosNegLabel<I extends VoxelArray, L extends VoxelArray
   return patches;
 }
 
+/**
+ * Like MONAI `RandCropByLabelClasses`: half of the patches are centred on background (label 0,
+ * image above the threshold), the other half on a voxel of one label class drawn uniformly among
+ * the classes present, so small organs are seen as often as large ones. Same rng, same patches.
+ */
+export function randCropByClassBalance<I extends VoxelArray, L extends VoxelArray>(
+  image: Volume<I>,
+  label: Volume<L>,
+  rng: Rng,
+  options: { roi: Shape3; numSamples: number; imageThreshold?: number },
+): Array<Patch<I, L>> {
+  const { roi, numSamples, imageThreshold = 0 } = options;
+  const paddedImage = spatialPad(image, roi);
+  const paddedLabel = spatialPad(label, roi);
+  const byClass = new Map<number, number[]>();
+  const background: number[] = [];
+  for (let i = 0; i < paddedLabel.data.length; i++) {
+    const value = paddedLabel.data[i];
+    if (value > 0) {
+      let list = byClass.get(value);
+      if (!list) byClass.set(value, (list = []));
+      list.push(i);
+    } else if (paddedImage.data[i] > imageThreshold) background.push(i);
+  }
+  const classes = [...byClass.keys()].sort((a, b) => a - b);
+  const [nx, ny] = paddedImage.shape;
+  const patches: Array<Patch<I, L>> = [];
+  for (let s = 0; s < numSamples; s++) {
+    let positive = rng.next() < 0.5;
+    if (positive && classes.length === 0) positive = false;
+    if (!positive && background.length === 0) positive = true;
+    const pool = positive ? byClass.get(classes[rng.int(classes.length)])! : background;
+    const flat = pool.length > 0 ? pool[rng.int(pool.length)] : 0;
+    const raw = [flat % nx, Math.floor(flat / nx) % ny, Math.floor(flat / (nx * ny))];
+    const center = raw.map((c, a) => {
+      const half = Math.floor(roi[a] / 2);
+      return Math.min(Math.max(c, half), paddedImage.shape[a] - roi[a] + half);
+    }) as [number, number, number];
+    const start = center.map((c, a) => c - Math.floor(roi[a] / 2)) as [number, number, number];
+    const box = { start, end: start.map((v, a) => v + roi[a]) as [number, number, number] };
+    patches.push({ image: cropBox(paddedImage, box), label: cropBox(paddedLabel, box), center, positive });
+  }
+  return patches;
+}
+
 function splitIndices(image: Volume, label: Volume, imageThreshold: number, isForeground: (v: number) => boolean) {
   const labels = label.data;
   const intensities = image.data;

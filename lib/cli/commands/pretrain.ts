@@ -22,6 +22,9 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
     --epochs 100  --samples 2 (patches per volume per epoch, positive:negative 1:1)
     --lr 1e-4  --weight-decay 1e-5  --warmup-epochs 1  --seed 0
     --bce                  Dice + BCE per class (the universal model's loss)
+    --balance-classes      centre positive patches on a uniformly drawn organ (small organs seen as
+                           often as the liver; MONAI RandCropByLabelClasses) instead of any labelled voxel
+    --init <model dir>     continue from a model's weights instead of a random initialisation
     --no-checkpoint        keep activations instead of recomputing them (faster, more memory)
     --backend tensorflow|wasm|cpu`;
 
@@ -40,6 +43,8 @@ export async function pretrainCommand(options: Options): Promise<void> {
     seed: options.integer('seed', DEFAULT_PRETRAIN.seed)!,
     bce: options.flag('bce', DEFAULT_PRETRAIN.bce),
     checkpoint: options.flag('checkpoint', DEFAULT_PRETRAIN.checkpoint),
+    balanceClasses: options.flag('balance-classes'),
+    init: options.string('init'),
   };
   const backend = options.string('backend');
   options.rejectUnknown();
