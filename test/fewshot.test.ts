@@ -10,7 +10,13 @@ import { Dataset, loadCase } from '../lib/data/datasets';
 import { annotationVector } from '../lib/data/template';
 import { readNifti, writeNifti } from '../lib/io/nifti';
 import { Volume, sameGrid } from '../lib/io/volume';
-import { ModelPreprocessing, saveModel } from '../lib/networks/model-io';
+import { ModelPreprocessing, loadModel, modelFingerprint, saveModel } from '../lib/networks/model-io';
+import { zeroShotRow } from '../lib/adapters/adapters';
+import { loadAdapter, saveAdapter } from '../lib/adapters/adapter-io';
+import { backboneFeatures } from '../lib/inference/features';
+import { prepareCase } from '../lib/inference/predict';
+import { adapterProbabilities } from '../lib/inference/segment';
+import { DEFAULT_ADAPT, adaptToOrgan } from '../lib/training/adapt';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { preprocessCase } from '../lib/transforms/preprocess';
 import { TrainingCase, pretrain } from '../lib/training/pretrain';
@@ -164,4 +170,40 @@ test('fseft experiment runs a grid, skips finished cells on a rerun, and fseft r
   const tooMany = fseft('experiment', '--plan', plan);
   assert.equal(tooMany.code, 1);
   assert.match(tooMany.stderr, /k = 3 needs 3 support volumes but only 2 remain after 1 queries/);
+});
+
+test('ft, scratch and ft-last train through the network; adapter directories round-trip to the same predictions', async () => {
+  await switchBackend('wasm');
+  const { model } = loadModel(modelDir);
+  const fingerprint = modelFingerprint(modelDir);
+  const support = await prepareCase(image(0), PREPROCESSING, { file: label(0), value: 6 });
+  const query = await prepareCase(image(1), PREPROCESSING, { file: label(1), value: 6 });
+  const decoderFeatures = (volume: Volume) => backboneFeatures(model, volume, { roi: PREPROCESSING.roi, decoderInputs: true });
+  const supportFeatures = decoderFeatures(support.image);
+  const queryFeatures = decoderFeatures(query.image);
+  const tensors = tf.memory().numTensors;
+  for (const method of ['ft-last', 'ft', 'scratch'] as const) {
+    const result = adaptToOrgan(model, [{ id: 's', image: support.image, mask: support.mask!, features: supportFeatures }], zeroShotRow(model, 5), {
+      ...DEFAULT_ADAPT,
+      method,
+      roi: PREPROCESSING.roi,
+      epochs: 2,
+      cropsPerStep: 1,
+      learningRate: 1e-4,
+      checkpoint: true,
+    });
+    assert.equal(result.history.length, 2);
+    const inputs = { image: query.image, features: queryFeatures };
+    const probabilities = adapterProbabilities(result.adapter, inputs, { roi: PREPROCESSING.roi });
+    const dir = path.join(work, `adapter-${method}`);
+    await saveAdapter(result.adapter, dir, { organ: 'liver', backbone: { fingerprint, featureSize: 12, outChannels: 29 }, preprocessing: PREPROCESSING, training: {}, createdAt: 'test' });
+    const { adapter } = loadAdapter(dir, model, fingerprint);
+    assert.equal(adapter.trainableParameters, result.trainableParameters);
+    const again = adapterProbabilities(adapter, inputs, { roi: PREPROCESSING.roi });
+    assert.deepEqual(again.data, probabilities.data, `${method}: the saved adapter predicts the same`);
+    adapter.dispose();
+    result.adapter.dispose();
+  }
+  assert.equal(tf.memory().numTensors, tensors, 'no tensors left behind');
+  model.dispose();
 });
