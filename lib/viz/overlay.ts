@@ -44,9 +44,9 @@ export function overlaySlice(image: Volume, mask: Volume | undefined, options: O
       const grey = Math.max(0, Math.min(1, (image.data[index] - low) / (high - low))) * 255;
       const o = (row * width + col) * 3;
       const on = mask !== undefined && mask.data[index] > 0;
-      pixels[o] = on ? (1 - alpha) * grey + alpha * r : grey;
-      pixels[o + 1] = on ? (1 - alpha) * grey + alpha * g : grey;
-      pixels[o + 2] = on ? (1 - alpha) * grey + alpha * b : grey;
+      pixels[o] = Math.round(on ? (1 - alpha) * grey + alpha * r : grey);
+      pixels[o + 1] = Math.round(on ? (1 - alpha) * grey + alpha * g : grey);
+      pixels[o + 2] = Math.round(on ? (1 - alpha) * grey + alpha * b : grey);
     }
   }
   return { width, height, pixels };

@@ -1,0 +1,181 @@
+import type { EpochRecord } from '../training/pretrain';
+import type { ExperimentRecord } from '../training/experiment';
+import { Volume } from '../io/volume';
+import { encodePngRgb } from './png';
+import { overlaySlice, tileImages } from './overlay';
+
+/** A vega-lite specification as plain JSON (render with `renderSvg`, or display in a notebook). */
+export type VegaLiteSpec = Record<string, unknown>;
+
+const SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
+
+/**
+ * An axial slice with masks filled in colour, at full resolution (one pixel per voxel times
+ * `zoom`), embedded in a vega-lite image mark as a PNG data URI.
+ */
+export function sliceOverlaySpec(
+  image: Volume,
+  layers: Array<{ mask: Volume; color: [number, number, number]; label: string }>,
+  options: { slice: number; window?: [number, number]; zoom?: number; title?: string },
+): VegaLiteSpec {
+  let picture = overlaySlice(image, undefined, { slice: options.slice, window: options.window, zoom: options.zoom });
+  for (const layer of layers) {
+    // Each layer tints the pixels of its mask on top of what is drawn so far.
+    const tinted = overlaySlice(image, layer.mask, { slice: options.slice, window: options.window, zoom: options.zoom, color: layer.color });
+    const base = overlaySlice(image, undefined, { slice: options.slice, window: options.window, zoom: options.zoom });
+    const pixels = picture.pixels.slice();
+    for (let i = 0; i < pixels.length; i++) if (tinted.pixels[i] !== base.pixels[i]) pixels[i] = tinted.pixels[i];
+    picture = { ...picture, pixels };
+  }
+  const url = `data:image/png;base64,${encodePngRgb(picture.pixels, picture.width, picture.height).toString('base64')}`;
+  return imageSpec(url, picture.width, picture.height, options.title ?? `axial slice ${options.slice}`, layers);
+}
+
+/** Several overlays side by side (e.g. support, query, prediction, ground truth). */
+export function overlayGridSpec(panels: Array<{ title: string; image: Volume; mask?: Volume; color?: [number, number, number] }>, options: { slice: number; window?: [number, number]; zoom?: number }): VegaLiteSpec {
+  return {
+    $schema: SCHEMA,
+    hconcat: panels.map((panel) => {
+      const spec = sliceOverlaySpec(panel.image, panel.mask ? [{ mask: panel.mask, color: panel.color ?? [230, 30, 30], label: panel.title }] : [], { ...options, title: panel.title });
+      delete spec.$schema;
+      return spec;
+    }),
+  };
+}
+
+function imageSpec(url: string, width: number, height: number, title: string, layers: Array<{ color: [number, number, number]; label: string }>): VegaLiteSpec {
+  return {
+    $schema: SCHEMA,
+    title,
+    width,
+    height,
+    data: { values: [{ url, x: 0, y: 0, legend: layers.map((l) => l.label).join(', ') }] },
+    mark: { type: 'image', width, height, align: 'left', baseline: 'top' },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', scale: { domain: [0, width] }, axis: null },
+      y: { field: 'y', type: 'quantitative', scale: { domain: [0, height], reverse: true }, axis: null },
+      url: { field: 'url', type: 'nominal' },
+    },
+  };
+}
+
+/** A whole RGB figure of tiled slices (rows x columns) as one PNG, e.g. the paper's Fig. 3. */
+export function tiledSlicesPng(rows: Array<Array<{ image: Volume; mask?: Volume; color?: [number, number, number] }>>, slice: (image: Volume) => number): Buffer {
+  const tiles = rows.map((row) => row.map((cell) => overlaySlice(cell.image, cell.mask, { slice: slice(cell.image), color: cell.color })));
+  const figure = tileImages(tiles);
+  return encodePngRgb(figure.pixels, figure.width, figure.height);
+}
+
+/** Training loss per class and epoch (from a pretraining `log.jsonl`). */
+export function trainingCurvesSpec(records: EpochRecord[], title = 'pretraining loss per class'): VegaLiteSpec {
+  const values = records.flatMap((r) => [
+    { epoch: r.epoch, series: 'total', loss: r.loss },
+    ...Object.entries(r.classLoss).map(([organ, loss]) => ({ epoch: r.epoch, series: organ, loss })),
+  ]);
+  return {
+    $schema: SCHEMA,
+    title,
+    width: 420,
+    height: 260,
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'epoch', type: 'quantitative' },
+      y: { field: 'loss', type: 'quantitative', title: 'Dice loss (total: Eq. 1)' },
+      color: { field: 'series', type: 'nominal' },
+    },
+  };
+}
+
+const methodLabel = (r: ExperimentRecord) => (r.gamma !== undefined ? `${r.method} (gamma ${r.gamma})` : r.method);
+
+/** Dice per method and organ: bars of the mean over folds/seeds with the individual runs as points, one panel per k. */
+export function diceBarsSpec(records: ExperimentRecord[], title = 'Dice per method and organ'): VegaLiteSpec {
+  const values = records.map((r) => ({ method: methodLabel(r), organ: r.organ, k: `${r.k}-shot`, dice: r.dice }));
+  return {
+    $schema: SCHEMA,
+    title,
+    data: { values },
+    facet: { column: { field: 'k', type: 'nominal', title: null }, row: { field: 'organ', type: 'nominal', title: null } },
+    spec: {
+      width: 260,
+      height: 120,
+      layer: [
+        { mark: 'bar', encoding: { y: { field: 'method', type: 'nominal', title: null }, x: { aggregate: 'mean', field: 'dice', type: 'quantitative', scale: { domain: [0, 1] }, title: 'Dice' }, color: { field: 'method', type: 'nominal', legend: null } } },
+        { mark: { type: 'point', color: 'black', size: 12 }, encoding: { y: { field: 'method', type: 'nominal' }, x: { field: 'dice', type: 'quantitative' } } },
+      ],
+    },
+  };
+}
+
+/**
+ * The paper's Fig. 2b: Dice against gamma per organ for the TI records, with the same method
+ * without TI as a dashed horizontal line.
+ */
+export function gammaCurveSpec(records: ExperimentRecord[], method = 'adapter', title = 'Dice against the TI margin gamma'): VegaLiteSpec {
+  const ti = records.filter((r) => r.method === `${method}+ti` && r.gamma !== undefined).map((r) => ({ organ: r.organ, gamma: r.gamma, dice: r.dice, k: r.k }));
+  const plain = records.filter((r) => r.method === method).map((r) => ({ organ: r.organ, dice: r.dice, k: r.k }));
+  return {
+    $schema: SCHEMA,
+    title,
+    width: 380,
+    height: 240,
+    layer: [
+      {
+        data: { values: ti },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'gamma', type: 'quantitative', title: 'gamma' },
+          y: { aggregate: 'mean', field: 'dice', type: 'quantitative', title: 'Dice', scale: { domain: [0, 1] } },
+          color: { field: 'organ', type: 'nominal' },
+        },
+      },
+      {
+        data: { values: plain },
+        mark: { type: 'rule', strokeDash: [6, 4] },
+        encoding: { y: { aggregate: 'mean', field: 'dice', type: 'quantitative' }, color: { field: 'organ', type: 'nominal' } },
+      },
+    ],
+  };
+}
+
+/** A histogram of values (e.g. HU before preprocessing, [0, 1] after). */
+export function histogramSpec(values: ArrayLike<number>, options: { bins?: number; title?: string; xTitle?: string; range?: [number, number] } = {}): VegaLiteSpec {
+  const bins = options.bins ?? 60;
+  let [low, high] = options.range ?? [Infinity, -Infinity];
+  if (!options.range) for (let i = 0; i < values.length; i++) [low, high] = [Math.min(low, values[i]), Math.max(high, values[i])];
+  const width = (high - low) / bins || 1;
+  const counts = new Array<number>(bins).fill(0);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v < low || v > high) continue;
+    counts[Math.min(bins - 1, Math.floor((v - low) / width))]++;
+  }
+  return {
+    $schema: SCHEMA,
+    title: options.title ?? 'histogram',
+    width: 360,
+    height: 160,
+    data: { values: counts.map((count, b) => ({ from: low + b * width, to: low + (b + 1) * width, count })) },
+    mark: 'bar',
+    encoding: {
+      x: { field: 'from', type: 'quantitative', bin: { binned: true, step: width }, title: options.xTitle ?? 'value' },
+      x2: { field: 'to' },
+      y: { field: 'count', type: 'quantitative', scale: { type: 'symlog' } },
+    },
+  };
+}
+
+/** Compiles a vega-lite spec and renders it to SVG with vega (no canvas needed). */
+export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
+  // Loaded on first use: they are large and only plots need them.
+  const vegaLite = await import('vega-lite');
+  const vega = await import('vega');
+  const compiled = vegaLite.compile(spec as unknown as Parameters<typeof vegaLite.compile>[0]).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}

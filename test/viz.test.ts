@@ -1,0 +1,106 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as zlib from 'node:zlib';
+import { Volume } from '../lib/io/volume';
+import { ExperimentRecord } from '../lib/training/experiment';
+import { diceBarsSpec, gammaCurveSpec, histogramSpec, overlayGridSpec, renderSvg, sliceOverlaySpec, trainingCurvesSpec } from '../lib/viz/charts';
+import { overlaySlice, largestMaskSlice } from '../lib/viz/overlay';
+import { frameToCsv, summaryFrame, table1Frame } from '../lib/viz/tables';
+import { diagonalAffine } from './helpers';
+
+/** A 10 x 8 x 3 RAS volume, grey 0.5, and a mask: a 2 x 2 square at i = 2..3, j = 5..6 on slice k = 1. */
+function squareCase() {
+  const shape: [number, number, number] = [10, 8, 3];
+  const image = new Volume(new Float32Array(240).fill(0.5), shape, diagonalAffine([1, 1, 1]));
+  const mask = image.withData(new Uint8Array(240));
+  for (const i of [2, 3]) for (const j of [5, 6]) mask.data[i + 10 * (j + 8 * 1)] = 1;
+  return { image, mask };
+}
+
+/** Decodes our own 8-bit RGB PNG (filter 0 rows) back to pixels. */
+function decodePng(png: Buffer): { width: number; height: number; pixels: Uint8Array } {
+  const width = png.readUInt32BE(16);
+  const height = png.readUInt32BE(20);
+  const chunks: Buffer[] = [];
+  for (let offset = 8; offset < png.length; ) {
+    const length = png.readUInt32BE(offset);
+    if (png.toString('latin1', offset + 4, offset + 8) === 'IDAT') chunks.push(png.subarray(offset + 8, offset + 8 + length));
+    offset += 12 + length;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(chunks));
+  const pixels = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) pixels.set(raw.subarray(y * (width * 3 + 1) + 1, (y + 1) * (width * 3 + 1)), y * width * 3);
+  return { width, height, pixels };
+}
+
+test('overlay: a known square mask appears at the known place (radiological view: right on the left, anterior up)', () => {
+  const { image, mask } = squareCase();
+  const picture = overlaySlice(image, mask, { slice: 1, zoom: 1, color: [255, 0, 0], opacity: 1 });
+  assert.equal(picture.width, 10);
+  assert.equal(picture.height, 8);
+  const red: string[] = [];
+  for (let row = 0; row < 8; row++) for (let col = 0; col < 10; col++) if (picture.pixels[(row * 10 + col) * 3] === 255) red.push(`${row},${col}`);
+  // row = ny - 1 - j, col = nx - 1 - i.
+  assert.deepEqual(red.sort(), ['1,6', '1,7', '2,6', '2,7']);
+  assert.equal(picture.pixels[0], 128); // grey 0.5 elsewhere
+  assert.equal(largestMaskSlice(mask), 1);
+  // The same pixels inside the vega-lite spec's PNG data URI (full resolution, no subsampling).
+  const spec = sliceOverlaySpec(image, [{ mask, color: [255, 0, 0], label: 'organ' }], { slice: 1, zoom: 1 }) as { data: { values: Array<{ url: string }> } };
+  const url = spec.data.values[0].url;
+  assert.match(url, /^data:image\/png;base64,/);
+  const decoded = decodePng(Buffer.from(url.split(',')[1], 'base64'));
+  assert.equal(decoded.width, 10);
+  assert.equal(decoded.height, 8);
+  assert.ok(decoded.pixels[(1 * 10 + 6) * 3] > decoded.pixels[(1 * 10 + 6) * 3 + 1] + 100, 'the square is red');
+  assert.equal(decoded.pixels[(0 * 10 + 0) * 3], 128);
+});
+
+const records: ExperimentRecord[] = [];
+for (const organ of ['liver', 'spleen'])
+  for (const [method, gamma] of [['adapter', undefined], ['adapter+ti', 0.05], ['adapter+ti', 0.25], ['adapter+ti', 0.5], ['lp', undefined]] as Array<[string, number | undefined]>)
+    for (const fold of [0, 1])
+      records.push({ key: `${method}|${organ}|1|${fold}|0|1|${gamma ?? ''}`, method, organ, k: 1, fold, seed: 0, gamma, lambda: gamma === undefined ? undefined : 1, epochs: 10, learningRate: 1e-3, dice: 0.5 + 0.1 * fold + (gamma ?? 0) / 2, queryDice: {}, supports: [], trainableParameters: 10, trainSeconds: 1 });
+
+test('every chart is a valid vega-lite spec that renders to SVG', async () => {
+  const { image, mask } = squareCase();
+  const specs = {
+    overlay: sliceOverlaySpec(image, [{ mask, color: [230, 30, 30], label: 'prediction' }], { slice: 1 }),
+    grid: overlayGridSpec([{ title: 'image', image }, { title: 'truth', image, mask, color: [40, 200, 60] }], { slice: 1 }),
+    curves: trainingCurvesSpec([
+      { epoch: 1, step: 10, learningRate: 1e-3, loss: 0.9, classLoss: { liver: 0.8, spleen: 0.95 }, seconds: 1 },
+      { epoch: 2, step: 20, learningRate: 1e-3, loss: 0.7, classLoss: { liver: 0.5, spleen: 0.9 }, seconds: 1 },
+    ]),
+    bars: diceBarsSpec(records),
+    gamma: gammaCurveSpec(records),
+    histogram: histogramSpec(Float32Array.from({ length: 1000 }, (_, i) => (i % 100) * 4 - 175), { xTitle: 'HU' }),
+  };
+  for (const [name, spec] of Object.entries(specs)) {
+    const svg = await renderSvg(spec);
+    assert.match(svg, /^<svg[^>]*>/, `${name} renders`);
+    assert.ok(svg.length > 500, `${name} draws something`);
+  }
+  // The gamma plot draws one line per organ and the no-TI reference as a dashed rule.
+  const gammaSvg = await renderSvg(specs.gamma);
+  assert.match(gammaSvg, /stroke-dasharray="6,4"/);
+  assert.equal((gammaSvg.match(/aria-roledescription="line mark"/g) ?? []).length, 2);
+  assert.match(await renderSvg(specs.overlay), /<image[^>]+href="data:image\/png;base64,/);
+});
+
+test('tables: danfojs frames of the records (mean and std over folds, Table-1 layout, CSV)', async () => {
+  const summary = await summaryFrame(records);
+  const rows = toRows(summary);
+  const liverAdapter = rows.find((r) => r.method === 'adapter' && r.organ === 'liver')!;
+  assert.ok(Math.abs((liverAdapter.dice_mean as number) - 0.55) < 1e-9);
+  assert.ok(Math.abs((liverAdapter.dice_std as number) - Math.sqrt(0.005)) < 1e-9); // sample std of 0.5, 0.6
+  assert.equal(liverAdapter.dice_count, 2);
+  const table = toRows(await table1Frame(records));
+  assert.deepEqual(Object.keys(table[0]), ['k', 'method', 'liver', 'spleen', 'mean']);
+  assert.deepEqual(table.map((r) => r.method), ['adapter', 'adapter+ti g=0.05', 'adapter+ti g=0.25', 'adapter+ti g=0.5', 'lp']);
+  assert.equal(table[2].liver, 0.675);
+  const csv = await frameToCsv(await table1Frame(records));
+  assert.match(csv, /^k,method,liver,spleen,mean\n1,adapter,0\.55,0\.55,0\.55\n/);
+});
+
+function toRows(frame: { columns: string[]; values: unknown }): Array<Record<string, unknown>> {
+  return (frame.values as unknown[][]).map((row) => Object.fromEntries(frame.columns.map((c, i) => [c, row[i]])));
+}
