@@ -166,6 +166,11 @@ test('fseft experiment runs a grid, skips finished cells on a rerun, and fseft r
   const report = fseft('report', recordsFile);
   assert.equal(report.code, 0, report.stderr);
   assert.match(report.stdout, /1-shot\nmethod\s+liver\s+mean\s+params\ngeneralization\s+\d\.\d{3}\s+\d\.\d{3}\s+0\nlp\s+\d\.\d{3}\s+\d\.\d{3}\s+13/);
+  const plots = path.join(work, 'plots');
+  const plotted = fseft('report', recordsFile, '--plot', plots);
+  assert.equal(plotted.code, 0, plotted.stderr);
+  assert.match(fs.readFileSync(path.join(plots, 'dice.svg'), 'utf8'), /^<svg/);
+  assert.match(fs.readFileSync(path.join(plots, 'table.csv'), 'utf8'), /^k,method,liver,mean\n1,generalization,/);
   fs.writeFileSync(plan, JSON.stringify({ data: 'data', model: 'model', organs: ['liver'], methods: ['lp'], shots: [3], queries: 1, epochs: 1 }));
   const tooMany = fseft('experiment', '--plan', plan);
   assert.equal(tooMany.code, 1);

@@ -62,7 +62,14 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
       }
     });
     if (!loaded) return { ok: false, detail: `no native binding installed (npm install ${NATIVE_PACKAGES[0]} for CUDA, ${NATIVE_PACKAGES[1]} for CPU)` };
-    return (await tf.setBackend('tensorflow')) ? { ok: true, detail: loaded } : { ok: false, detail: `${loaded} failed to start` };
+    // danfojs-node's install maps its @tensorflow/tfjs-node onto plain @tensorflow/tfjs, which
+    // resolves but registers no native backend.
+    if (!tf.findBackendFactory('tensorflow')) return { ok: false, detail: `no native binding installed (${loaded} resolves to a package without the native backend; npm install ${NATIVE_PACKAGES[0]} for CUDA, ${NATIVE_PACKAGES[1]} for CPU)` };
+    try {
+      return (await tf.setBackend('tensorflow')) ? { ok: true, detail: loaded } : { ok: false, detail: `${loaded} failed to start` };
+    } catch (error) {
+      return { ok: false, detail: `${loaded} failed to start (${(error as Error).message})` };
+    }
   }
   if (name === 'wasm') {
     try {
@@ -87,4 +94,10 @@ export async function switchBackend(name: BackendName): Promise<void> {
   const outcome = await tryBackend(name);
   if (!outcome.ok) throw new FseftError(`backend ${name} is not available: ${outcome.detail}`);
   active = Promise.resolve({ name, reason: 'switched' });
+}
+
+/** Live tensors and bytes on the current backend (notebooks check that re-running a cell leaks nothing). */
+export function tensorMemory(): { numTensors: number; numBytes: number } {
+  const { numTensors, numBytes } = tf.memory();
+  return { numTensors, numBytes };
 }

@@ -3,6 +3,9 @@ import { initBackend } from '../../backend/backend';
 import { ExperimentPlan, formatTable, readRecords, runExperiment } from '../../training/experiment';
 import { FseftError } from '../../util/errors';
 import { readJsonFile } from '../../util/read-file';
+import { writeFileAtomic } from '../../util/atomic-write';
+import { diceBarsSpec, gammaCurveSpec, renderSvg } from '../../viz/charts';
+import { frameToCsv, summaryFrame, table1Frame } from '../../viz/tables';
 import { Options } from '../args';
 import { loadModelOption } from './model-options';
 
@@ -15,9 +18,12 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
     "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "ti": {"gamma": [0.25], "lambda": [1]},
     "model": "default" }  (paths relative to the plan)`;
 
-export const REPORT_HELP = `fseft report <records.jsonl> [...]
+export const REPORT_HELP = `fseft report <records.jsonl> [...] [--plot <dir>]
   Prints a Table-1 style table from experiment records: Dice per organ and method, averaged over
-  folds and seeds, per k, with the mean over organs and the trainable parameter counts.`;
+  folds and seeds, per k, with the mean over organs and the trainable parameter counts.
+  --plot <dir> also writes dice.svg (bars per method and organ), gamma.svg (Dice against gamma,
+  when there are TI records with several gammas), table.csv (Table-1 layout) and summary.csv
+  (mean, std and count of Dice per method, organ and k).`;
 
 export async function experimentCommand(options: Options): Promise<void> {
   const planFile = options.required('plan');
@@ -53,9 +59,22 @@ export async function experimentCommand(options: Options): Promise<void> {
 
 export async function reportCommand(options: Options): Promise<void> {
   const files = options.positional;
+  const plotDir = options.string('plot');
   options.rejectUnknown();
   if (files.length === 0) throw new FseftError(`give one or more records files\n${REPORT_HELP}`);
   const records = files.flatMap((f) => readRecords(f));
   if (records.length === 0) throw new FseftError('no records', files.join(', '));
   console.log(formatTable(records));
+  if (!plotDir) return;
+  const written = [path.join(plotDir, 'dice.svg'), path.join(plotDir, 'table.csv'), path.join(plotDir, 'summary.csv')];
+  await writeFileAtomic(written[0], await renderSvg(diceBarsSpec(records)));
+  await writeFileAtomic(written[1], await frameToCsv(await table1Frame(records)));
+  await writeFileAtomic(written[2], await frameToCsv(await summaryFrame(records)));
+  const gammas = new Set(records.filter((r) => r.gamma !== undefined).map((r) => r.gamma));
+  if (gammas.size > 1) {
+    const method = records.find((r) => r.gamma !== undefined)!.method.replace(/\+ti$/, '');
+    written.push(path.join(plotDir, 'gamma.svg'));
+    await writeFileAtomic(written[3], await renderSvg(gammaCurveSpec(records, method)));
+  }
+  console.log(`written: ${written.join(', ')}`);
 }
