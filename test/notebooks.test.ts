@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { REPO_ROOT, tempDir } from './helpers';
+
+/**
+ * Executes every notebook headless with the tslab kernel (jupyter nbconvert --execute) on quick
+ * settings and checks that each produced its figures and tables. Skips, saying why, where
+ * Jupyter or the kernel is not installed (see environment/README.md for the set-up step).
+ */
+const NOTEBOOK_DIR = path.join(REPO_ROOT, 'notebooks');
+const NOTEBOOKS = fs.readdirSync(NOTEBOOK_DIR).filter((f) => f.endsWith('.ipynb')).sort();
+const PYTHON = process.env.FSEFT_JUPYTER_PYTHON ?? (fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+const BIN = path.join(REPO_ROOT, 'node_modules', '.bin');
+
+function jupyterSkip(): string | false {
+  const probe = spawnSync(PYTHON, ['-c', 'import nbconvert, jupyter_client.kernelspec as k; print("tslab" in k.find_kernel_specs())'], { encoding: 'utf8' });
+  if (probe.status !== 0) return `skipped: no Jupyter with nbconvert for ${PYTHON} (install jupyter-nbconvert and python3-ipykernel, see environment/README.md)`;
+  if (probe.stdout.trim() !== 'True') return 'skipped: the tslab kernel is not registered (run npm run setup:notebooks)';
+  return false;
+}
+
+interface Output {
+  output_type: string;
+  data?: Record<string, unknown>;
+  text?: string | string[];
+  ename?: string;
+}
+
+/** What each notebook must show: SVG plots (text/html), PNG figures, danfojs tables (printed frames). */
+const EXPECTED: Record<string, { svg: number; png: number; tables: number }> = {
+  '01-data-and-preprocessing.ipynb': { svg: 2, png: 0, tables: 0 },
+  '02-foundation-pretraining.ipynb': { svg: 2, png: 0, tables: 1 },
+  '03-few-shot-adaptation.ipynb': { svg: 2, png: 0, tables: 1 },
+  '04-gamma-ablation.ipynb': { svg: 1, png: 0, tables: 1 },
+  '05-qualitative.ipynb': { svg: 0, png: 1, tables: 0 },
+  '06-adapters-vs-mlp.ipynb': { svg: 1, png: 0, tables: 1 },
+  '07-results.ipynb': { svg: 1, png: 0, tables: 1 },
+};
+
+test('committed notebooks carry no outputs and use the tslab kernel', () => {
+  assert.deepEqual(NOTEBOOKS, Object.keys(EXPECTED));
+  for (const name of NOTEBOOKS) {
+    const notebook = JSON.parse(fs.readFileSync(path.join(NOTEBOOK_DIR, name), 'utf8'));
+    assert.equal(notebook.metadata.kernelspec.name, 'tslab', name);
+    for (const cell of notebook.cells) {
+      if (cell.cell_type !== 'code') continue;
+      assert.deepEqual(cell.outputs, [], `${name} has stored outputs`);
+      assert.equal(cell.execution_count, null, `${name} has an execution count`);
+      assert.doesNotMatch(cell.source.join(''), /from '\.\.\/(lib|dist\/lib\/(?!'))/, `${name} imports something other than the public API`);
+    }
+  }
+});
+
+test('every notebook runs top to bottom with the tslab kernel and shows its figures and tables', { skip: jupyterSkip() }, () => {
+  const out = tempDir('fseft-notebooks-');
+  for (const name of NOTEBOOKS) {
+    const result = spawnSync(PYTHON, ['-m', 'jupyter', 'nbconvert', '--to', 'notebook', '--execute', name, '--output-dir', out, '--ExecutePreprocessor.timeout=900'], {
+      cwd: NOTEBOOK_DIR,
+      encoding: 'utf8',
+      env: { ...process.env, FSEFT_QUICK: '1', PATH: `${BIN}${path.delimiter}${process.env.PATH}` },
+    });
+    assert.equal(result.status, 0, `${name} failed:\n${result.stderr.slice(-3000)}`);
+    const executed = JSON.parse(fs.readFileSync(path.join(out, name), 'utf8'));
+    const outputs: Output[] = executed.cells.flatMap((c: { outputs?: Output[] }) => c.outputs ?? []);
+    assert.equal(outputs.filter((o) => o.output_type === 'error').length, 0, `${name} has a cell error`);
+    const html = outputs.filter((o) => o.data && typeof o.data['text/html'] === 'string' && /<svg/.test(o.data['text/html'] as string)).length;
+    const png = outputs.filter((o) => o.data && o.data['image/png']).length;
+    const text = outputs.map((o) => (Array.isArray(o.text) ? o.text.join('') : o.text ?? '')).join('');
+    const tables = (text.match(/╔/g) ?? []).length;
+    const want = EXPECTED[name];
+    assert.ok(html >= want.svg, `${name}: ${html} SVG plots, expected at least ${want.svg}`);
+    assert.ok(png >= want.png, `${name}: ${png} PNG figures, expected at least ${want.png}`);
+    assert.ok(tables >= want.tables, `${name}: ${tables} tables, expected at least ${want.tables}`);
+  }
+});
