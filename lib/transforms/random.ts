@@ -44,7 +44,6 @@ export function randCropByPosNegLabel<I extends VoxelArray, L extends VoxelArray
   const paddedImage = spatialPad(image, roi);
   const paddedLabel = spatialPad(label, roi);
   const { foreground, background } = splitIndices(paddedImage, paddedLabel, imageThreshold, isForeground);
-  const [nx, ny] = paddedImage.shape;
   const patches: Array<Patch<I, L>> = [];
   for (let s = 0; s < numSamples; s++) {
     let positive = rng.next() < pos / (pos + neg);
@@ -52,14 +51,7 @@ export function randCropByPosNegLabel<I extends VoxelArray, L extends VoxelArray
     if (!positive && background.length === 0) positive = true;
     const pool = positive ? foreground : background;
     const flat = pool.length > 0 ? pool[rng.int(pool.length)] : 0;
-    const raw = [flat % nx, Math.floor(flat / nx) % ny, Math.floor(flat / (nx * ny))];
-    const center = raw.map((c, a) => {
-      const half = Math.floor(roi[a] / 2);
-      return Math.min(Math.max(c, half), paddedImage.shape[a] - roi[a] + half);
-    }) as [number, number, number];
-    const start = center.map((c, a) => c - Math.floor(roi[a] / 2)) as [number, number, number];
-    const box = { start, end: start.map((v, a) => v + roi[a]) as [number, number, number] };
-    patches.push({ image: cropBox(paddedImage, box), label: cropBox(paddedLabel, box), center, positive });
+    patches.push({ ...patchAround(paddedImage, paddedLabel, flat, roi), positive });
   }
   return patches;
 }
@@ -89,7 +81,6 @@ export function randCropByClassBalance<I extends VoxelArray, L extends VoxelArra
     } else if (paddedImage.data[i] > imageThreshold) background.push(i);
   }
   const classes = [...byClass.keys()].sort((a, b) => a - b);
-  const [nx, ny] = paddedImage.shape;
   const patches: Array<Patch<I, L>> = [];
   for (let s = 0; s < numSamples; s++) {
     let positive = rng.next() < 0.5;
@@ -97,16 +88,22 @@ export function randCropByClassBalance<I extends VoxelArray, L extends VoxelArra
     if (!positive && background.length === 0) positive = true;
     const pool = positive ? byClass.get(classes[rng.int(classes.length)])! : background;
     const flat = pool.length > 0 ? pool[rng.int(pool.length)] : 0;
-    const raw = [flat % nx, Math.floor(flat / nx) % ny, Math.floor(flat / (nx * ny))];
-    const center = raw.map((c, a) => {
-      const half = Math.floor(roi[a] / 2);
-      return Math.min(Math.max(c, half), paddedImage.shape[a] - roi[a] + half);
-    }) as [number, number, number];
-    const start = center.map((c, a) => c - Math.floor(roi[a] / 2)) as [number, number, number];
-    const box = { start, end: start.map((v, a) => v + roi[a]) as [number, number, number] };
-    patches.push({ image: cropBox(paddedImage, box), label: cropBox(paddedLabel, box), center, positive });
+    patches.push({ ...patchAround(paddedImage, paddedLabel, flat, roi), positive });
   }
   return patches;
+}
+
+/** The ROI-sized patch centred on voxel `flat`, the centre moved inwards so the patch lies inside. */
+function patchAround<I extends VoxelArray, L extends VoxelArray>(image: Volume<I>, label: Volume<L>, flat: number, roi: Shape3): Omit<Patch<I, L>, 'positive'> {
+  const [nx, ny] = image.shape;
+  const raw = [flat % nx, Math.floor(flat / nx) % ny, Math.floor(flat / (nx * ny))];
+  const center = raw.map((c, a) => {
+    const half = Math.floor(roi[a] / 2);
+    return Math.min(Math.max(c, half), image.shape[a] - roi[a] + half);
+  }) as [number, number, number];
+  const start = center.map((c, a) => c - Math.floor(roi[a] / 2)) as [number, number, number];
+  const box = { start, end: start.map((v, a) => v + roi[a]) as [number, number, number] };
+  return { image: cropBox(image, box), label: cropBox(label, box), center };
 }
 
 function splitIndices(image: Volume, label: Volume, imageThreshold: number, isForeground: (v: number) => boolean) {

@@ -1,4 +1,5 @@
 import { readNifti } from '../../io/nifti';
+import { parseLabelSpec } from '../../inference/predict';
 import { sameGrid } from '../../io/volume';
 import { hausdorff95, surfaceDice } from '../../metrics/distance';
 import { dice } from '../../metrics/overlap';
@@ -10,23 +11,14 @@ export const EVALUATE_HELP = `fseft evaluate --pred <mask.nii.gz>[:<value>] --la
   surface Dice at --tolerance mm. ':<value>' picks one value of a multi-label map (default: any
   non-zero voxel). Different geometries are an error.`;
 
-/** "file.nii.gz:5" -> file and label value (undefined: any non-zero voxel). */
-function fileAndValue(spec: string, option: string): { file: string; value?: number } {
-  const match = /^(.*\.nii(?:\.gz)?):(\d+)$/.exec(spec);
-  if (!match) return { file: spec };
-  const value = Number(match[2]);
-  if (!Number.isInteger(value)) throw new FseftError(`--${option}: label value must be an integer, got '${match[2]}'`);
-  return { file: match[1], value };
-}
-
 export async function evaluateCommand(options: Options): Promise<void> {
   const predSpec = options.string('pred');
   const labelSpec = options.string('label');
   const tolerance = options.number('tolerance', 2)!;
   options.rejectUnknown();
   if (!predSpec || !labelSpec) throw new FseftError(`give --pred and --label\n${EVALUATE_HELP}`);
-  const pred = fileAndValue(predSpec, 'pred');
-  const label = fileAndValue(labelSpec, 'label');
+  const pred = parseLabelSpec(predSpec);
+  const label = parseLabelSpec(labelSpec);
   const [p, l] = await Promise.all([readNifti(pred.file), readNifti(label.file)]);
   if (!sameGrid(p, l)) {
     throw new FseftError(`geometry differs from ${pred.file}: shape ${l.shape.join('x')} vs ${p.shape.join('x')} or a different affine; resample the prediction onto the label's grid first`, label.file);

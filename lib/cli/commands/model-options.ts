@@ -1,6 +1,7 @@
 import { loadModel, modelFingerprint, resolveModelDir } from '../../networks/model-io';
 import { FseftError } from '../../util/errors';
 import * as fs from 'node:fs';
+import { parseLabelSpec } from '../../inference/predict';
 
 /** Loads `--model <dir|default>` with its fingerprint; a missing default model gets a clear hint. */
 export function loadModelOption(name: string): ReturnType<typeof loadModel> & { dir: string; fingerprint: string } {
@@ -15,6 +16,6 @@ export function parseSupportSpec(spec: string, option: string): { image: string;
   const [image, labelPart, ...rest] = spec.split('=');
   if (!image || rest.length > 0) throw new FseftError(`--${option} '${spec}': expected <image.nii.gz>=<label.nii.gz>[:<value>]`);
   if (labelPart === undefined) return { image };
-  const match = /^(.*\.nii(?:\.gz)?):(\d+)$/.exec(labelPart);
-  return match ? { image, label: match[1], value: Number(match[2]) } : { image, label: labelPart };
+  const { file, value } = parseLabelSpec(labelPart);
+  return { image, label: file, value };
 }
