@@ -119,7 +119,9 @@ const { model } = fseft.loadModel('models/btcv');
 ```"""),
 ])
 
-ADAPT_SETUP = """const { model, manifest } = fseft.loadModel(fseft.resolveModelDir('default'));
+ADAPT_SETUP = """const loaded = fseft.loadModel(fseft.resolveModelDir('default'));
+const model = loaded.model;
+const manifest = loaded.manifest;
 const preprocessing = fseft.modelPreprocessing(manifest);
 console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCount} parameters, ${JSON.stringify(preprocessing)}`);"""
 
@@ -142,8 +144,8 @@ const EPOCHS = QUICK ? 12 : 60;"""),
     code("""const target = await fseft.writeSynthDataset(path.join(WORK, 'target-03'), { name: 'site-b', cases: K + 1, seed: 3, institution: 'site-b', spacingScale: 2 }, { progress: false });
 const organClass = fseft.templateClass(ORGAN);
 const prepare = async (i: number) => {
-  const loaded = await fseft.loadCase(target, target.cases[i]);
-  return fseft.prepareCase(target.cases[i].image, preprocessing, { volume: loaded.label!, value: organClass, file: loaded.labelFile! }, target.cases[i].id);
+  const labelled = await fseft.loadCase(target, target.cases[i]);
+  return fseft.prepareCase(target.cases[i].image, preprocessing, { volume: labelled.label!, value: organClass, file: labelled.labelFile! }, target.cases[i].id);
 };
 const query = await prepare(K);
 const supports = [] as fseft.SupportVolume[];
@@ -191,7 +193,8 @@ console.log(`tensors before training ${before}, now ${fseft.tensorMemory().numTe
 EXPERIMENT = """const runPlan = async (name: string, plan: Omit<fseft.ExperimentPlan, 'data'>, onPrediction?: fseft.ExperimentContext['onPrediction']) => {
   const target = await fseft.writeSynthDataset(path.join(WORK, 'target-shared'), { name: 'site-b', cases: 3, seed: 11, institution: 'site-b', spacingScale: 2 }, { progress: false });
   const recordsFile = path.join(WORK, `${name}.records.jsonl`);
-  return fseft.runExperiment({ ...plan, data: path.join(WORK, 'target-shared') }, { model, manifest, recordsFile, onPrediction,
+  // (tslab does not resolve earlier cells' variables in shorthand properties: write model: model.)
+  return fseft.runExperiment({ ...plan, data: path.join(WORK, 'target-shared') }, { model: model, manifest: manifest, recordsFile, onPrediction,
     onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k}${r.gamma !== undefined ? ` gamma ${r.gamma}` : ''}: Dice ${r.dice.toFixed(3)}`) });
 };"""
 
@@ -231,7 +234,7 @@ const rows = [
   ORGANS.map((o) => ({ image: predictions.get(`generalization|${o}`)!.query.image, mask: predictions.get(`generalization|${o}`)!.query.mask!, color: [40, 200, 60] as [number, number, number] })),
   ...METHODS.map((m) => ORGANS.map((o) => ({ image: predictions.get(`${m}|${o}`)!.query.image, mask: predictions.get(`${m}|${o}`)!.mask }))),
 ];
-const sliceOf = new Map(ORGANS.map((o) => [predictions.get(`generalization|${o}`)!.query.image, fseft.largestMaskSlice(predictions.get(`generalization|${o}`)!.query.mask!)]));
+const sliceOf = new Map<fseft.Volume, number>(ORGANS.map((o) => [predictions.get(`generalization|${o}`)!.query.image, fseft.largestMaskSlice(predictions.get(`generalization|${o}`)!.query.mask!)]));
 const png = fseft.tiledSlicesPng(rows, (image) => sliceOf.get(image) ?? 0);
 fs.writeFileSync(path.join(WORK, 'qualitative.png'), png);
 tslab.display.png(png);
