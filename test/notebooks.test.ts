@@ -66,7 +66,9 @@ test('every notebook runs top to bottom with the tslab kernel and shows its figu
     const executed = JSON.parse(fs.readFileSync(path.join(out, name), 'utf8'));
     const outputs: Output[] = executed.cells.flatMap((c: { outputs?: Output[] }) => c.outputs ?? []);
     assert.equal(outputs.filter((o) => o.output_type === 'error').length, 0, `${name} has a cell error`);
-    const html = outputs.filter((o) => o.data && typeof o.data['text/html'] === 'string' && /<svg/.test(o.data['text/html'] as string)).length;
+    // nbformat stores multi-line data as lists of lines.
+    const joined = (value: unknown) => (Array.isArray(value) ? value.join('') : typeof value === 'string' ? value : '');
+    const html = outputs.filter((o) => o.data && /<svg/.test(joined(o.data['text/html']))).length;
     const png = outputs.filter((o) => o.data && o.data['image/png']).length;
     const text = outputs.map((o) => (Array.isArray(o.text) ? o.text.join('') : o.text ?? '')).join('');
     const tables = (text.match(/╔/g) ?? []).length;
