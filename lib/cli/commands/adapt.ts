@@ -26,7 +26,10 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
     --k N                use the first N supports (error when fewer are given)
     --query <image>[=<label>[:<value>]]   the query volume: needed by --ti; with a label its Dice is printed
     --ti                 transductive inference (Eq. 2-3) in the last half of the epochs
-    --lambda 1  --gamma 0.25  --ti-form paper|normalised  --ti-pool 2
+    --lambda 1  --gamma 0.25  --ti-pool 2
+    --ti-form paper|normalised   paper (default): Eq. 2 in voxels, which with lambda 1 outweighs the
+                         Dice term by orders of magnitude; normalised (the reference code's): divided
+                         by max(S_hat, S), on the Dice term's scale
     --epochs 100  --lr (per method: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
     --backend tensorflow|wasm|cpu`;
 

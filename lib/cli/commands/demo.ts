@@ -51,7 +51,7 @@ export async function demoCommand(options: Options): Promise<void> {
   const info = await readNiftiInfo(target.cases[0].image);
   console.log(`   as stored: ${info.shape.join('x')} voxels of ${info.pixdim.map((v) => +v.toFixed(2)).join('x')} mm, ${info.datatype}, affine from ${info.affineSource}`);
 
-  console.log(`\n3. few-shot adaptation to ${organs.join(', ')}, k = ${shots.join(', ')} (2 queries; frozen backbone features computed once per volume)`);
+  console.log(`\n3. few-shot adaptation to ${organs.join(', ')}, k = ${shots.join(', ')} (2 queries; frozen backbone features computed once per volume; TI: normalised form, gamma 0.25, lambda 1)`);
   const recordsFile = path.join(out, 'records.jsonl');
   fs.rmSync(recordsFile, { force: true });
   const plan: ExperimentPlan = {
@@ -64,7 +64,9 @@ export async function demoCommand(options: Options): Promise<void> {
     queries: 2,
     epochs: { '1': epochs1, '5': epochs5, '10': Math.max(1, Math.round(epochs5 / 2)) },
     cropsPerStep: 2,
-    ti: { lambda: [1], gamma: [0.25], form: 'paper', pool: 2 },
+    // The reference code's normalised size term: the paper's form is in voxels and, with lambda = 1,
+    // outweighs the Dice term by orders of magnitude (see the README).
+    ti: { lambda: [1], gamma: [0.25], form: 'normalised', pool: 2 },
   };
   const figureCells = new Map<string, { query: PreparedCase; mask: Volume<Uint8Array> }>();
   const records = await runExperiment(plan, {
