@@ -1,3 +1,4 @@
+"""Prints the outputs of an executed notebook, one line each (for looking at nbconvert results)."""
 import json, sys
 nb = json.load(open(sys.argv[1]))
 for i, c in enumerate(nb['cells']):
