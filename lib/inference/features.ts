@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs-core';
 import { Shape3, Volume } from '../io/volume';
 import { SwinUNETR } from '../networks/swin-unetr';
 import { FeatureGrid, volumeToGrid } from '../networks/volume-tensor';
@@ -49,9 +48,4 @@ export function backboneFeatures(model: SwinUNETR, image: Volume, options: Featu
 /** Bytes held by cached features. */
 export function featureBytes(features: BackboneFeatures): number {
   return [features.features, features.dec0, features.enc0].reduce((sum, g) => sum + (g ? g.data.byteLength : 0), 0);
-}
-
-/** The tensor [1, X, Y, Z, C] of a whole grid. */
-export function gridTensor(grid: FeatureGrid): tf.Tensor5D {
-  return tf.tensor5d(grid.data, [1, ...grid.shape, grid.channels]);
 }

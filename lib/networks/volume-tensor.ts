@@ -56,12 +56,6 @@ export function labelToMultiHot(label: Volume, classes: number): tf.Tensor5D {
   return tf.tensor5d(out, [1, nx, ny, nz, classes]);
 }
 
-/** A binary target [1, X, Y, Z, 1] where `select(label)` holds. */
-export function labelToBinary(label: Volume, select: (value: number) => boolean): tf.Tensor5D {
-  const grid = volumeToGrid(label.withData(Float32Array.from(label.data, (v) => (select(v) ? 1 : 0))));
-  return tf.tensor5d(grid.data, [1, ...grid.shape, 1]);
-}
-
 /** The sub-grid [start, start + size) as a [1, sx, sy, sz, C] tensor; outside the grid reads 0. */
 export function cropGrid(grid: FeatureGrid, start: Shape3, size: Shape3): tf.Tensor5D {
   const [nx, ny, nz] = grid.shape;
