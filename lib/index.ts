@@ -103,8 +103,8 @@ export { volumeToGrid, volumeToTensor, gridChannelToVolumeData, cropGrid, poolGr
 export type { FeatureGrid } from './networks/volume-tensor';
 export { modelFingerprint, resolveModelDir, modelPreprocessing, headChannelOf, PAPER_PREPROCESSING } from './networks/model-io';
 export type { ModelPreprocessing } from './networks/model-io';
-export { overlaySlice, tileImages, largestMaskSlice } from './viz/overlay';
-export type { RgbImage, OverlayOptions } from './viz/overlay';
+export { overlaySlice, overlaySliceLayers, tileImages, largestMaskSlice } from './viz/overlay';
+export type { RgbImage, OverlayOptions, MaskLayer } from './viz/overlay';
 export { sliceOverlaySpec, overlayGridSpec, tiledSlicesPng, trainingCurvesSpec, diceBarsSpec, gammaCurveSpec, histogramSpec, renderSvg } from './viz/charts';
 export type { VegaLiteSpec } from './viz/charts';
 export { recordsFrame, summaryFrame, table1Frame, frameToCsv } from './viz/tables';

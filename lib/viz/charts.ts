@@ -2,7 +2,7 @@ import type { EpochRecord } from '../training/pretrain';
 import type { ExperimentRecord } from '../training/experiment';
 import { Volume } from '../io/volume';
 import { encodePngRgb } from './png';
-import { overlaySlice, tileImages } from './overlay';
+import { overlaySlice, overlaySliceLayers, tileImages } from './overlay';
 
 /** A vega-lite specification as plain JSON (render with `renderSvg`, or display in a notebook). */
 export type VegaLiteSpec = Record<string, unknown>;
@@ -18,15 +18,7 @@ export function sliceOverlaySpec(
   layers: Array<{ mask: Volume; color: [number, number, number]; label: string }>,
   options: { slice: number; window?: [number, number]; zoom?: number; title?: string },
 ): VegaLiteSpec {
-  let picture = overlaySlice(image, undefined, { slice: options.slice, window: options.window, zoom: options.zoom });
-  for (const layer of layers) {
-    // Each layer tints the pixels of its mask on top of what is drawn so far.
-    const tinted = overlaySlice(image, layer.mask, { slice: options.slice, window: options.window, zoom: options.zoom, color: layer.color });
-    const base = overlaySlice(image, undefined, { slice: options.slice, window: options.window, zoom: options.zoom });
-    const pixels = picture.pixels.slice();
-    for (let i = 0; i < pixels.length; i++) if (tinted.pixels[i] !== base.pixels[i]) pixels[i] = tinted.pixels[i];
-    picture = { ...picture, pixels };
-  }
+  const picture = overlaySliceLayers(image, layers, { slice: options.slice, window: options.window, zoom: options.zoom });
   const url = `data:image/png;base64,${encodePngRgb(picture.pixels, picture.width, picture.height).toString('base64')}`;
   return imageSpec(url, picture.width, picture.height, options.title ?? `axial slice ${options.slice}`, layers);
 }

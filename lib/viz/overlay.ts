@@ -20,16 +20,28 @@ export interface OverlayOptions {
   zoom?: number;
 }
 
+/** A mask and the colour it is filled with. */
+export interface MaskLayer {
+  mask: Volume;
+  color: [number, number, number];
+}
+
 /**
  * An axial slice of a RAS volume in radiological view (patient right on the left, anterior at
  * the top) with a mask filled in colour on top. Every voxel is drawn (no subsampling).
  */
 export function overlaySlice(image: Volume, mask: Volume | undefined, options: OverlayOptions): RgbImage {
+  return overlaySliceLayers(image, mask ? [{ mask, color: options.color ?? [230, 30, 30] }] : [], options);
+}
+
+/** The same with several masks, each in its colour; where masks overlap, the last one is drawn. */
+export function overlaySliceLayers(image: Volume, layers: MaskLayer[], options: OverlayOptions): RgbImage {
   const [nx, ny, nz] = image.shape;
   if (options.slice < 0 || options.slice >= nz) throw new Error(`slice ${options.slice} outside 0..${nz - 1}`);
-  if (mask && mask.shape.join() !== image.shape.join()) throw new Error(`mask ${mask.shape.join('x')} and image ${image.shape.join('x')} differ in shape`);
+  for (const { mask } of layers) {
+    if (mask.shape.join() !== image.shape.join()) throw new Error(`mask ${mask.shape.join('x')} and image ${image.shape.join('x')} differ in shape`);
+  }
   const [low, high] = options.window ?? [0, 1];
-  const [r, g, b] = options.color ?? [230, 30, 30];
   const alpha = options.opacity ?? 0.5;
   const zoom = options.zoom ?? 2;
   const width = nx * zoom;
@@ -43,10 +55,9 @@ export function overlaySlice(image: Volume, mask: Volume | undefined, options: O
       const index = i + nx * (j + ny * k);
       const grey = Math.max(0, Math.min(1, (image.data[index] - low) / (high - low))) * 255;
       const o = (row * width + col) * 3;
-      const on = mask !== undefined && mask.data[index] > 0;
-      pixels[o] = Math.round(on ? (1 - alpha) * grey + alpha * r : grey);
-      pixels[o + 1] = Math.round(on ? (1 - alpha) * grey + alpha * g : grey);
-      pixels[o + 2] = Math.round(on ? (1 - alpha) * grey + alpha * b : grey);
+      let color: [number, number, number] | undefined;
+      for (const layer of layers) if (layer.mask.data[index] > 0) color = layer.color;
+      for (let c = 0; c < 3; c++) pixels[o + c] = Math.round(color ? (1 - alpha) * grey + alpha * color[c] : grey);
     }
   }
   return { width, height, pixels };

@@ -13,8 +13,8 @@ import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { DEFAULT_ADAPT, adaptToOrgan } from '../../training/adapt';
 import { ExperimentPlan, formatTable, runExperiment } from '../../training/experiment';
 import { writeFileAtomic } from '../../util/atomic-write';
-import { encodePngRgb } from '../../viz/png';
-import { RgbImage, largestMaskSlice, overlaySlice, tileImages } from '../../viz/overlay';
+import { tiledSlicesPng } from '../../viz/charts';
+import { largestMaskSlice } from '../../viz/overlay';
 import { Options } from '../args';
 import { loadModelOption } from './model-options';
 
@@ -88,7 +88,7 @@ export async function demoCommand(options: Options): Promise<void> {
 
   const figures = path.join(out, 'figures');
   const figure = qualitativeFigure(figureCells, organs, ['generalization', 'adapter', 'adapter+ti']);
-  if (figure) await writeFileAtomic(path.join(figures, 'qualitative.png'), encodePngRgb(figure.pixels, figure.width, figure.height));
+  if (figure) await writeFileAtomic(path.join(figures, 'qualitative.png'), figure);
   await writeFileAtomic(path.join(out, 'table.txt'), `${SYNTHETIC_NOTICE}\n\n${table}`);
   console.log(`\n5. written: ${recordsFile}, ${path.join(out, 'table.txt')}${figure ? `, ${path.join(figures, 'qualitative.png')} (rows: ground truth, ${['generalization', 'adapter', 'adapter+ti'].join(', ')}; columns: organs)` : ''}`);
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(0)} s. ${SYNTHETIC_NOTICE}`);
@@ -113,21 +113,24 @@ async function measureCaching(model: Parameters<typeof backboneFeatures>[0], man
   return { featureSeconds: features.seconds, cached: run(true, 6), uncached: run(false, 3) };
 }
 
-function qualitativeFigure(cells: Map<string, { query: PreparedCase; mask: Volume<Uint8Array> }>, organs: string[], methods: string[]): RgbImage | undefined {
-  const columns: RgbImage[][] = [];
+/** The paper's Fig. 3 layout as a PNG: rows ground truth then `methods`, one column per organ. */
+function qualitativeFigure(cells: Map<string, { query: PreparedCase; mask: Volume<Uint8Array> }>, organs: string[], methods: string[]): Buffer | undefined {
+  type Cell = { image: Volume; mask: Volume; color?: [number, number, number] };
+  const columns: Cell[][] = [];
+  const sliceOf = new Map<Volume, number>();
   for (const organ of organs) {
     const first = cells.get(`${methods[0]}|${organ}`);
     if (!first) continue;
     const truth = first.query.mask!;
-    const slice = largestMaskSlice(truth);
-    const column = [overlaySlice(first.query.image, truth, { slice, color: [40, 200, 60] })];
+    sliceOf.set(first.query.image, largestMaskSlice(truth));
+    const column: Cell[] = [{ image: first.query.image, mask: truth, color: [40, 200, 60] }];
     for (const method of methods) {
       const cell = cells.get(`${method}|${organ}`);
-      if (cell) column.push(overlaySlice(cell.query.image, cell.mask, { slice }));
+      if (cell) column.push({ image: cell.query.image, mask: cell.mask });
     }
     columns.push(column);
   }
   if (columns.length === 0) return undefined;
   const rows = columns[0].map((_, r) => columns.map((column) => column[r]).filter(Boolean));
-  return tileImages(rows);
+  return tiledSlicesPng(rows, (image) => sliceOf.get(image) ?? 0);
 }
