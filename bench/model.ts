@@ -1,5 +1,5 @@
 /**
- * npm run bench:model [-- --backends wasm,cpu --configs a,b --no-train]
+ * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N]
  * Times SwinUNETR forward passes and training steps (forward, backward, AdamW) per backend:
  *   (a) feature_size 12, 64^3 input, 29 outputs   (b) feature_size 48, 96^3 input, 29 outputs
  * and the throughput of the heaviest operations. Reference: MONAI 1.2 on PyTorch CPU on this
@@ -19,28 +19,50 @@ function argument(name: string): string | undefined {
   return index >= 0 ? process.argv[index + 1] : undefined;
 }
 
-async function seconds(run: () => Promise<void>): Promise<number> {
-  const start = performance.now();
-  await run();
-  return (performance.now() - start) / 1000;
+/** Median wall time of `repeat` calls; every call ends by reading a result back. */
+const REPEAT = Number(argument('repeat') ?? 1);
+
+async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    const start = performance.now();
+    await run();
+    times.push((performance.now() - start) / 1000);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
 }
 
-async function forwardSeconds(model: SwinUNETR, x: tf.Tensor5D): Promise<number> {
+async function forwardSeconds(model: SwinUNETR, x: tf.Tensor5D, repeat = REPEAT): Promise<number> {
   return seconds(async () => {
     const out = model.forward(x);
     await out.logits.data();
     tf.dispose([out.logits, out.features]);
-  });
+  }, repeat);
 }
 
-async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW): Promise<number> {
+async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW, repeat = REPEAT): Promise<number> {
   const variables = [...model.params.values()];
   return seconds(async () => {
     const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint: true }).logits) as tf.Scalar, variables);
     optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
     await value.data();
     value.dispose();
-  });
+  }, repeat);
+}
+
+/**
+ * Waits for an op's result and disposes it. GPU backends read back one sum, not the whole tensor:
+ * a 0.5 GB read-back would time the bus instead of the op.
+ */
+async function settle(y: tf.Tensor): Promise<void> {
+  if (tf.getBackend() === 'webgpu' || tf.getBackend() === 'tensorflow') {
+    const total = tf.sum(y);
+    await total.data();
+    total.dispose();
+  } else {
+    await y.data();
+  }
+  y.dispose();
 }
 
 async function opThroughput(): Promise<string[]> {
@@ -48,12 +70,8 @@ async function opThroughput(): Promise<string[]> {
   const conv = async (size: number, cin: number, cout: number) => {
     const x = tf.randomNormal([1, size, size, size, cin]) as tf.Tensor5D;
     const w = tf.randomNormal([3, 3, 3, cin, cout]) as tf.Tensor5D;
-    await conv3dSame(x, w).data();
-    const s = await seconds(async () => {
-      const y = conv3dSame(x, w);
-      await y.data();
-      y.dispose();
-    });
+    await settle(conv3dSame(x, w));
+    const s = await seconds(() => settle(conv3dSame(x, w)));
     tf.dispose([x, w]);
     lines.push(`conv3d 3x3x3 ${size}^3 ${cin}->${cout}: ${s.toFixed(3)} s, ${((2 * size ** 3 * 27 * cin * cout) / s / 1e9).toFixed(1)} GFLOP/s`);
   };
@@ -62,11 +80,8 @@ async function opThroughput(): Promise<string[]> {
   const attention = async (batch: number, tokens: number, dim: number) => {
     const q = tf.randomNormal([batch, tokens, dim]);
     const k = tf.randomNormal([batch, tokens, dim]);
-    const s = await seconds(async () => {
-      const y = tf.matMul(q, k, false, true);
-      await y.data();
-      y.dispose();
-    });
+    await settle(tf.matMul(q, k, false, true));
+    const s = await seconds(() => settle(tf.matMul(q, k, false, true)));
     tf.dispose([q, k]);
     lines.push(`attention scores ${batch} x ${tokens}x${dim}x${tokens}: ${s.toFixed(3)} s, ${((2 * batch * tokens * tokens * dim) / s / 1e9).toFixed(2)} GFLOP/s`);
   };
@@ -79,11 +94,12 @@ async function main(): Promise<void> {
   const backends = (argument('backends')?.split(',') ?? [...BACKEND_ORDER]) as BackendName[];
   const configs = argument('configs')?.split(',') ?? ['a', 'b'];
   const train = !process.argv.includes('--no-train');
-  console.log(`SwinUNETR benchmark, node ${process.version}; times of one call after one warm-up call`);
+  console.log(`SwinUNETR benchmark, node ${process.version}; median of ${REPEAT} call(s) after one warm-up call`);
   console.log('backend | config | forward | MONAI forward | train step | MONAI step');
   for (const backend of backends) {
     try {
-      await switchBackend(backend);
+      const choice = await switchBackend(backend);
+      console.log(`${backend} | ${choice.reason}`);
     } catch (error) {
       console.log(`${backend} | not available: ${(error as Error).message}`);
       continue;
@@ -97,17 +113,19 @@ async function main(): Promise<void> {
       }
       const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
       const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
-      await forwardSeconds(model, x);
+      await forwardSeconds(model, x, 1);
       const forward = await forwardSeconds(model, x);
       let step = 'not run';
-      if (train && name === 'a' && backend !== 'cpu') {
+      // On the CPU backends a (b) training step takes minutes; GPU backends run it.
+      const onGpu = backend === 'webgpu' || backend === 'tensorflow';
+      if (train && backend !== 'cpu' && (name === 'a' || onGpu)) {
         const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
         const optimizer = new AdamW({ learningRate: 1e-4 });
-        await stepSeconds(model, x, target, optimizer);
+        await stepSeconds(model, x, target, optimizer, 1);
         step = `${(await stepSeconds(model, x, target, optimizer)).toFixed(2)} s`;
         optimizer.dispose();
         target.dispose();
-      } else if (name === 'b') {
+      } else if (name === 'b' && train) {
         step = 'not run (inference only at this size on CPU)';
       }
       console.log(`${backend} | (${name}) F=${featureSize} ${size}^3, ${(model.parameterCount / 1e6).toFixed(1)} M params | ${forward.toFixed(2)} s | ${MONAI[name].forward} s | ${step} | ${MONAI[name].step} s`);

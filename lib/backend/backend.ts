@@ -7,8 +7,15 @@ import { FseftError } from '../util/errors';
 // Production mode only silences tfjs's console banners; the kit logs its own backend line.
 tf.enableProdMode();
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
+/** The automatic fallback order. */
 export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+/**
+ * Backends that run only when asked for by name: webgpu (Dawn's Node binding, experimental) could
+ * otherwise land on a software Vulkan device on machines without a GPU.
+ */
+export const OPT_IN_BACKENDS: readonly BackendName[] = ['webgpu'];
+const KNOWN_BACKENDS: readonly BackendName[] = [...BACKEND_ORDER, ...OPT_IN_BACKENDS];
 
 /** Native TensorFlow bindings, tried in this order; each registers the 'tensorflow' backend. */
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
@@ -35,8 +42,8 @@ export function initBackend(preferred?: string, log: (line: string) => void = (l
 }
 
 async function choose(preferred: string | undefined): Promise<BackendChoice> {
-  if (preferred !== undefined && preferred !== '' && !BACKEND_ORDER.includes(preferred as BackendName)) {
-    throw new FseftError(`unknown backend '${preferred}'; choose one of ${BACKEND_ORDER.join(', ')}`);
+  if (preferred !== undefined && preferred !== '' && !KNOWN_BACKENDS.includes(preferred as BackendName)) {
+    throw new FseftError(`unknown backend '${preferred}'; choose one of ${KNOWN_BACKENDS.join(', ')}`);
   }
   const wanted = preferred ? (preferred as BackendName) : undefined;
   const failures: string[] = [];
@@ -80,7 +87,47 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
       return { ok: false, detail: (error as Error).message };
     }
   }
+  if (name === 'webgpu') return startWebGpu();
   return (await tf.setBackend('cpu')) ? { ok: true, detail: 'plain JavaScript' } : { ok: false, detail: 'failed to start' };
+}
+
+const WEBGPU_PACKAGES = 'npm install webgpu @tensorflow/tfjs-backend-webgpu@4.22.0';
+
+/**
+ * tfjs's WebGPU backend on Dawn's Node binding (the `webgpu` package). Both packages are optional
+ * installs; FSEFT_DAWN_FLAGS passes Dawn options such as `backend=vulkan` (comma-separated).
+ */
+async function startWebGpu(): Promise<{ ok: boolean; detail: string }> {
+  let dawn: { create(flags: string[]): unknown; globals: Record<string, unknown> };
+  try {
+    // A variable specifier keeps TypeScript from resolving a package that is usually not installed.
+    const specifier = 'webgpu';
+    dawn = (await import(specifier)) as typeof dawn;
+  } catch (error) {
+    return { ok: false, detail: `Dawn's Node binding is not installed or does not load (${WEBGPU_PACKAGES}): ${(error as Error).message}` };
+  }
+  if (!tf.findBackendFactory('webgpu')) {
+    Object.assign(globalThis, dawn.globals);
+    const flags = (process.env.FSEFT_DAWN_FLAGS ?? '').split(',').filter((flag) => flag !== '');
+    const gpu = dawn.create(flags);
+    // tfjs-backend-webgpu registers itself only where navigator.gpu exists (Node 20 has no navigator).
+    const holder = globalThis as { navigator?: object };
+    if (holder.navigator === undefined) holder.navigator = { gpu };
+    else Object.defineProperty(holder.navigator, 'gpu', { value: gpu, configurable: true });
+    try {
+      require('@tensorflow/tfjs-backend-webgpu');
+    } catch (error) {
+      return { ok: false, detail: `@tensorflow/tfjs-backend-webgpu is not installed (${WEBGPU_PACKAGES}): ${(error as Error).message}` };
+    }
+  }
+  try {
+    if (!(await tf.setBackend('webgpu'))) return { ok: false, detail: 'no WebGPU adapter (no GPU, or no Vulkan loader and driver)' };
+  } catch (error) {
+    return { ok: false, detail: `failed to start (${(error as Error).message})` };
+  }
+  const info = (tf.backend() as unknown as { adapterInfo?: { vendor?: string; architecture?: string } }).adapterInfo;
+  const adapter = [info?.vendor, info?.architecture].filter((part) => part).join(' ');
+  return { ok: true, detail: `Dawn WebGPU${adapter ? `, ${adapter}` : ''}; experimental` };
 }
 
 /** The backend that runs now (after `initBackend`). */
@@ -89,11 +136,13 @@ export function currentBackend(): BackendName {
 }
 
 /** For tests and benchmarks: switch backend within one process. */
-export async function switchBackend(name: BackendName): Promise<void> {
+export async function switchBackend(name: BackendName): Promise<BackendChoice> {
   active = undefined;
   const outcome = await tryBackend(name);
   if (!outcome.ok) throw new FseftError(`backend ${name} is not available: ${outcome.detail}`);
-  active = Promise.resolve({ name, reason: 'switched' });
+  const choice = { name, reason: outcome.detail ? `${outcome.detail}; switched` : 'switched' };
+  active = Promise.resolve(choice);
+  return choice;
 }
 
 /** Live tensors and bytes on the current backend (notebooks check that re-running a cell leaks nothing). */

@@ -34,8 +34,9 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
 }
 
+/** Leaky ReLU on a flat view: its gradient (a select) has no rank-5 kernel on tfjs's WebGPU backend. */
 export function leakyRelu(x: tf.Tensor, slope = 0.01): tf.Tensor {
-  return tf.leakyRelu(x, slope);
+  return tf.tidy(() => tf.reshape(tf.leakyRelu(tf.reshape(x, [-1]), slope), x.shape));
 }
 
 /** x [..., in] times weight [in, out] (+ bias [out]). */

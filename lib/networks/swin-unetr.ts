@@ -429,7 +429,8 @@ export function stackSubgrids(x: tf.Tensor5D, mode: SwinUNETRConfig['downsample'
   return tf.tidy(() => {
     const [, d, h, w, c] = x.shape;
     const count = (d / 2) * (h / 2) * (w / 2);
-    const stacked = tf.reshape(tf.transpose(tf.reshape(x, [d / 2, 2, h / 2, 2, w / 2, 2, c]), [0, 2, 4, 1, 3, 5, 6]), [count, 8, c]) as tf.Tensor3D;
+    // spaceToDepth2's channel order is the sub-grid offsets flattened d * 4 + h * 2 + w.
+    const stacked = tf.reshape(spaceToDepth2(x), [count, 8, c]) as tf.Tensor3D;
     return mode === 'merging' ? selectSubgrids(stacked, LEGACY_MERGING_ORDER) : stacked;
   });
 }
