@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKEND_ORDER, BackendName, switchBackend } from '../lib/backend/backend';
+import { batchMatMul } from '../lib/networks/matmul';
 import { conv3dSame } from '../lib/networks/ops';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { AdamW } from '../lib/training/adamw';
@@ -77,13 +78,19 @@ async function opThroughput(): Promise<string[]> {
   };
   await conv(64, 24, 12);
   await conv(48, 96, 48);
+  // Window attention scores q k^T, batch = windows x heads: the kit's batchMatMul (k laid out
+  // transposed, as the network does) against tf.matMul with transposeB.
   const attention = async (batch: number, tokens: number, dim: number) => {
-    const q = tf.randomNormal([batch, tokens, dim]);
-    const k = tf.randomNormal([batch, tokens, dim]);
-    await settle(tf.matMul(q, k, false, true));
-    const s = await seconds(() => settle(tf.matMul(q, k, false, true)));
-    tf.dispose([q, k]);
-    lines.push(`attention scores ${batch} x ${tokens}x${dim}x${tokens}: ${s.toFixed(3)} s, ${((2 * batch * tokens * tokens * dim) / s / 1e9).toFixed(2)} GFLOP/s`);
+    const q = tf.randomNormal([batch, tokens, dim]) as tf.Tensor3D;
+    const k = tf.randomNormal([batch, tokens, dim]) as tf.Tensor3D;
+    const kT = tf.transpose(k, [0, 2, 1]) as tf.Tensor3D;
+    const flops = 2 * batch * tokens * tokens * dim;
+    for (const [name, product] of [['batchMatMul', () => batchMatMul(q, kT)], ['tf.matMul', () => tf.matMul(q, k, false, true)]] as const) {
+      await settle(product());
+      const s = await seconds(() => settle(product()));
+      lines.push(`attention scores ${batch} x ${tokens}x${dim}x${tokens} (${name}): ${s.toFixed(3)} s, ${(flops / s / 1e9).toFixed(2)} GFLOP/s`);
+    }
+    tf.dispose([q, k, kT]);
   };
   await attention(375, 343, 4);
   await attention(1029, 343, 16);

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { variableOf, checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from './ops';
+import { batchMatMul } from './matmul';
+import { variableOf, checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, pipeline, releaseIntermediates, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { biasIndex, windowPlan } from './swin-windows';
 
@@ -347,19 +348,19 @@ export class SwinUNETR {
     // transpose (tfjs-wasm's rank-5 transposes are an order of magnitude slower).
     const weight = param(`${prefix}attn.qkv.weight`) as tf.Tensor2D;
     const qkvBias = param(`${prefix}attn.qkv.bias`) as tf.Tensor1D;
-    // k is laid out transposed ([windows * heads, headDim, tokens]): a plain batched matmul is
-    // faster on wasm than one with transposeB.
+    // k is laid out transposed ([windows * heads, headDim, tokens]) for batchMatMul, which takes
+    // no transposed operands.
     const [q, kT, v] = [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].map((order, part) => {
       const projected = linear(chunk, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
       const split = tf.transpose(tf.reshape(projected, [count, tokens, heads, headDim]), order);
       return tf.reshape(split, [count * heads, split.shape[2]!, split.shape[3]!]) as tf.Tensor3D;
     });
-    let scores = tf.reshape(tf.matMul(tf.mul(q, headDim ** -0.5), kT), [count, heads, tokens, tokens]);
+    let scores = tf.reshape(batchMatMul(tf.mul(q, headDim ** -0.5), kT), [count, heads, tokens, tokens]);
     scores = tf.add(scores, bias);
     if (mask) scores = tf.add(scores, whole ? mask : maskChunk(mask, start, count));
     let probabilities = tf.softmax(tf.reshape(scores, [count * heads, tokens, tokens])) as tf.Tensor3D;
     probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
-    const mixed = tf.matMul(probabilities, v);
+    const mixed = batchMatMul(probabilities, v);
     const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [count, heads, tokens, headDim]), [0, 2, 1, 3]), [count * tokens, c]);
     return linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D);
   }
@@ -382,12 +383,21 @@ export class SwinUNETR {
 
   /** MONAI UnetResBlock (instance norm, LeakyReLU 0.01, 1x1x1 projection when channels change). */
   resBlock(prefix: string, x: tf.Tensor5D, param: (name: string) => tf.Tensor = (name) => this.p(name)): tf.Tensor5D {
-    let out = instanceNorm(conv3dSame(x, param(`${prefix}conv1.conv.weight`) as tf.Tensor5D));
-    out = leakyRelu(out) as tf.Tensor5D;
-    out = instanceNorm(conv3dSame(out, param(`${prefix}conv2.conv.weight`) as tf.Tensor5D));
-    let residual: tf.Tensor5D = x;
-    if (this.params.has(`${prefix}conv3.conv.weight`)) residual = instanceNorm(linear(x, param(`${prefix}conv3.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
-    return leakyRelu(tf.add(out, residual)) as tf.Tensor5D;
+    const main = pipeline(
+      x,
+      (t) => conv3dSame(t as tf.Tensor5D, param(`${prefix}conv1.conv.weight`) as tf.Tensor5D),
+      (t) => instanceNorm(t as tf.Tensor5D),
+      leakyRelu,
+      (t) => conv3dSame(t as tf.Tensor5D, param(`${prefix}conv2.conv.weight`) as tf.Tensor5D),
+      (t) => instanceNorm(t as tf.Tensor5D),
+    );
+    const projected = this.params.has(`${prefix}conv3.conv.weight`);
+    const residual = projected ? pipeline(x, (t) => linear(t, param(`${prefix}conv3.conv.weight`) as tf.Tensor2D), (t) => instanceNorm(t as tf.Tensor5D)) : x;
+    const sum = tf.add(main, residual);
+    releaseIntermediates(main, ...(projected ? [residual] : []));
+    const activated = leakyRelu(sum) as tf.Tensor5D;
+    releaseIntermediates(sum);
+    return activated;
   }
 
   /** The last decoder block (decoder1) on its inputs, with parameters read through `param` (FT-Last trains copies). */
@@ -397,8 +407,15 @@ export class SwinUNETR {
 
   /** MONAI UnetrUpBlock: transposed conv (kernel 2, stride 2), concatenation with the skip, UnetResBlock. */
   private upBlock(name: string, x: tf.Tensor5D, skip: tf.Tensor5D, param: (name: string) => tf.Tensor): tf.Tensor5D {
-    const up = depthToSpace2(linear(x, param(`${name}.transp_conv.conv.weight`) as tf.Tensor2D) as tf.Tensor5D);
-    return this.resBlock(`${name}.conv_block.`, concatChannels(up, skip) as tf.Tensor5D, param);
+    const joined = pipeline(
+      x,
+      (t) => linear(t, param(`${name}.transp_conv.conv.weight`) as tf.Tensor2D),
+      (t) => depthToSpace2(t as tf.Tensor5D),
+      (t) => concatChannels(t, skip),
+    );
+    const out = this.resBlock(`${name}.conv_block.`, joined as tf.Tensor5D, param);
+    releaseIntermediates(joined);
+    return out;
   }
 
   private dropout<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {

@@ -1,0 +1,121 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { batchMatMul, matMul2d } from '../lib/networks/matmul';
+import { Rng } from '../lib/util/random';
+
+const random = (shape: number[], seed: number) => {
+  const rng = new Rng(seed);
+  return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
+};
+
+/** Values and gradients of sum(product(a, b) * r), for comparing one product with another. */
+async function valueAndGrads(product: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: tf.Tensor, b: tf.Tensor, r: tf.Tensor) {
+  const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(product(x, y), r)))([a, b]);
+  const y = product(a, b);
+  const result = { y: await y.data(), ga: await ga.data(), gb: await gb.data() };
+  tf.dispose([ga, gb, y]);
+  return result;
+}
+
+function worstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst;
+}
+
+test('batchMatMul on wasm (per-item XNNPACK views) equals tf.matMul on cpu, values and gradients', async () => {
+  for (const [batch, m, k, n] of [[1, 3, 4, 5], [7, 9, 2, 11], [5, 33, 17, 8]]) {
+    const a = await random([batch, m, k], batch + 1).data();
+    const b = await random([batch, k, n], batch + 2).data();
+    const r = await random([batch, m, n], batch + 3).data();
+    const run = async (product: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => {
+      const tensors = [tf.tensor3d(a as Float32Array, [batch, m, k]), tf.tensor3d(b as Float32Array, [batch, k, n]), tf.tensor3d(r as Float32Array, [batch, m, n])];
+      const result = await valueAndGrads(product, tensors[0], tensors[1], tensors[2]);
+      tf.dispose(tensors);
+      return result;
+    };
+    await switchBackend('cpu');
+    const reference = await run((x, y) => tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D));
+    await switchBackend('wasm');
+    const fast = await run((x, y) => batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D));
+    for (const key of ['y', 'ga', 'gb'] as const) {
+      const worst = worstDifference(reference[key], fast[key]);
+      assert.ok(worst < 1e-4, `[${batch}, ${m}, ${k}, ${n}] ${key}: max difference ${worst}`);
+    }
+  }
+});
+
+test('matMul2d on wasm equals tf.matMul on cpu, values and gradients', async () => {
+  const [m, k, n] = [37, 19, 23];
+  const a = await random([m, k], 41).data();
+  const b = await random([k, n], 42).data();
+  const r = await random([m, n], 43).data();
+  const run = async (product: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => {
+    const tensors = [tf.tensor2d(a as Float32Array, [m, k]), tf.tensor2d(b as Float32Array, [k, n]), tf.tensor2d(r as Float32Array, [m, n])];
+    const result = await valueAndGrads(product, tensors[0], tensors[1], tensors[2]);
+    tf.dispose(tensors);
+    return result;
+  };
+  await switchBackend('cpu');
+  const reference = await run((x, y) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D));
+  await switchBackend('wasm');
+  const fast = await run((x, y) => matMul2d(x as tf.Tensor2D, y as tf.Tensor2D));
+  for (const key of ['y', 'ga', 'gb'] as const) {
+    const worst = worstDifference(reference[key], fast[key]);
+    assert.ok(worst < 1e-4, `${key}: max difference ${worst}`);
+  }
+});
+
+test('batchMatMul and matMul2d gradients match finite differences on wasm', async () => {
+  await switchBackend('wasm');
+  const cases: Array<{ name: string; shapes: number[][]; product: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor }> = [
+    { name: 'batchMatMul', shapes: [[3, 4, 5], [3, 5, 2]], product: (x, y) => batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D) },
+    { name: 'matMul2d', shapes: [[4, 5], [5, 3]], product: (x, y) => matMul2d(x as tf.Tensor2D, y as tf.Tensor2D) },
+  ];
+  for (const { name, shapes, product } of cases) {
+    const inputs = shapes.map((shape, i) => random(shape, 60 + i));
+    // A loss that is not linear in either operand, so each gradient depends on both.
+    const loss = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.square(product(x, y)));
+    const analytic = await Promise.all(tf.grads(loss)(inputs).map((g) => g.data()));
+    const eps = 1e-2;
+    for (const operand of [0, 1]) {
+      const base = await inputs[operand].data();
+      for (const index of [0, Math.floor(base.length / 2), base.length - 1]) {
+        const shifted = (delta: number) => {
+          const values = Float32Array.from(base);
+          values[index] += delta;
+          const moved = inputs.map((t, i) => (i === operand ? tf.tensor(values, t.shape) : t));
+          return loss(moved[0], moved[1]).dataSync()[0];
+        };
+        const numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
+        const got = analytic[operand][index];
+        assert.ok(Math.abs(numeric - got) <= 1e-2 * Math.max(1, Math.abs(numeric)), `${name} operand ${operand} [${index}]: numeric ${numeric} vs analytic ${got}`);
+      }
+    }
+  }
+});
+
+test('batchMatMul leaves no tensors or XNNPACK views behind across repeated steps', async () => {
+  await switchBackend('wasm');
+  const a = random([6, 8, 5], 70);
+  const b = random([6, 5, 7], 71);
+  const step = () => {
+    const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D)))([a, b]);
+    tf.dispose([ga, gb]);
+  };
+  step();
+  const before = tf.memory().numTensors;
+  const backend = tf.backend() as unknown as { dataIdMap: { numDataIds(): number } };
+  const dataIds = backend.dataIdMap.numDataIds();
+  for (let i = 0; i < 5; i++) step();
+  assert.equal(tf.memory().numTensors, before);
+  assert.equal(backend.dataIdMap.numDataIds(), dataIds);
+});
+
+test('batchMatMul refuses shapes that do not multiply', async () => {
+  await switchBackend('wasm');
+  assert.throws(() => batchMatMul(tf.zeros([2, 3, 4]) as tf.Tensor3D, tf.zeros([2, 5, 6]) as tf.Tensor3D), /batchMatMul: shapes \[2,3,4\] and \[2,5,6\] do not multiply/);
+});
