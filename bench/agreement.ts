@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendName, switchBackend } from '../lib/backend/backend';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { FseftError } from '../lib/util/errors';
 
 interface Outcome {
   logits: Float32Array;
@@ -73,6 +74,8 @@ async function main(): Promise<void> {
   const featureSize = Number(argument('feature-size', '12'));
   const size = Number(argument('size', '64'));
   console.log(`SwinUNETR F=${featureSize}, ${size}^3, 29 outputs, seeded random weights: ${backend} against ${reference}`);
+  // Both backends must start before minutes go into the reference run.
+  for (const name of [backend, reference]) await switchBackend(name);
   const expected = await runOn(reference, featureSize, size);
   const actual = await runOn(backend, featureSize, size);
   const fmt = (r: { maxAbs: number; relative: number }) => `max abs ${r.maxAbs.toExponential(2)}, relative L2 ${r.relative.toExponential(2)}`;
@@ -86,6 +89,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  console.error(error);
+  console.error(error instanceof FseftError ? `error: ${error.message}` : error);
   process.exitCode = 1;
 });
