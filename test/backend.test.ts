@@ -3,10 +3,12 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 
 /** Starts the backend in a fresh process (the choice is made once per process) and reports what it logged. */
-function start(preferred: string): { status: number | null; stdout: string; stderr: string } {
-  const script = `require(${JSON.stringify(require.resolve('../lib/backend/backend'))}).initBackend(process.argv[1] || undefined)
-    .then((c) => console.log('chose ' + c.name), (e) => { console.log('error: ' + e.message); process.exitCode = 3; });`;
-  return spawnSync(process.execPath, ['-e', script, preferred], { encoding: 'utf8', env: { ...process.env, FSEFT_BACKEND: '' } });
+function start(preferred: string, env: Record<string, string> = {}, then = ''): { status: number | null; stdout: string; stderr: string } {
+  const script = `const tf = require('@tensorflow/tfjs-core');
+    require(${JSON.stringify(require.resolve('../lib/backend/backend'))}).initBackend(process.argv[1] || undefined)
+    .then(async (c) => { console.log('chose ' + c.name); ${then} }, (e) => { console.log('error: ' + e.message); process.exitCode = 3; });`;
+  // A timeout catches a process kept alive by worker threads.
+  return spawnSync(process.execPath, ['-e', script, preferred], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, FSEFT_BACKEND: '', ...env } });
 }
 
 function installed(name: string): boolean {
@@ -24,7 +26,7 @@ test('automatic choice: wasm when no native binding is installed, with one log l
   assert.match(result.stdout, /chose wasm/);
   const lines = result.stderr.split('\n').filter((line) => line.startsWith('fseft: backend'));
   assert.equal(lines.length, 1);
-  assert.match(lines[0], /^fseft: backend wasm \(WebAssembly SIMD\/XNNPACK; fallback: tensorflow: no native binding installed/);
+  assert.match(lines[0], /^fseft: backend wasm \(WebAssembly SIMD\/XNNPACK, (one thread|\d+ threads); fallback: tensorflow: no native binding installed/);
 });
 
 test('an unknown backend name is refused with the list of names', () => {
@@ -37,4 +39,23 @@ test('webgpu is opt-in: asked for without its packages it fails and says what to
   const result = start('webgpu');
   assert.equal(result.status, 3);
   assert.match(result.stdout, /error: backend 'webgpu' is not available \(webgpu: Dawn's Node binding is not installed or does not load \(npm install webgpu @tensorflow\/tfjs-backend-webgpu@4\.22\.0\)/);
+});
+
+test('wasm on two threads (FSEFT_WASM_THREADS=2): says so, computes what one thread computes, and lets Node exit', () => {
+  // A convolution large enough for XNNPACK to split it across its pool.
+  const convolve = `const x = tf.randomNormal([4, 24, 24, 16], 0, 1, 'float32', 1); const w = tf.randomNormal([3, 3, 16, 16], 0, 1, 'float32', 2);
+    console.log('values ' + JSON.stringify(Array.from(await tf.conv2d(x, w, 1, 'same').data()).filter((_, i) => i % 97 === 0)));`;
+  const runs = ['1', '2'].map((threads) => start('wasm', { FSEFT_WASM_THREADS: threads }, convolve));
+  for (const run of runs) assert.equal(run.status, 0, `status ${run.status} (null: the process did not exit): ${run.stderr}`);
+  assert.match(runs[0].stderr, /fseft: backend wasm \(WebAssembly SIMD\/XNNPACK, one thread; requested\)/);
+  assert.match(runs[1].stderr, /fseft: backend wasm \(WebAssembly SIMD\/XNNPACK, 2 threads; requested\)/);
+  const values = runs.map((run) => JSON.parse(/values (.*)/.exec(run.stdout)![1]) as number[]);
+  assert.ok(values[0].length > 100);
+  values[0].forEach((v, i) => assert.ok(Math.abs(v - values[1][i]) <= 1e-4 * Math.max(1, Math.abs(v)), `value ${i}: ${v} vs ${values[1][i]}`));
+});
+
+test('FSEFT_WASM_THREADS that is not a whole number is refused by name', () => {
+  const result = start('wasm', { FSEFT_WASM_THREADS: 'many' });
+  assert.equal(result.status, 3);
+  assert.match(result.stdout, /FSEFT_WASM_THREADS must be a whole number of at least 1, got 'many'/);
 });

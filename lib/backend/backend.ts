@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core alone registers no gradients; training needs them on every backend.
 import '@tensorflow/tfjs';
 import { FseftError } from '../util/errors';
+import { prepareWasmThreads, wantedWasmThreads } from './wasm-threads';
 
 // Production mode only silences tfjs's console banners; the kit logs its own backend line.
 tf.enableProdMode();
@@ -27,6 +28,7 @@ export interface BackendChoice {
 }
 
 let active: Promise<BackendChoice> | undefined;
+let wasmThreadCount = 1;
 
 /**
  * Starts the compute backend once per process: the one asked for (option or FSEFT_BACKEND), else
@@ -80,9 +82,19 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
   }
   if (name === 'wasm') {
     try {
-      require('@tensorflow/tfjs-backend-wasm');
-      if (await tf.setBackend('wasm')) return { ok: true, detail: 'WebAssembly SIMD/XNNPACK' };
-      return { ok: false, detail: 'failed to start' };
+      const wasmPackage = require('@tensorflow/tfjs-backend-wasm') as { setThreadsCount(n: number): void };
+      // The module starts once per process; a later switch back to wasm reuses it.
+      const threads = tf.findBackend('wasm') ? undefined : prepareWasmThreads(wantedWasmThreads(), wasmPackage);
+      let started = false;
+      try {
+        started = await tf.setBackend('wasm');
+      } finally {
+        threads?.plan?.restore();
+      }
+      if (!started) return { ok: false, detail: 'failed to start' };
+      if (threads?.plan) wasmThreadCount = threads.plan.started();
+      const threading = threads ? (threads.plan ? `${wasmThreadCount} threads` : threads.reason) : `${wasmThreadCount} thread${wasmThreadCount > 1 ? 's' : ''}`;
+      return { ok: true, detail: `WebAssembly SIMD/XNNPACK, ${threading}` };
     } catch (error) {
       return { ok: false, detail: (error as Error).message };
     }

@@ -1,0 +1,114 @@
+import * as fs from 'node:fs';
+import os = require('node:os');
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * tfjs-wasm's multi-threaded build (XNNPACK with a thread pool) under Node.
+ *
+ * tfjs 4.22 switches it off in Node (WASM_HAS_MULTITHREAD_SUPPORT is false there): Emscripten
+ * starts its worker threads from Blob URLs, which Node's Worker cannot load, and the main script it
+ * hands to each worker is the factory's source text, which refers to variables of tfjs's bundle.
+ * Here (1) those two scripts are written to a private temporary folder and the workers load them
+ * from there, the bundle variables defined in front; (2) XNNPACK's pool is capped at half the
+ * logical cores (the C code assumes two hyperthreads per core), so the core count the module sees
+ * while it starts is twice the threads wanted; (3) the workers are unref'ed, or Node would never
+ * exit. Everything is checked before the backend starts; anything unexpected leaves the
+ * single-threaded build in place and says why.
+ */
+
+/** The variables of tfjs-backend-wasm's Node bundle that the threaded factory's source uses. */
+const BUNDLE_PRELUDE = "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os'),commonjsGlobal=globalThis;";
+const KNOWN_BUNDLE_VARIABLES = new Set(['require$$0', 'require$$1', 'require$$3', 'require$$4']);
+const MAIN_SCRIPT_START = 'var WasmBackendModuleThreadedSimd';
+
+interface EmscriptenThreads {
+  PThread?: { unusedWorkers: Array<{ unref(): void }>; runningWorkers: Array<{ unref(): void }> };
+  tfjs: { getThreadsCount(): number };
+}
+
+export interface WasmThreadsPlan {
+  /** Call once tf.setBackend('wasm') has returned or thrown: undoes the temporary patches. */
+  restore(): void;
+  /** After a successful start: lets Node exit with the worker threads alive; returns XNNPACK's thread count. */
+  started(): number;
+}
+
+/** Threads wanted: FSEFT_WASM_THREADS, else the cores this process may use (at most 8, the build's pool). */
+export function wantedWasmThreads(): number {
+  const setting = process.env.FSEFT_WASM_THREADS;
+  const wanted = setting === undefined || setting === '' ? os.availableParallelism() : Number(setting);
+  if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`FSEFT_WASM_THREADS must be a whole number of at least 1, got '${setting}'`);
+  return Math.min(wanted, 8);
+}
+
+/**
+ * Prepares the threaded build before the wasm backend starts. Returns undefined, with the reason,
+ * when it should not or cannot be used; the backend then starts single-threaded.
+ */
+export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCount(n: number): void }): { plan?: WasmThreadsPlan; reason: string } {
+  if (threads <= 1) return { reason: 'one thread' };
+  if (typeof SharedArrayBuffer === 'undefined') return { reason: 'one thread: no SharedArrayBuffer' };
+  const factorySource = threadedFactorySource();
+  if (!factorySource) return { reason: 'one thread: the threaded factory of tfjs-backend-wasm was not found' };
+  const unknown = [...new Set(factorySource.match(/require\$\$\d+/g) ?? [])].filter((name) => !KNOWN_BUNDLE_VARIABLES.has(name));
+  if (unknown.length > 0) return { reason: `one thread: tfjs-backend-wasm's bundle changed (${unknown.join(', ')})` };
+
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'fseft-wasm-threads-'));
+  process.once('exit', () => fs.rmSync(folder, { recursive: true, force: true }));
+  const mainScript = path.join(folder, 'main.js');
+  const NativeBlob = globalThis.Blob;
+  const nativeCreateObjectURL = URL.createObjectURL;
+  const nativeCpus = os.cpus;
+
+  class ScriptBlob extends NativeBlob {
+    readonly script?: string;
+    constructor(...args: ConstructorParameters<typeof Blob>) {
+      super(...args);
+      const parts = args[0];
+      if (parts?.every((part) => typeof part === 'string')) this.script = parts.join('');
+      if (this.script?.startsWith(MAIN_SCRIPT_START)) fs.writeFileSync(mainScript, BUNDLE_PRELUDE + this.script);
+    }
+  }
+  globalThis.Blob = ScriptBlob as typeof Blob;
+  URL.createObjectURL = (blob: Blob) => {
+    if (!(blob instanceof ScriptBlob) || blob.script === undefined) return nativeCreateObjectURL(blob);
+    // The worker script: when told to load the main script (a Blob) it asks for an object URL.
+    const workerScript = path.join(folder, 'worker.js');
+    fs.writeFileSync(workerScript, `URL.createObjectURL=()=>${JSON.stringify(mainScript)};URL.revokeObjectURL=()=>{};${blob.script}`);
+    return workerScript;
+  };
+  const cpus = nativeCpus();
+  os.cpus = () => Array.from({ length: 2 * threads }, (_, i) => cpus[i % cpus.length]);
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+  wasmBackend.setThreadsCount(threads);
+
+  return {
+    reason: `${threads} threads`,
+    plan: {
+      restore: () => {
+        globalThis.Blob = NativeBlob;
+        URL.createObjectURL = nativeCreateObjectURL;
+        os.cpus = nativeCpus;
+        tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+      },
+      started: () => {
+        const module = (tf.backend() as unknown as { wasm: EmscriptenThreads }).wasm;
+        for (const worker of [...(module.PThread?.unusedWorkers ?? []), ...(module.PThread?.runningWorkers ?? [])]) worker.unref();
+        return module.tfjs.getThreadsCount();
+      },
+    },
+  };
+}
+
+/** The source of the threaded Emscripten factory inside tfjs-backend-wasm's Node bundle. */
+function threadedFactorySource(): string | undefined {
+  try {
+    const bundle = fs.readFileSync(require.resolve('@tensorflow/tfjs-backend-wasm'), 'utf8');
+    const start = bundle.indexOf('var WasmBackendModuleThreadedSimd = ');
+    const end = bundle.indexOf('tfjsBackendWasmThreadedSimdExports', start);
+    return start < 0 || end < 0 ? undefined : bundle.slice(start, end);
+  } catch {
+    return undefined;
+  }
+}
