@@ -54,8 +54,10 @@ test('wasm on two threads (FSEFT_WASM_THREADS=2): says so, computes what one thr
   values[0].forEach((v, i) => assert.ok(Math.abs(v - values[1][i]) <= 1e-4 * Math.max(1, Math.abs(v)), `value ${i}: ${v} vs ${values[1][i]}`));
 });
 
-test('FSEFT_WASM_THREADS that is not a whole number is refused by name', () => {
-  const result = start('wasm', { FSEFT_WASM_THREADS: 'many' });
-  assert.equal(result.status, 3);
-  assert.match(result.stdout, /FSEFT_WASM_THREADS must be a whole number of at least 1, got 'many'/);
+test('FSEFT_WASM_THREADS that is not a whole number is refused by name, also when no backend is named', () => {
+  for (const preferred of ['wasm', '']) {
+    const result = start(preferred, { FSEFT_WASM_THREADS: 'many' });
+    assert.equal(result.status, 3, result.stdout);
+    assert.match(result.stdout, /^error: FSEFT_WASM_THREADS must be a whole number of at least 1, got 'many'/);
+  }
 });

@@ -81,10 +81,12 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
     }
   }
   if (name === 'wasm') {
+    // A malformed FSEFT_WASM_THREADS is an error, not a reason to fall back to the cpu backend.
+    const wantedThreads = wantedWasmThreads();
     try {
       const wasmPackage = require('@tensorflow/tfjs-backend-wasm') as { setThreadsCount(n: number): void };
       // The module starts once per process; a later switch back to wasm reuses it.
-      const threads = tf.findBackend('wasm') ? undefined : prepareWasmThreads(wantedWasmThreads(), wasmPackage);
+      const threads = tf.findBackend('wasm') ? undefined : prepareWasmThreads(wantedThreads, wasmPackage);
       let started = false;
       try {
         started = await tf.setBackend('wasm');

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import os = require('node:os');
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { FseftError } from '../util/errors';
 
 /**
  * tfjs-wasm's multi-threaded build (XNNPACK with a thread pool) under Node.
@@ -38,7 +39,7 @@ export interface WasmThreadsPlan {
 export function wantedWasmThreads(): number {
   const setting = process.env.FSEFT_WASM_THREADS;
   const wanted = setting === undefined || setting === '' ? os.availableParallelism() : Number(setting);
-  if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`FSEFT_WASM_THREADS must be a whole number of at least 1, got '${setting}'`);
+  if (!Number.isInteger(wanted) || wanted < 1) throw new FseftError(`FSEFT_WASM_THREADS must be a whole number of at least 1, got '${setting}'`);
   return Math.min(wanted, 8);
 }
 
