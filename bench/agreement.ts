@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendName, switchBackend } from '../lib/backend/backend';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { FseftError } from '../lib/util/errors';
+import { argument } from './args';
 
 interface Outcome {
   logits: Float32Array;
@@ -17,11 +18,6 @@ interface Outcome {
   hostLoss: number;
   grads: Map<string, Float32Array>;
   seconds: number;
-}
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1] : fallback;
 }
 
 async function runOn(backend: BackendName, featureSize: number, size: number): Promise<Outcome> {
@@ -69,10 +65,10 @@ function compare(ours: Float32Array, reference: Float32Array): { maxAbs: number;
 }
 
 async function main(): Promise<void> {
-  const backend = argument('backend', 'webgpu') as BackendName;
-  const reference = argument('reference', 'wasm') as BackendName;
-  const featureSize = Number(argument('feature-size', '12'));
-  const size = Number(argument('size', '64'));
+  const backend = (argument('backend') ?? 'webgpu') as BackendName;
+  const reference = (argument('reference') ?? 'wasm') as BackendName;
+  const featureSize = Number(argument('feature-size') ?? 12);
+  const size = Number(argument('size') ?? 64);
   console.log(`SwinUNETR F=${featureSize}, ${size}^3, 29 outputs, seeded random weights: ${backend} against ${reference}`);
   // Both backends must start before minutes go into the reference run.
   for (const name of [backend, reference]) await switchBackend(name);

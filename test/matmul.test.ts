@@ -10,8 +10,10 @@ const random = (shape: number[], seed: number) => {
   return tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
 };
 
+type Product = (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
+
 /** Values and gradients of sum(product(a, b) * r), for comparing one product with another. */
-async function valueAndGrads(product: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: tf.Tensor, b: tf.Tensor, r: tf.Tensor) {
+async function valueAndGrads(product: Product, a: tf.Tensor, b: tf.Tensor, r: tf.Tensor) {
   const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(product(x, y), r)))([a, b]);
   const y = product(a, b);
   const result = { y: await y.data(), ga: await ga.data(), gb: await gb.data() };
@@ -26,47 +28,49 @@ function worstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
-test('batchMatMul on wasm (per-item XNNPACK views) equals tf.matMul on cpu, values and gradients', async () => {
-  for (const [batch, m, k, n] of [[1, 3, 4, 5], [7, 9, 2, 11], [5, 33, 17, 8]]) {
-    const a = await random([batch, m, k], batch + 1).data();
-    const b = await random([batch, k, n], batch + 2).data();
-    const r = await random([batch, m, n], batch + 3).data();
-    const run = async (product: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => {
-      const tensors = [tf.tensor3d(a as Float32Array, [batch, m, k]), tf.tensor3d(b as Float32Array, [batch, k, n]), tf.tensor3d(r as Float32Array, [batch, m, n])];
-      const result = await valueAndGrads(product, tensors[0], tensors[1], tensors[2]);
-      tf.dispose(tensors);
-      return result;
-    };
-    await switchBackend('cpu');
-    const reference = await run((x, y) => tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D));
-    await switchBackend('wasm');
-    const fast = await run((x, y) => batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D));
-    for (const key of ['y', 'ga', 'gb'] as const) {
-      const worst = worstDifference(reference[key], fast[key]);
-      assert.ok(worst < 1e-4, `[${batch}, ${m}, ${k}, ${n}] ${key}: max difference ${worst}`);
-    }
-  }
-});
-
-test('matMul2d on wasm equals tf.matMul on cpu, values and gradients', async () => {
-  const [m, k, n] = [37, 19, 23];
-  const a = await random([m, k], 41).data();
-  const b = await random([k, n], 42).data();
-  const r = await random([m, n], 43).data();
-  const run = async (product: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => {
-    const tensors = [tf.tensor2d(a as Float32Array, [m, k]), tf.tensor2d(b as Float32Array, [k, n]), tf.tensor2d(r as Float32Array, [m, n])];
+/**
+ * Runs `reference` on the cpu backend and `fast` on wasm with the same seeded operands a, b (and
+ * the weights r of the loss) and checks values and both gradients.
+ */
+async function expectEqualToCpu(shapes: number[][], seed: number, reference: Product, fast: Product, label: string): Promise<void> {
+  const values = await Promise.all(shapes.map((shape, i) => random(shape, seed + i).data()));
+  const run = async (product: Product) => {
+    const tensors = shapes.map((shape, i) => tf.tensor(values[i] as Float32Array, shape));
     const result = await valueAndGrads(product, tensors[0], tensors[1], tensors[2]);
     tf.dispose(tensors);
     return result;
   };
   await switchBackend('cpu');
-  const reference = await run((x, y) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D));
+  const expected = await run(reference);
   await switchBackend('wasm');
-  const fast = await run((x, y) => matMul2d(x as tf.Tensor2D, y as tf.Tensor2D));
+  const actual = await run(fast);
   for (const key of ['y', 'ga', 'gb'] as const) {
-    const worst = worstDifference(reference[key], fast[key]);
-    assert.ok(worst < 1e-4, `${key}: max difference ${worst}`);
+    const worst = worstDifference(expected[key], actual[key]);
+    assert.ok(worst < 1e-4, `${label} ${key}: max difference ${worst}`);
   }
+}
+
+test('batchMatMul on wasm (per-item XNNPACK views) equals tf.matMul on cpu, values and gradients', async () => {
+  for (const [batch, m, k, n] of [[1, 3, 4, 5], [7, 9, 2, 11], [5, 33, 17, 8]]) {
+    await expectEqualToCpu(
+      [[batch, m, k], [batch, k, n], [batch, m, n]],
+      batch + 1,
+      (x, y) => tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D),
+      (x, y) => batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D),
+      `[${batch}, ${m}, ${k}, ${n}]`,
+    );
+  }
+});
+
+test('matMul2d on wasm equals tf.matMul on cpu, values and gradients', async () => {
+  const [m, k, n] = [37, 19, 23];
+  await expectEqualToCpu(
+    [[m, k], [k, n], [m, n]],
+    41,
+    (x, y) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D),
+    (x, y) => matMul2d(x as tf.Tensor2D, y as tf.Tensor2D),
+    'matMul2d',
+  );
 });
 
 test('batchMatMul and matMul2d gradients match finite differences on wasm', async () => {

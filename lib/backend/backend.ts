@@ -28,7 +28,8 @@ export interface BackendChoice {
 }
 
 let active: Promise<BackendChoice> | undefined;
-let wasmThreadCount = 1;
+/** How the wasm backend started (threads), repeated when a process switches back to it. */
+let wasmDetail = 'WebAssembly SIMD/XNNPACK';
 
 /**
  * Starts the compute backend once per process: the one asked for (option or FSEFT_BACKEND), else
@@ -94,9 +95,11 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
         threads?.plan?.restore();
       }
       if (!started) return { ok: false, detail: 'failed to start' };
-      if (threads?.plan) wasmThreadCount = threads.plan.started();
-      const threading = threads ? (threads.plan ? `${wasmThreadCount} threads` : threads.reason) : `${wasmThreadCount} thread${wasmThreadCount > 1 ? 's' : ''}`;
-      return { ok: true, detail: `WebAssembly SIMD/XNNPACK, ${threading}` };
+      if (threads) {
+        const count = threads.plan?.started();
+        wasmDetail = `WebAssembly SIMD/XNNPACK, ${count === undefined ? threads.reason : `${count} thread${count > 1 ? 's' : ''}`}`;
+      }
+      return { ok: true, detail: wasmDetail };
     } catch (error) {
       return { ok: false, detail: (error as Error).message };
     }

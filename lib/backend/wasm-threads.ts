@@ -44,7 +44,7 @@ export function wantedWasmThreads(): number {
 }
 
 /**
- * Prepares the threaded build before the wasm backend starts. Returns undefined, with the reason,
+ * Prepares the threaded build before the wasm backend starts. Without a plan (only the reason)
  * when it should not or cannot be used; the backend then starts single-threaded.
  */
 export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCount(n: number): void }): { plan?: WasmThreadsPlan; reason: string } {
