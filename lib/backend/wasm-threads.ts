@@ -13,7 +13,7 @@ import { FseftError } from '../util/errors';
  * Here (1) those two scripts are written to a private temporary folder and the workers load them
  * from there, the bundle variables defined in front; (2) XNNPACK's pool is capped at half the
  * logical cores (the C code assumes two hyperthreads per core), so the core count the module sees
- * while it starts is twice the threads wanted; (3) the workers are unref'ed, or Node would never
+ * while it starts is twice the threads wanted; (3) the pool's thread workers are unref'ed, or Node would never
  * exit. Everything is checked before the backend starts; anything unexpected leaves the
  * single-threaded build in place and says why.
  */
@@ -23,8 +23,14 @@ const BUNDLE_PRELUDE = "var require$$0=require('fs'),require$$1=require('path'),
 const KNOWN_BUNDLE_VARIABLES = new Set(['require$$0', 'require$$1', 'require$$3', 'require$$4']);
 const MAIN_SCRIPT_START = 'var WasmBackendModuleThreadedSimd';
 
+interface EmscriptenWorker {
+  loaded?: boolean;
+  unref(): void;
+  once(event: 'message', listener: () => void): void;
+}
+
 interface EmscriptenThreads {
-  PThread?: { unusedWorkers: Array<{ unref(): void }>; runningWorkers: Array<{ unref(): void }> };
+  PThread?: { runningWorkers: EmscriptenWorker[] };
   tfjs: { getThreadsCount(): number };
 }
 
@@ -95,7 +101,14 @@ export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCou
       },
       started: () => {
         const module = (tf.backend() as unknown as { wasm: EmscriptenThreads }).wasm;
-        for (const worker of [...(module.PThread?.unusedWorkers ?? []), ...(module.PThread?.runningWorkers ?? [])]) worker.unref();
+        // Emscripten unrefs idle workers itself once they have loaded, but refs a worker while it
+        // runs a thread: XNNPACK's pool threads never end. Unref those, and only after they have
+        // loaded (their thread starts, and refs them, on the 'loaded' message): a worker unref'ed
+        // while loading lets Node's event loop end under a pending promise.
+        for (const worker of module.PThread?.runningWorkers ?? []) {
+          if (worker.loaded) worker.unref();
+          else worker.once('message', () => worker.unref());
+        }
         return module.tfjs.getThreadsCount();
       },
     },
