@@ -61,3 +61,22 @@ test('FSEFT_WASM_THREADS that is not a whole number is refused by name, also whe
     assert.match(result.stdout, /^error: FSEFT_WASM_THREADS must be a whole number of at least 1, got 'many'/);
   }
 });
+
+test('wasm out of memory is an error that says so, on one thread and on two, and the backend goes on working', () => {
+  // 4.6 GB at once (its size wraps around 32 bits), then 1.2 GB while 3.2 GB are held.
+  const exhaust = `const attempt = (shape) => { try { const t = tf.zeros(shape); console.log('allocated ' + shape); return t; } catch (e) { console.log('refused: ' + e.name + ': ' + e.message); } };
+    attempt([1100, 1024, 1024]);
+    const held = attempt([1000, 1000, 800]);
+    attempt([1000, 1000, 300]);
+    held.dispose();
+    console.log('after ' + (await tf.add(tf.ones([3]), 1).data()).join());`;
+  for (const threads of ['1', '2']) {
+    const run = start('wasm', { FSEFT_WASM_THREADS: threads }, exhaust);
+    assert.equal(run.status, 0, `status ${run.status} (null: the process hung): ${run.stdout} ${run.stderr}`);
+    const refusals = run.stdout.split('\n').filter((line) => line.startsWith('refused: '));
+    assert.equal(refusals.length, 2, run.stdout);
+    assert.match(refusals[0], /^refused: FseftError: the WebAssembly backend is out of memory: a tensor of 4400 MiB does not fit in its 4 GiB heap/);
+    assert.match(refusals[1], /a tensor of 1144 MiB does not fit in its 4 GiB heap \(3052 MiB held by tensors/);
+    assert.match(run.stdout, /after 2,2,2/);
+  }
+});

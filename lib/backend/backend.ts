@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core alone registers no gradients; training needs them on every backend.
 import '@tensorflow/tfjs';
 import { FseftError } from '../util/errors';
+import { guardWasmAllocations } from './wasm-memory';
 import { prepareWasmThreads, wantedWasmThreads } from './wasm-threads';
 
 // Production mode only silences tfjs's console banners; the kit logs its own backend line.
@@ -95,6 +96,7 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
         threads?.plan?.restore();
       }
       if (!started) return { ok: false, detail: 'failed to start' };
+      guardWasmAllocations();
       if (threads) {
         const count = threads.plan?.started();
         wasmDetail = `WebAssembly SIMD/XNNPACK, ${count === undefined ? threads.reason : `${count} thread${count > 1 ? 's' : ''}`}`;

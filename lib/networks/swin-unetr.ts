@@ -122,13 +122,18 @@ export interface ForwardOptions {
   /** Training mode: dropout and drop-path active (with the given generator). */
   training?: { rng: Rng };
   /**
-   * Recompute each Swin block during backpropagation instead of keeping its activations
-   * (MONAI's use_checkpoint): training at 64^3 and above fits in wasm's memory this way.
+   * Gradient checkpointing: blocks recompute their activations during backpropagation instead of
+   * keeping them. 'swin' checkpoints the Swin transformer blocks, as MONAI's use_checkpoint does:
+   * their attention scores are most of the memory (a 64^3 input needs more than wasm's 4 GB
+   * without it). true checkpoints the convolutional blocks as well, for the largest inputs.
    */
-  checkpoint?: boolean;
+  checkpoint?: CheckpointMode;
   /** Also return the inputs of the last decoder block (dec0, enc0): what FT-Last trains on. */
   decoderInputs?: boolean;
 }
+
+/** Which blocks recompute their activations in the backward pass (see ForwardOptions.checkpoint). */
+export type CheckpointMode = boolean | 'swin';
 
 export interface SwinUNETROutput {
   /** [1, D, H, W, outChannels] */
@@ -198,9 +203,10 @@ export class SwinUNETR {
     this.checkInput(x);
     return tf.tidy(() => {
       const hidden = this.swinViT(x, options);
-      const res = (prefix: string, input: tf.Tensor5D) => this.block(prefix, [input], options, (param, i) => this.resBlock(prefix, i as tf.Tensor5D, param));
+      const convolutional = options.checkpoint === true;
+      const res = (prefix: string, input: tf.Tensor5D) => this.block(prefix, [input], convolutional, (param, i) => this.resBlock(prefix, i as tf.Tensor5D, param));
       const up = (name: string, input: tf.Tensor5D, skip: tf.Tensor5D) =>
-        this.block(`${name}.`, [input, skip], options, (param, i, k) => this.upBlock(name, i as tf.Tensor5D, k as tf.Tensor5D, param));
+        this.block(`${name}.`, [input, skip], convolutional, (param, i, k) => this.upBlock(name, i as tf.Tensor5D, k as tf.Tensor5D, param));
       const enc0 = res('encoder1.layer.', x);
       const enc1 = res('encoder2.layer.', hidden[0]);
       const enc2 = res('encoder3.layer.', hidden[1]);
@@ -245,18 +251,18 @@ export class SwinUNETR {
   }
 
   /**
-   * Runs one block whose parameters share `prefix`, checkpointed when `options.checkpoint`: its
-   * activations are recomputed during backpropagation instead of kept (MONAI's use_checkpoint).
+   * Runs one block whose parameters share `prefix`, checkpointed when `checkpoint` is set: its
+   * activations are recomputed during backpropagation instead of kept.
    * `run` reads parameters through `param` so that the checkpoint can route their gradients.
    */
   private block<T extends tf.Tensor>(
     prefix: string,
     inputs: tf.Tensor[],
-    options: ForwardOptions,
+    checkpoint: boolean,
     run: (param: (name: string) => tf.Tensor, ...inputs: tf.Tensor[]) => T,
   ): T {
     // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
-    if (!options.checkpoint) return tf.tidy(() => run((name) => this.p(name), ...inputs));
+    if (!checkpoint) return tf.tidy(() => run((name) => this.p(name), ...inputs));
     const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
     return checkpointed((...all: tf.Tensor[]) => {
       const params = all.slice(inputs.length);
@@ -267,7 +273,7 @@ export class SwinUNETR {
   private swinBlockMaybeCheckpointed(prefix: string, x: tf.Tensor2D, dims: [number, number, number], shifted: boolean, heads: number, dropPath: number, options: ForwardOptions): tf.Tensor2D {
     // A recomputation must draw the same dropout masks: each run gets a generator with one seed.
     const seed = options.training ? options.training.rng.nextUint32() : 0;
-    return this.block(prefix, [x], options, (param, input) => {
+    return this.block(prefix, [x], Boolean(options.checkpoint), (param, input) => {
       const replay: ForwardOptions = options.training ? { ...options, training: { rng: new Rng(seed) } } : options;
       return this.swinBlock(prefix, input as tf.Tensor2D, dims, shifted, heads, dropPath, replay, param);
     });

@@ -1,0 +1,66 @@
+/**
+ * npm run bench:profile [-- --backend wasm --config a|b --mode forward|step --checkpoint swin|all|none --top 20]
+ * Where a SwinUNETR forward pass or training step spends its time: wall time per kernel (summed
+ * over calls), with call counts and the peak of backend memory. Synchronous backends (wasm, cpu)
+ * give exact kernel times; asynchronous ones report when their timer query resolves.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendName, switchBackend } from '../lib/backend/backend';
+import { argument } from './args';
+import { CheckpointMode, SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { AdamW } from '../lib/training/adamw';
+
+const CONFIGS: Record<string, { featureSize: number; size: number }> = { a: { featureSize: 12, size: 64 }, b: { featureSize: 48, size: 96 } };
+
+async function main(): Promise<void> {
+  const backend = (argument('backend') ?? 'wasm') as BackendName;
+  const config = argument('config') ?? 'a';
+  const mode = argument('mode') ?? 'step';
+  const checkpointArgument = argument('checkpoint') ?? 'swin';
+  const checkpoint: CheckpointMode = checkpointArgument === 'swin' ? 'swin' : checkpointArgument === 'all';
+  const top = Number(argument('top') ?? 20);
+  const choice = await switchBackend(backend);
+  console.log(`backend ${backend} (${choice.reason}); config (${config}); ${mode}; checkpoint ${checkpoint}`);
+  const { featureSize, size } = CONFIGS[config];
+  const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
+  const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
+  const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
+  const optimizer = new AdamW({ learningRate: 1e-4 });
+  const variables = [...model.params.values()];
+  const run = async () => {
+    if (mode === 'forward') {
+      const out = model.forward(x);
+      await out.logits.data();
+      tf.dispose([out.logits, out.features]);
+      return;
+    }
+    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint }).logits) as tf.Scalar, variables);
+    optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
+    await value.data();
+    value.dispose();
+  };
+  await run();
+  const start = performance.now();
+  const profile = await tf.profile(run);
+  const wall = (performance.now() - start) / 1000;
+  const totals = new Map<string, { ms: number; calls: number }>();
+  for (const kernel of profile.kernels) {
+    const ms = Number(await kernel.kernelTimeMs);
+    const entry = totals.get(kernel.name) ?? { ms: 0, calls: 0 };
+    entry.ms += Number.isFinite(ms) ? ms : 0;
+    entry.calls++;
+    totals.set(kernel.name, entry);
+  }
+  const sorted = [...totals].sort((a, b) => b[1].ms - a[1].ms);
+  const kernelSeconds = sorted.reduce((sum, [, e]) => sum + e.ms, 0) / 1000;
+  console.log(`wall ${wall.toFixed(2)} s (profiled), kernels ${kernelSeconds.toFixed(2)} s, peak ${(profile.peakBytes / 2 ** 20).toFixed(0)} MiB, ${profile.kernels.length} kernel calls`);
+  for (const [name, e] of sorted.slice(0, top)) console.log(`  ${name.padEnd(28)} ${(e.ms / 1000).toFixed(3).padStart(8)} s  ${String(e.calls).padStart(5)} calls`);
+  tf.dispose([x, target]);
+  optimizer.dispose();
+  model.dispose();
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
