@@ -1,5 +1,5 @@
 /**
- * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N]
+ * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N --checkpoint none|swin|all]
  * Times SwinUNETR forward passes and training steps (forward, backward, AdamW) per backend:
  *   (a) feature_size 12, 64^3 input, 29 outputs   (b) feature_size 48, 96^3 input, 29 outputs
  * and the throughput of the heaviest operations. Reference: MONAI 1.2 on PyTorch CPU on this
@@ -10,7 +10,7 @@ import { BACKEND_ORDER, BackendName, switchBackend } from '../lib/backend/backen
 import { argument } from './args';
 import { batchMatMul } from '../lib/networks/matmul';
 import { conv3dSame } from '../lib/networks/ops';
-import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { CheckpointMode, SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { AdamW } from '../lib/training/adamw';
 
 const MONAI: Record<string, { forward: number; step: number }> = { a: { forward: 5.8, step: 10.2 }, b: { forward: 26.4, step: 74.0 } };
@@ -22,6 +22,15 @@ function accelerated(backend: string): boolean {
 }
 
 const REPEAT = Number(argument('repeat') ?? 1);
+
+/**
+ * Gradient checkpointing of the training step: none for (a), whose activations fit; every block
+ * for (b), whose full-resolution blocks would not fit wasm's 4 GiB otherwise.
+ */
+function checkpointFor(config: string): CheckpointMode {
+  const setting = argument('checkpoint') ?? (config === 'a' ? 'none' : 'all');
+  return setting === 'swin' ? 'swin' : setting === 'all';
+}
 
 /** Median wall time of `repeat` calls; every call ends by reading a result back. */
 async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<number> {
@@ -42,10 +51,10 @@ async function forwardSeconds(model: SwinUNETR, x: tf.Tensor5D, repeat = REPEAT)
   }, repeat);
 }
 
-async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW, repeat = REPEAT): Promise<number> {
+async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW, checkpoint: CheckpointMode, repeat = REPEAT): Promise<number> {
   const variables = [...model.params.values()];
   return seconds(async () => {
-    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint: true }).logits) as tf.Scalar, variables);
+    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint }).logits) as tf.Scalar, variables);
     optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
     await value.data();
     value.dispose();
@@ -128,8 +137,9 @@ async function main(): Promise<void> {
       if (train && backend !== 'cpu' && (name === 'a' || accelerated(backend))) {
         const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
         const optimizer = new AdamW({ learningRate: 1e-4 });
-        await stepSeconds(model, x, target, optimizer, 1);
-        step = `${(await stepSeconds(model, x, target, optimizer)).toFixed(2)} s`;
+        const checkpoint = checkpointFor(name);
+        await stepSeconds(model, x, target, optimizer, checkpoint, 1);
+        step = `${(await stepSeconds(model, x, target, optimizer, checkpoint)).toFixed(2)} s (checkpoint ${checkpoint === true ? 'all' : checkpoint || 'none'})`;
         optimizer.dispose();
         target.dispose();
       } else if (name === 'b' && train) {

@@ -1,5 +1,5 @@
 /**
- * npm run bench:profile [-- --backend wasm --config a|b --mode forward|step --checkpoint swin|all|none --top 20]
+ * npm run bench:profile [-- --backend wasm --config a|b --mode forward|step --checkpoint swin|all|none --top 20 --kernel Name]
  * Where a SwinUNETR forward pass or training step spends its time: wall time per kernel (summed
  * over calls), with call counts and the peak of backend memory. Synchronous backends (wasm, cpu)
  * give exact kernel times; asynchronous ones report when their timer query resolves.
@@ -55,6 +55,20 @@ async function main(): Promise<void> {
   const kernelSeconds = sorted.reduce((sum, [, e]) => sum + e.ms, 0) / 1000;
   console.log(`wall ${wall.toFixed(2)} s (profiled), kernels ${kernelSeconds.toFixed(2)} s, peak ${(profile.peakBytes / 2 ** 20).toFixed(0)} MiB, ${profile.kernels.length} kernel calls`);
   for (const [name, e] of sorted.slice(0, top)) console.log(`  ${name.padEnd(28)} ${(e.ms / 1000).toFixed(3).padStart(8)} s  ${String(e.calls).padStart(5)} calls`);
+  const detail = argument('kernel');
+  if (detail) {
+    // The slowest calls of one kernel, by input shapes.
+    const byShapes = new Map<string, { ms: number; calls: number }>();
+    for (const kernel of profile.kernels.filter((k) => k.name === detail)) {
+      const key = JSON.stringify(kernel.inputShapes);
+      const entry = byShapes.get(key) ?? { ms: 0, calls: 0 };
+      entry.ms += Number(await kernel.kernelTimeMs);
+      entry.calls++;
+      byShapes.set(key, entry);
+    }
+    console.log(`${detail} by input shapes:`);
+    for (const [shapes, e] of [...byShapes].sort((a, b) => b[1].ms - a[1].ms).slice(0, top)) console.log(`  ${(e.ms / 1000).toFixed(3)} s ${e.calls} calls ${shapes}`);
+  }
   tf.dispose([x, target]);
   optimizer.dispose();
   model.dispose();

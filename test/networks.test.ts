@@ -199,6 +199,31 @@ test('instance norm: zero mean and unit variance per channel', async () => {
   assert.ok((await tf.max(tf.abs(tf.sub(variance, 1))).data())[0] < 1e-3);
 });
 
+test('instance norm (and with leaky ReLU) custom gradients equal autodiff of the plain composition, on cpu and wasm', async () => {
+  const plain = (x: tf.Tensor, slope?: number) => {
+    const { mean, variance } = tf.moments(x, [1, 2, 3], true);
+    const y = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5)));
+    return slope === undefined ? y : tf.leakyRelu(y, slope);
+  };
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await switchBackend(backend);
+    for (const slope of [undefined, 0.01, 0.2]) {
+      const x = tf.add(tf.mul(random([1, 3, 4, 5, 6], 11), 3), 1) as tf.Tensor5D;
+      const r = random([1, 3, 4, 5, 6], 12);
+      const run = (f: (x: tf.Tensor) => tf.Tensor) => {
+        const y = f(x);
+        const [dx] = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(f(a), r)))([x]);
+        return [y, dx];
+      };
+      const [y, dx] = run((a) => instanceNorm(a as tf.Tensor5D, slope));
+      const [yRef, dxRef] = run((a) => plain(a, slope));
+      assert.ok((await maxDiff(y, yRef)) < 1e-5, `${backend} slope ${slope}: values`);
+      assert.ok((await maxDiff(dx, dxRef)) < 1e-4, `${backend} slope ${slope}: gradient differs by ${await maxDiff(dx, dxRef)}`);
+      tf.dispose([x, r, y, dx, yRef, dxRef]);
+    }
+  }
+});
+
 test('bad input: size not divisible by 32, wrong channel count', async () => {
   await switchBackend('cpu');
   const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 1);

@@ -150,7 +150,7 @@ export class Adapter {
   private adapt(x: tf.Tensor5D): tf.Tensor5D {
     if (this.method === 'adapter') {
       // MONAI UnetResBlock(F, F, 3, norm instance): conv-norm-lrelu-conv-norm, + input, lrelu.
-      let out = leakyRelu(instanceNorm(conv3dSame(x, this.v('adapter.conv1') as tf.Tensor5D))) as tf.Tensor5D;
+      let out = instanceNorm(conv3dSame(x, this.v('adapter.conv1') as tf.Tensor5D), 0.01);
       out = instanceNorm(conv3dSame(out, this.v('adapter.conv2') as tf.Tensor5D));
       return leakyRelu(tf.add(out, x)) as tf.Tensor5D;
     }

@@ -18,14 +18,36 @@ const BATCHED_KERNEL = 'FseftBatchMatMulViews';
 interface WasmBackendInternals {
   wasm: {
     cwrap(name: string, returnType: null, argumentTypes: string[]): (...args: unknown[]) => void;
+    HEAPU8: Uint8Array;
     tfjs: { registerTensor(id: number, size: number, memoryOffset: number): void; disposeData(id: number): void };
   };
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
   dataIdNextNumber: number;
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
 }
 
 let wasmSinglePair: ((...args: unknown[]) => void) | undefined;
+
+/**
+ * Registers, for each of `count` items, a tensor id pointing into each buffer (item i of buffer t
+ * starts at `bases[t] + i * sizes[t]` floats), runs `body` with them, and disposes the ids. Disposing
+ * also frees any XNNPACK operator that tfjs-wasm cached on an id.
+ */
+function forEachView(wasm: WasmBackendInternals, count: number, bases: number[], sizes: number[], body: (ids: number[], item: number) => void): void {
+  for (let i = 0; i < count; i++) {
+    const ids = sizes.map((size, t) => {
+      const id = wasm.dataIdNextNumber++;
+      wasm.wasm.tfjs.registerTensor(id, size, bases[t] + i * size * 4);
+      return id;
+    });
+    body(ids, i);
+    for (const id of ids) wasm.wasm.tfjs.disposeData(id);
+  }
+}
+
+function offsetOf(wasm: WasmBackendInternals, tensor: tf.TensorInfo): number {
+  return wasm.dataIdMap.get(tensor.dataId).memoryOffset;
+}
 
 function registerBatchedKernel(): void {
   if (tf.getKernel(BATCHED_KERNEL, 'wasm')) return;
@@ -41,23 +63,49 @@ function registerBatchedKernel(): void {
       // b shape, b rank, transpose a, transpose b, out id).
       wasmSinglePair ??= wasm.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
       const out = wasm.makeOutput([batch, m, n], 'float32');
-      const base = [a, b, out].map((t) => wasm.dataIdMap.get(t.dataId).memoryOffset);
-      const sizes = [m * k, k * n, m * n];
       const shapes = [[1, m, k], [1, k, n]].map((shape) => new Uint8Array(new Int32Array(shape).buffer));
-      for (let i = 0; i < batch; i++) {
-        // Each batch item is registered as a tensor of its own that points into the batch's
-        // memory. Disposing the ids afterwards also frees the XNNPACK operator cached on b's id.
-        const ids = sizes.map((size, t) => {
-          const id = wasm.dataIdNextNumber++;
-          wasm.wasm.tfjs.registerTensor(id, size, base[t] + i * size * 4);
-          return id;
-        });
-        wasmSinglePair(ids[0], shapes[0], 3, ids[1], shapes[1], 3, 0, 0, ids[2]);
-        for (const id of ids) wasm.wasm.tfjs.disposeData(id);
-      }
+      // Each batch item is a tensor of its own that points into the batch's memory.
+      forEachView(wasm, batch, [a, b, out].map((t) => offsetOf(wasm, t)), [m * k, k * n, m * n], (ids) => wasmSinglePair!(ids[0], shapes[0], 3, ids[1], shapes[1], 3, 0, 0, ids[2]));
       return out;
     },
   });
+}
+
+const ROW_SUM_KERNEL = 'FseftSumRowsViews';
+let wasmAdd: ((...args: unknown[]) => void) | undefined;
+
+function registerRowSumKernel(): void {
+  if (tf.getKernel(ROW_SUM_KERNEL, 'wasm')) return;
+  tf.registerKernel({
+    kernelName: ROW_SUM_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = backend as unknown as WasmBackendInternals;
+      const { x } = inputs as { x: tf.TensorInfo };
+      const [rows, columns] = x.shape;
+      // The C entry point behind tfjs-wasm's Add kernel: (a id, a shape, a rank, b id, b shape,
+      // b rank, dtype (float32 = 0), out id). Elementwise, so the output may be an input.
+      wasmAdd ??= wasm.wasm.cwrap('Add', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number']);
+      const out = wasm.makeOutput([columns], 'float32');
+      const outId = wasm.dataIdMap.get(out.dataId).id;
+      const shape = new Uint8Array(new Int32Array([columns]).buffer);
+      const base = offsetOf(wasm, x);
+      wasm.wasm.HEAPU8.copyWithin(offsetOf(wasm, out), base, base + columns * 4);
+      forEachView(wasm, rows - 1, [base + columns * 4], [columns], ([row]) => wasmAdd!(outId, shape, 1, row, shape, 1, 0, outId));
+      return out;
+    },
+  });
+}
+
+/**
+ * Sum over the rows of x [R, C] -> [C]. On wasm, for few wide rows (the bias gradient of window
+ * attention, [windows, heads * N * N]), a running elementwise sum over views of the rows: tf.sum
+ * over axis 0 transposes the whole tensor first there (8x slower at that shape).
+ */
+export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
+  if (!onWasm() || x.shape[0] > 64 || x.shape[0] < 2) return tf.sum(x, 0);
+  registerRowSumKernel();
+  return tf.engine().runKernel(ROW_SUM_KERNEL, { x }, {}) as tf.Tensor1D;
 }
 
 function onWasm(): boolean {
@@ -107,6 +155,14 @@ export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
     throw new Error(`batchMatMul: shapes [${a.shape}] and [${b.shape}] do not multiply`);
   }
   return batchedWithGradient(a, b) as tf.Tensor3D;
+}
+
+/**
+ * a [B, M, K] x b [B, K, N] without a gradient of its own: for the insides of ops that have a
+ * custom gradient (fused attention), on wasm through the same per-item XNNPACK products.
+ */
+export function batchMatMulValue(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  return onWasm() ? batchedOnWasm(a, b) : tf.matMul(a, b);
 }
 
 /**

@@ -22,17 +22,79 @@ export function layerNorm(x: tf.Tensor, gamma?: tf.Tensor, beta?: tf.Tensor): tf
   });
 }
 
-/** InstanceNorm3d without affine parameters (MONAI "instance"): per sample and channel over D, H, W. */
-export function instanceNorm(x: tf.Tensor5D): tf.Tensor5D {
+/**
+ * InstanceNorm3d without affine parameters (MONAI "instance"): per sample and channel over D, H,
+ * W, optionally followed by a leaky ReLU (`slope`). One op with its own gradient that keeps only
+ * its output and the per-channel 1/std: autodiff of the composition would keep five volume-sized
+ * tensors per norm, most of the training memory of the full-resolution blocks.
+ */
+export function instanceNorm(x: tf.Tensor5D, slope?: number): tf.Tensor5D {
+  // Statistics over the rows of a [voxels, C] view: a rank-5 reduction over axes 1-3 makes
+  // tfjs-wasm transpose the volume through its slow rank-5 path first (8x slower).
+  const rows = tf.reshape(x, [-1, x.shape[4]]) as tf.Tensor2D;
+  const y = (slope === undefined ? normalizeRows(rows) : normalizeRowsLeaky(slope)(rows)) as tf.Tensor2D;
+  const out = tf.reshape(y, x.shape) as tf.Tensor5D;
+  releaseIntermediates(rows, y);
+  return out;
+}
+
+/** Mean over the rows of x [R, C] -> [C]. */
+function meanRows(x: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => tf.div(tf.sum(x, 0), x.shape[0]));
+}
+
+function standardize(x: tf.Tensor2D): { y: tf.Tensor2D; rstd: tf.Tensor1D } {
   return tf.tidy(() => {
-    // Statistics over the rows of a [voxels, C] view: a rank-5 reduction over axes 1-3 makes
-    // tfjs-wasm transpose the volume through its slow rank-5 path first (8x slower).
-    const channels = x.shape[4];
-    const rows = tf.reshape(x, [-1, channels]);
-    const { mean, variance } = tf.moments(rows, 0, true);
-    return tf.reshape(tf.mul(tf.sub(rows, mean), tf.rsqrt(tf.add(variance, EPS))), x.shape) as tf.Tensor5D;
+    const centered = tf.sub(x, meanRows(x)) as tf.Tensor2D;
+    const rstd = tf.rsqrt(tf.add(meanRows(tf.square(centered) as tf.Tensor2D), EPS)) as tf.Tensor1D;
+    return { y: tf.mul(centered, rstd) as tf.Tensor2D, rstd };
   });
 }
+
+/** The gradient of standardization with respect to x: rstd (g - mean(g) - y mean(g y)). */
+function standardizeGradient(g: tf.Tensor2D, y: tf.Tensor2D, rstd: tf.Tensor1D): tf.Tensor2D {
+  return tf.tidy(() => tf.mul(tf.sub(tf.sub(g, meanRows(g)), tf.mul(y, meanRows(tf.mul(g, y) as tf.Tensor2D))), rstd) as tf.Tensor2D);
+}
+
+const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+  const { y, rstd } = standardize(x);
+  save([y, rstd]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => standardizeGradient(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D),
+  };
+});
+
+const leakyNormalizers = new Map<number, (x: tf.Tensor) => tf.Tensor>();
+
+/** leakyRelu(standardize(x)), keeping only the activated output: the input of the activation is recovered from it. */
+function normalizeRowsLeaky(slope: number): (x: tf.Tensor) => tf.Tensor {
+  let op = leakyNormalizers.get(slope);
+  if (!op) {
+    op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+      const { y, rstd } = standardize(x);
+      const value = tf.tidy(() => tf.reshape(tf.leakyRelu(tf.reshape(y, [-1]), slope), y.shape) as tf.Tensor2D);
+      y.dispose();
+      save([value, rstd]);
+      return {
+        value,
+        gradFunc: (dz: tf.Tensor, saved: tf.Tensor[]) => {
+          const [z, savedRstd] = saved as [tf.Tensor2D, tf.Tensor1D];
+          return tf.tidy(() => {
+            // d lrelu / dy = 1 where the output is positive, else slope; and y = z / that factor.
+            const factor = tf.add(tf.mul(tf.cast(tf.greater(z, 0), 'float32'), 1 - slope), slope) as tf.Tensor2D;
+            return standardizeGradient(tf.mul(dz, factor) as tf.Tensor2D, tf.div(z, factor) as tf.Tensor2D, savedRstd);
+          });
+        },
+      };
+    });
+    leakyNormalizers.set(slope, op);
+  }
+  return op;
+}
+
 
 /** GELU, exact (erf) form as PyTorch's nn.GELU(). */
 export function gelu(x: tf.Tensor): tf.Tensor {

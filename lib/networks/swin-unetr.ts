@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { batchMatMul } from './matmul';
+import { windowAttention } from './attention';
 import { variableOf, checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, pipeline, releaseIntermediates, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { biasIndex, windowPlan } from './swin-windows';
@@ -318,57 +318,33 @@ export class SwinUNETR {
     param: (name: string) => tf.Tensor,
   ): tf.Tensor2D {
     const w = this.config.windowSize;
+    const c = rows.shape[1];
+    const headDim = c / heads;
     const bias = tf.reshape(
       tf.transpose(tf.reshape(lookupRows(param(`${prefix}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
       [1, heads, tokens, tokens],
-    );
-    // Chunks of windows bound the size of the [windows, heads, N, N] score tensor.
-    const perChunk = Math.max(1, Math.floor(16_000_000 / (heads * tokens * tokens)));
-    const outputs: tf.Tensor[] = [];
-    for (let start = 0; start < windows; start += perChunk) {
-      outputs.push(tf.tidy(() => this.attentionChunk(prefix, rows, start, Math.min(perChunk, windows - start), windows, tokens, heads, bias, mask, options, param)));
-    }
-    const out = outputs.length === 1 ? outputs[0] : tf.concat(outputs, 0);
-    return this.dropout(out, this.config.dropRate, options) as tf.Tensor2D;
-  }
-
-  /** Attention of windows [start, start + count) of `rows` (all windows when count == windows). */
-  private attentionChunk(
-    prefix: string,
-    rows: tf.Tensor2D,
-    start: number,
-    count: number,
-    windows: number,
-    tokens: number,
-    heads: number,
-    bias: tf.Tensor,
-    mask: tf.Tensor4D | undefined,
-    options: ForwardOptions,
-    param: (name: string) => tf.Tensor,
-  ): tf.Tensor {
-    const c = rows.shape[1];
-    const headDim = c / heads;
-    const whole = count === windows;
-    const chunk = whole ? rows : tf.slice(rows, [start * tokens, 0], [count * tokens, c]);
+    ) as tf.Tensor4D;
     // q, k and v from column blocks of the qkv weight, each split into heads by a rank-4
-    // transpose (tfjs-wasm's rank-5 transposes are an order of magnitude slower).
+    // transpose (tfjs-wasm's rank-5 transposes are an order of magnitude slower). k is laid out
+    // transposed ([windows * heads, headDim, tokens]): the products take no transposed operands.
     const weight = param(`${prefix}attn.qkv.weight`) as tf.Tensor2D;
     const qkvBias = param(`${prefix}attn.qkv.bias`) as tf.Tensor1D;
-    // k is laid out transposed ([windows * heads, headDim, tokens]) for batchMatMul, which takes
-    // no transposed operands.
     const [q, kT, v] = [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].map((order, part) => {
-      const projected = linear(chunk, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
-      const split = tf.transpose(tf.reshape(projected, [count, tokens, heads, headDim]), order);
-      return tf.reshape(split, [count * heads, split.shape[2]!, split.shape[3]!]) as tf.Tensor3D;
+      const projected = linear(rows, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
+      const split = tf.transpose(tf.reshape(projected, [windows, tokens, heads, headDim]), order);
+      return tf.reshape(split, [windows * heads, split.shape[2]!, split.shape[3]!]) as tf.Tensor3D;
     });
-    let scores = tf.reshape(batchMatMul(tf.mul(q, headDim ** -0.5), kT), [count, heads, tokens, tokens]);
-    scores = tf.add(scores, bias);
-    if (mask) scores = tf.add(scores, whole ? mask : maskChunk(mask, start, count));
-    let probabilities = tf.softmax(tf.reshape(scores, [count * heads, tokens, tokens])) as tf.Tensor3D;
-    probabilities = this.dropout(probabilities, this.config.attnDropRate, options) as tf.Tensor3D;
-    const mixed = batchMatMul(probabilities, v);
-    const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [count, heads, tokens, headDim]), [0, 2, 1, 3]), [count * tokens, c]);
-    return linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D);
+    const attnDrop = options.training && this.config.attnDropRate > 0 ? { rate: this.config.attnDropRate, seed: options.training.rng.nextUint32() } : undefined;
+    const mixed = windowAttention(tf.mul(q, headDim ** -0.5) as tf.Tensor3D, kT, v, bias, {
+      heads,
+      mask,
+      // Chunks of windows bound each [windows, heads, N, N] temporary to 64 MB.
+      chunkWindows: Math.max(1, Math.floor(16_000_000 / (heads * tokens * tokens))),
+      dropout: attnDrop,
+    });
+    const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [windows, heads, tokens, headDim]), [0, 2, 1, 3]), [windows * tokens, c]);
+    const out = linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D);
+    return this.dropout(out, this.config.dropRate, options) as tf.Tensor2D;
   }
 
   /**
@@ -392,8 +368,7 @@ export class SwinUNETR {
     const main = pipeline(
       x,
       (t) => conv3dSame(t as tf.Tensor5D, param(`${prefix}conv1.conv.weight`) as tf.Tensor5D),
-      (t) => instanceNorm(t as tf.Tensor5D),
-      leakyRelu,
+      (t) => instanceNorm(t as tf.Tensor5D, LEAKY_SLOPE),
       (t) => conv3dSame(t as tf.Tensor5D, param(`${prefix}conv2.conv.weight`) as tf.Tensor5D),
       (t) => instanceNorm(t as tf.Tensor5D),
     );
@@ -401,7 +376,7 @@ export class SwinUNETR {
     const residual = projected ? pipeline(x, (t) => linear(t, param(`${prefix}conv3.conv.weight`) as tf.Tensor2D), (t) => instanceNorm(t as tf.Tensor5D)) : x;
     const sum = tf.add(main, residual);
     releaseIntermediates(main, ...(projected ? [residual] : []));
-    const activated = leakyRelu(sum) as tf.Tensor5D;
+    const activated = leakyRelu(sum, LEAKY_SLOPE) as tf.Tensor5D;
     releaseIntermediates(sum);
     return activated;
   }
@@ -440,6 +415,9 @@ export class SwinUNETR {
   }
 }
 
+/** MONAI's UnetResBlock activation: LeakyReLU with negative slope 0.01. */
+const LEAKY_SLOPE = 0.01;
+
 /** Sub-grid order of MONAI's PatchMerging as (d, h, w) offsets flattened d * 4 + h * 2 + w: x0..x7. */
 const LEGACY_MERGING_ORDER = [0, 4, 2, 1, 5, 2, 1, 7];
 
@@ -466,21 +444,6 @@ function selectSubgrids(x: tf.Tensor3D, order: number[]): tf.Tensor3D {
   const moved = tf.reshape(tf.transpose(x, [0, 2, 1]), [count * c, eight]);
   const picked = tf.matMul(moved, tf.tensor2d(selection, [eight, eight]));
   return tf.transpose(tf.reshape(picked, [count, c, eight]), [0, 2, 1]) as tf.Tensor3D;
-}
-
-const maskChunks = new WeakMap<tf.Tensor, Map<string, tf.Tensor4D>>();
-
-/** Windows [start, start + count) of a cached window mask, cut once and kept with it. */
-function maskChunk(mask: tf.Tensor4D, start: number, count: number): tf.Tensor4D {
-  let chunks = maskChunks.get(mask);
-  if (!chunks) maskChunks.set(mask, (chunks = new Map()));
-  const key = `${start},${count}`;
-  let chunk = chunks.get(key);
-  if (!chunk || chunk.isDisposed) {
-    chunk = tf.keep(tf.slice(mask, [start, 0, 0, 0], [count, 1, mask.shape[2], mask.shape[3]]));
-    chunks.set(key, chunk);
-  }
-  return chunk;
 }
 
 let suffix = 0;
