@@ -54,7 +54,8 @@ async function compare({ windows, heads, tokens, dim, chunkWindows, masked }: Ca
     tf.dispose([y, ...grads]);
     return out;
   };
-  const fused = await run((a, b, c, d) => windowAttention(a, b, c, d, { heads, mask, chunkWindows, dropout }));
+  const windowsOfMask = mask && ((start: number, count: number) => tf.slice(mask, [start, 0, 0, 0], [count, 1, tokens, tokens]) as tf.Tensor4D);
+  const fused = await run((a, b, c, d) => windowAttention(a, b, c, d, { heads, mask: windowsOfMask, chunkWindows, dropout }));
   const expected = await run((a, b, c, d) => reference(a, b, c, d, heads, mask, keep));
   tf.dispose([q, kT, v, r, bias, ...(mask ? [mask] : []), ...(keep ? [keep] : [])]);
   return { fused, expected };

@@ -6,7 +6,7 @@ import { HostTensor } from '../lib/io/host-tensor';
 import { conv3dSame, depthToSpace2, gatherRows, instanceNorm, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
 import { ParamSpec, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
 import { SwinUNETR, stackSubgrids, swinUnetrConfig, swinUnetrParameterSpecs } from '../lib/networks/swin-unetr';
-import { biasIndex, effectiveWindow, relativePositionIndex, windowPlan } from '../lib/networks/swin-windows';
+import { biasIndex, effectiveWindow, maskOfWindows, relativePositionIndex, windowPlan } from '../lib/networks/swin-windows';
 import { AdamW } from '../lib/training/adamw';
 import { Rng } from '../lib/util/random';
 
@@ -164,7 +164,9 @@ test('shifted-window attention mask equals MONAI compute_mask', async () => {
     for (let d = d0; d < d1; d++) for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) label.set(`${d},${h},${w}`, count);
     count++;
   }
-  const mask = await plan.mask!.data();
+  const mask = await maskOfWindows(plan.mask!, 0, plan.windows).data();
+  // Stored compactly: 27 windows of a 21^3 grid share eight patterns.
+  assert.equal(windowPlan([21, 21, 21], [7, 7, 7], [3, 3, 3]).mask!.patterns.shape[0], 8);
   const n = plan.tokens;
   for (let win = 0; win < plan.windows; win++) {
     const [wd, wh, ww] = [Math.floor(win / 4), Math.floor(win / 2) % 2, win % 2];

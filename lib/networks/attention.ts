@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { batchMatMulValue, sumRows } from './matmul';
+import { batchMatMulValue } from './matmul';
+import { sliceLeading, sumRows } from './wasm-memory-ops';
 
 /**
  * Window self-attention softmax(q k^T + bias + mask) v as one op with its own gradient, computed a
@@ -14,8 +15,8 @@ import { batchMatMulValue, sumRows } from './matmul';
 export interface WindowAttentionOptions {
   /** Heads per window: q is laid out [windows * heads, N, d], window-major. */
   heads: number;
-  /** [windows, 1, N, N] additive mask of shifted windows (constant, no gradient). */
-  mask?: tf.Tensor4D;
+  /** The [count, 1, N, N] additive mask of windows [start, start + count) (shifted windows; constant, no gradient). */
+  mask?: (start: number, count: number) => tf.Tensor4D;
   /** Windows per chunk: bounds each [chunk, heads, N, N] temporary. */
   chunkWindows: number;
   /** Dropout on the attention probabilities (training), replayed in the backward pass from the seed. */
@@ -36,12 +37,12 @@ export function windowAttention(q: tf.Tensor3D, kT: tf.Tensor3D, v: tf.Tensor3D,
   const chunks: Array<{ start: number; count: number }> = [];
   for (let start = 0; start < windows; start += chunkWindows) chunks.push({ start, count: Math.min(chunkWindows, windows - start) });
   const rows = (x: tf.Tensor3D, chunk: { start: number; count: number }) =>
-    chunks.length === 1 ? x : (tf.slice(x, [chunk.start * heads, 0, 0], [chunk.count * heads, x.shape[1], x.shape[2]]) as tf.Tensor3D);
+    chunks.length === 1 ? x : sliceLeading(x, chunk.start * heads, chunk.count * heads);
 
   /** Attention probabilities of one chunk, and the dropout multiplier applied to them (if any). */
   const probabilities = (qc: tf.Tensor3D, kTc: tf.Tensor3D, b: tf.Tensor4D, chunk: { start: number; count: number }, index: number) => {
     const scores = tf.add(tf.reshape(batchMatMulValue(qc, kTc), [chunk.count, heads, tokens, tokens]), b);
-    const masked = options.mask ? tf.add(scores, windowsOf(options.mask, chunk.start, chunk.count)) : scores;
+    const masked = options.mask ? tf.add(scores, options.mask(chunk.start, chunk.count)) : scores;
     const p = tf.softmax(tf.reshape(masked, [chunk.count * heads, tokens, tokens])) as tf.Tensor3D;
     const keep = options.dropout && options.dropout.rate > 0 ? (tf.dropout(tf.onesLike(p), options.dropout.rate, undefined, options.dropout.seed + index) as tf.Tensor3D) : undefined;
     return { p, keep };
@@ -94,20 +95,4 @@ export function windowAttention(q: tf.Tensor3D, kT: tf.Tensor3D, v: tf.Tensor3D,
 
 function swap(x: tf.Tensor3D): tf.Tensor3D {
   return tf.transpose(x, [0, 2, 1]) as tf.Tensor3D;
-}
-
-const maskChunks = new WeakMap<tf.Tensor, Map<string, tf.Tensor4D>>();
-
-/** Windows [start, start + count) of a cached window mask, cut once and kept with it. */
-function windowsOf(mask: tf.Tensor4D, start: number, count: number): tf.Tensor4D {
-  if (start === 0 && count === mask.shape[0]) return mask;
-  let chunks = maskChunks.get(mask);
-  if (!chunks) maskChunks.set(mask, (chunks = new Map()));
-  const key = `${start},${count}`;
-  let chunk = chunks.get(key);
-  if (!chunk || chunk.isDisposed) {
-    chunk = tf.keep(tf.slice(mask, [start, 0, 0, 0], [count, 1, mask.shape[2], mask.shape[3]]));
-    chunks.set(key, chunk);
-  }
-  return chunk;
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
 /**
  * Matrix products that reach XNNPACK on the wasm backend.
@@ -14,40 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 const BATCHED_KERNEL = 'FseftBatchMatMulViews';
 
-/** The parts of tfjs-wasm's backend object the batched kernel uses (tfjs 4.22). */
-interface WasmBackendInternals {
-  wasm: {
-    cwrap(name: string, returnType: null, argumentTypes: string[]): (...args: unknown[]) => void;
-    HEAPU8: Uint8Array;
-    tfjs: { registerTensor(id: number, size: number, memoryOffset: number): void; disposeData(id: number): void };
-  };
-  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
-  dataIdNextNumber: number;
-  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
-}
-
 let wasmSinglePair: ((...args: unknown[]) => void) | undefined;
-
-/**
- * Registers, for each of `count` items, a tensor id pointing into each buffer (item i of buffer t
- * starts at `bases[t] + i * sizes[t]` floats), runs `body` with them, and disposes the ids. Disposing
- * also frees any XNNPACK operator that tfjs-wasm cached on an id.
- */
-function forEachView(wasm: WasmBackendInternals, count: number, bases: number[], sizes: number[], body: (ids: number[], item: number) => void): void {
-  for (let i = 0; i < count; i++) {
-    const ids = sizes.map((size, t) => {
-      const id = wasm.dataIdNextNumber++;
-      wasm.wasm.tfjs.registerTensor(id, size, bases[t] + i * size * 4);
-      return id;
-    });
-    body(ids, i);
-    for (const id of ids) wasm.wasm.tfjs.disposeData(id);
-  }
-}
-
-function offsetOf(wasm: WasmBackendInternals, tensor: tf.TensorInfo): number {
-  return wasm.dataIdMap.get(tensor.dataId).memoryOffset;
-}
 
 function registerBatchedKernel(): void {
   if (tf.getKernel(BATCHED_KERNEL, 'wasm')) return;
@@ -69,47 +37,6 @@ function registerBatchedKernel(): void {
       return out;
     },
   });
-}
-
-const ROW_SUM_KERNEL = 'FseftSumRowsViews';
-let wasmAdd: ((...args: unknown[]) => void) | undefined;
-
-function registerRowSumKernel(): void {
-  if (tf.getKernel(ROW_SUM_KERNEL, 'wasm')) return;
-  tf.registerKernel({
-    kernelName: ROW_SUM_KERNEL,
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const wasm = backend as unknown as WasmBackendInternals;
-      const { x } = inputs as { x: tf.TensorInfo };
-      const [rows, columns] = x.shape;
-      // The C entry point behind tfjs-wasm's Add kernel: (a id, a shape, a rank, b id, b shape,
-      // b rank, dtype (float32 = 0), out id). Elementwise, so the output may be an input.
-      wasmAdd ??= wasm.wasm.cwrap('Add', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number']);
-      const out = wasm.makeOutput([columns], 'float32');
-      const outId = wasm.dataIdMap.get(out.dataId).id;
-      const shape = new Uint8Array(new Int32Array([columns]).buffer);
-      const base = offsetOf(wasm, x);
-      wasm.wasm.HEAPU8.copyWithin(offsetOf(wasm, out), base, base + columns * 4);
-      forEachView(wasm, rows - 1, [base + columns * 4], [columns], ([row]) => wasmAdd!(outId, shape, 1, row, shape, 1, 0, outId));
-      return out;
-    },
-  });
-}
-
-/**
- * Sum over the rows of x [R, C] -> [C]. On wasm, for few wide rows (the bias gradient of window
- * attention, [windows, heads * N * N]), a running elementwise sum over views of the rows: tf.sum
- * over axis 0 transposes the whole tensor first there (8x slower at that shape).
- */
-export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
-  if (!onWasm() || x.shape[0] > 64 || x.shape[0] < 2) return tf.sum(x, 0);
-  registerRowSumKernel();
-  return tf.engine().runKernel(ROW_SUM_KERNEL, { x }, {}) as tf.Tensor1D;
-}
-
-function onWasm(): boolean {
-  return tf.getBackend() === 'wasm';
 }
 
 function batchedOnWasm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {

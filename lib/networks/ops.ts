@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { matMul2d } from './matmul';
+import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
 
 /**
@@ -40,7 +41,7 @@ export function instanceNorm(x: tf.Tensor5D, slope?: number): tf.Tensor5D {
 
 /** Mean over the rows of x [R, C] -> [C]. */
 function meanRows(x: tf.Tensor2D): tf.Tensor1D {
-  return tf.tidy(() => tf.div(tf.sum(x, 0), x.shape[0]));
+  return tf.tidy(() => tf.div(sumRows(x), x.shape[0]));
 }
 
 function standardize(x: tf.Tensor2D): { y: tf.Tensor2D; rstd: tf.Tensor1D } {
@@ -164,22 +165,18 @@ const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
   if (n !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${n}`);
   const cout = filter.shape[4];
   // y[d] = conv2d(x[d - 1], W[0]) + conv2d(x[d], W[1]) + conv2d(x[d + 1], W[2]): convolve the
-  // whole stack with each depth tap and shift the (Cout-channel) results, disposing as we go so
-  // that the peak stays near three outputs, never a padded copy of the input.
+  // whole stack with each depth tap and add the (Cout-channel) results shifted by one slice: the
+  // peak is four outputs, never a padded copy of the input.
   const value = tf.tidy(() => {
     const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
-    const tap = (kd: number) => tf.conv2d(slices, tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]) as tf.Tensor4D, 1, 'same');
-    let sum = tap(1);
-    if (d > 1) {
-      for (const [kd, from, padding] of [[0, 0, [1, 0]], [2, 1, [0, 1]]] as Array<[number, number, [number, number]]>) {
-        const z = tap(kd);
-        const shifted = tf.pad(tf.slice(z, [from, 0, 0, 0], [d - 1, h, w, cout]), [padding, [0, 0], [0, 0], [0, 0]]);
-        z.dispose();
-        const next = tf.add(sum, shifted) as tf.Tensor4D;
-        tf.dispose([sum, shifted]);
-        sum = next;
-      }
-    }
+    const taps = tf.reshape(filter, [3, 9 * cin * cout]);
+    const tap = (kd: number) => tf.conv2d(slices, tf.reshape(sliceLeading(taps, kd, 1), [3, 3, cin, cout]) as tf.Tensor4D, 1, 'same');
+    const center = tap(1);
+    if (d === 1) return tf.reshape(center, [1, d, h, w, cout]) as tf.Tensor5D;
+    const before = tap(0);
+    const after = tap(2);
+    const sum = depthShiftAdd(center, before, after);
+    tf.dispose([center, before, after]);
     return tf.reshape(sum, [1, d, h, w, cout]) as tf.Tensor5D;
   });
   save([x, filter]);
@@ -224,17 +221,12 @@ export function gatherRows(x: tf.Tensor2D, index: tf.Tensor1D, inverse: tf.Tenso
 
 const permutationGather = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [x, indexArg, inverseArg, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
-  const value = tf.tidy(() => tf.gather(tf.concat([x, tf.zeros([1, x.shape[1]])], 0), indexArg));
   save([inverseArg, indexArg]);
   return {
-    value,
+    value: gatherRowsValue(x, indexArg),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [inverse, index] = saved;
-      return tf.tidy(() => {
-        const rows = dy as tf.Tensor2D;
-        const dx = tf.gather(tf.concat([rows, tf.zeros([1, rows.shape[1]])], 0), inverse as tf.Tensor1D);
-        return [dx, tf.zerosLike(index), tf.zerosLike(inverse)];
-      });
+      return [gatherRowsValue(dy as tf.Tensor2D, inverse as tf.Tensor1D), tf.zerosLike(index), tf.zerosLike(inverse)];
     },
   };
 });

@@ -4,7 +4,7 @@ import { Rng } from '../util/random';
 import { windowAttention } from './attention';
 import { variableOf, checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, pipeline, releaseIntermediates, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
-import { biasIndex, windowPlan } from './swin-windows';
+import { WindowMask, biasIndex, maskOfWindows, windowPlan } from './swin-windows';
 
 /** MONAI `SwinUNETR` arguments (v1 architecture). */
 export interface SwinUNETRConfig {
@@ -313,7 +313,7 @@ export class SwinUNETR {
     windows: number,
     tokens: number,
     heads: number,
-    mask: tf.Tensor4D | undefined,
+    mask: WindowMask | undefined,
     options: ForwardOptions,
     param: (name: string) => tf.Tensor,
   ): tf.Tensor2D {
@@ -337,7 +337,7 @@ export class SwinUNETR {
     const attnDrop = options.training && this.config.attnDropRate > 0 ? { rate: this.config.attnDropRate, seed: options.training.rng.nextUint32() } : undefined;
     const mixed = windowAttention(tf.mul(q, headDim ** -0.5) as tf.Tensor3D, kT, v, bias, {
       heads,
-      mask,
+      mask: mask && ((start, count) => maskOfWindows(mask, start, count)),
       // Chunks of windows bound each [windows, heads, N, N] temporary to 64 MB.
       chunkWindows: Math.max(1, Math.floor(16_000_000 / (heads * tokens * tokens))),
       dropout: attnDrop,

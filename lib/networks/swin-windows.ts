@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { gatherRowsValue } from './wasm-memory-ops';
 
 /**
  * Index plans for shifted-window attention on a token grid, as MONAI's SwinTransformerBlock:
@@ -15,8 +16,29 @@ export interface WindowPlan {
   partition: tf.Tensor1D;
   /** For each token: its row among the windows. */
   reverse: tf.Tensor1D;
-  /** [windows, 1, N, N] additive mask (0 / -100) when shifted, else undefined. */
-  mask?: tf.Tensor4D;
+  /** The additive attention mask (0 / -100) of shifted windows, else undefined. */
+  mask?: WindowMask;
+}
+
+/**
+ * A shifted-window mask stored compactly: windows away from the grid's far edges need no mask,
+ * and the others share one of at most eight patterns. A [windows, N, N] tensor would take 161 MB
+ * at stage 1 of a 96^3 input.
+ */
+export interface WindowMask {
+  /** [patterns, N * N] distinct masks. */
+  patterns: tf.Tensor2D;
+  /** For each window: its row of `patterns`. */
+  patternOf: Int32Array;
+  tokens: number;
+}
+
+/** The [count, 1, N, N] mask of windows [start, start + count). */
+export function maskOfWindows(mask: WindowMask, start: number, count: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const rows = tf.tensor1d(mask.patternOf.subarray(start, start + count), 'int32');
+    return tf.reshape(gatherRowsValue(mask.patterns, rows), [count, 1, mask.tokens, mask.tokens]) as tf.Tensor4D;
+  });
 }
 
 /** MONAI `get_window_size`: axes not longer than the window use the whole axis and no shift. */
@@ -35,7 +57,7 @@ export function windowPlan(dims: [number, number, number], window: number[], shi
   const found = cache.get(key);
   if (found) return found;
   const plan = buildPlan(dims, effective.window, effective.shift);
-  for (const t of [plan.partition, plan.reverse, plan.mask]) if (t) tf.keep(t);
+  for (const t of [plan.partition, plan.reverse, plan.mask?.patterns]) if (t) tf.keep(t);
   cache.set(key, plan);
   return plan;
 }
@@ -75,17 +97,27 @@ function buildPlan(dims: [number, number, number], window: [number, number, numb
       }
     }
   }
-  let mask: tf.Tensor4D | undefined;
+  let mask: WindowMask | undefined;
   if (shift.some((s) => s > 0)) {
-    const values = new Float32Array(windows * tokens * tokens);
+    const patterns: Float32Array[] = [];
+    const known = new Map<string, number>();
+    const patternOf = new Int32Array(windows);
     for (let win = 0; win < windows; win++) {
-      for (let a = 0; a < tokens; a++) {
-        const ra = region[win * tokens + a];
-        const base = (win * tokens + a) * tokens;
-        for (let b = 0; b < tokens; b++) values[base + b] = region[win * tokens + b] === ra ? 0 : -100;
+      const regions = region.subarray(win * tokens, (win + 1) * tokens);
+      const key = regions.join();
+      let index = known.get(key);
+      if (index === undefined) {
+        const values = new Float32Array(tokens * tokens);
+        for (let a = 0; a < tokens; a++) for (let b = 0; b < tokens; b++) values[a * tokens + b] = regions[b] === regions[a] ? 0 : -100;
+        index = patterns.length;
+        patterns.push(values);
+        known.set(key, index);
       }
+      patternOf[win] = index;
     }
-    mask = tf.tensor4d(values, [windows, 1, tokens, tokens]);
+    const table = new Float32Array(patterns.length * tokens * tokens);
+    patterns.forEach((values, i) => table.set(values, i * tokens * tokens));
+    mask = { patterns: tf.tensor2d(table, [patterns.length, tokens * tokens]), patternOf, tokens };
   }
   return {
     window,

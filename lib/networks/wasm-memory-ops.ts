@@ -1,0 +1,168 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
+
+/**
+ * Data movement and reductions that tfjs-wasm does slowly, as kernels of the kit's own (wasm
+ * only; other backends use tfjs's ops). Measured on 2 cores at a 96^3 x 48 volume: a contiguous
+ * slice copies through a cloned shared buffer (185 ms; a heap copy takes 25 ms), a gather walks
+ * element by element (440 ms for a window partition), and a sum over the leading axis transposes
+ * the whole tensor first (250 ms). None of these kernels has a gradient of its own: they serve
+ * ops that define theirs.
+ */
+
+function wasmOf(backend: unknown): WasmBackendInternals {
+  return backend as WasmBackendInternals;
+}
+
+let wasmAdd: ((...args: unknown[]) => void) | undefined;
+
+/** tfjs-wasm's C Add: (a id, a shape, a rank, b id, b shape, b rank, dtype (float32 = 0), out id). Elementwise, so the output may be an input. */
+function addInto(wasm: WasmBackendInternals, out: number, a: number, b: number, size: number): void {
+  wasmAdd ??= wasm.wasm.cwrap('Add', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number']);
+  const shape = new Uint8Array(new Int32Array([size]).buffer);
+  wasmAdd(a, shape, 1, b, shape, 1, 0, out);
+}
+
+/** Registers a tensor id on `size` floats at byte `offset`, for the duration of `body`. */
+function withView<T>(wasm: WasmBackendInternals, offset: number, size: number, body: (id: number) => T): T {
+  let result: T | undefined;
+  forEachView(wasm, 1, [offset], [size], ([id]) => (result = body(id)));
+  return result as T;
+}
+
+const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
+  {
+    // Rows `index` of x [R, C] (an index of R or more gives a zero row) -> [M, C].
+    name: 'FseftGatherRows',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = wasmOf(backend);
+      const { x, index } = inputs as { x: tf.TensorInfo; index: tf.TensorInfo };
+      const [rows, columns] = x.shape;
+      const count = index.shape[0];
+      const out = wasm.makeOutput([count, columns], 'float32');
+      const heap = wasm.wasm.HEAPU8;
+      const indices = new Int32Array(heap.buffer, offsetOf(wasm, index), count);
+      const rowBytes = columns * 4;
+      const source = offsetOf(wasm, x);
+      const target = offsetOf(wasm, out);
+      // Runs of consecutive source rows are copied at once (a window row is 7 tokens long).
+      for (let i = 0; i < count; ) {
+        const first = indices[i];
+        let length = 1;
+        if (first >= rows || first < 0) {
+          while (i + length < count && (indices[i + length] >= rows || indices[i + length] < 0)) length++;
+          heap.fill(0, target + i * rowBytes, target + (i + length) * rowBytes);
+        } else {
+          while (i + length < count && indices[i + length] === first + length && first + length < rows) length++;
+          heap.copyWithin(target + i * rowBytes, source + first * rowBytes, source + (first + length) * rowBytes);
+        }
+        i += length;
+      }
+      return out;
+    },
+  },
+  {
+    // x[start : start + count] along the leading axis (a contiguous block).
+    name: 'FseftSliceLeading',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = wasmOf(backend);
+      const { x } = inputs as { x: tf.TensorInfo };
+      const { start, count } = attrs as unknown as { start: number; count: number };
+      const inner = x.shape.slice(1).reduce((a, b) => a * b, 1);
+      const out = wasm.makeOutput([count, ...x.shape.slice(1)], 'float32');
+      const source = offsetOf(wasm, x) + start * inner * 4;
+      wasm.wasm.HEAPU8.copyWithin(offsetOf(wasm, out), source, source + count * inner * 4);
+      return out;
+    },
+  },
+  {
+    // center + before shifted one slice forward + after shifted one slice back, along the leading
+    // (depth) axis: out[d] = center[d] + before[d - 1] + after[d + 1], zero outside.
+    name: 'FseftDepthShiftAdd',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = wasmOf(backend);
+      const { center, before, after } = inputs as { center: tf.TensorInfo; before: tf.TensorInfo; after: tf.TensorInfo };
+      const depth = center.shape[0];
+      const slab = center.shape.slice(1).reduce((a, b) => a * b, 1);
+      const out = wasm.makeOutput(center.shape, 'float32');
+      const target = offsetOf(wasm, out);
+      const heap = wasm.wasm.HEAPU8;
+      heap.copyWithin(target, offsetOf(wasm, center), offsetOf(wasm, center) + depth * slab * 4);
+      if (depth > 1) {
+        const size = (depth - 1) * slab;
+        withView(wasm, target + slab * 4, size, (outTail) => withView(wasm, offsetOf(wasm, before), size, (head) => addInto(wasm, outTail, outTail, head, size)));
+        withView(wasm, target, size, (outHead) => withView(wasm, offsetOf(wasm, after) + slab * 4, size, (tail) => addInto(wasm, outHead, outHead, tail, size)));
+      }
+      return out;
+    },
+  },
+  {
+    // Sum of the rows of x [R, C] -> [C] as a running elementwise sum over views of the rows.
+    name: 'FseftSumRowsViews',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = wasmOf(backend);
+      const { x } = inputs as { x: tf.TensorInfo };
+      const [rows, columns] = x.shape;
+      const out = wasm.makeOutput([columns], 'float32');
+      const outId = wasm.dataIdMap.get(out.dataId).id;
+      const base = offsetOf(wasm, x);
+      wasm.wasm.HEAPU8.copyWithin(offsetOf(wasm, out), base, base + columns * 4);
+      forEachView(wasm, rows - 1, [base + columns * 4], [columns], ([row]) => addInto(wasm, outId, outId, row, columns));
+      return out;
+    },
+  },
+];
+
+function register(): void {
+  for (const { name, kernelFunc } of KERNELS) if (!tf.getKernel(name, 'wasm')) tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
+}
+
+function run<T extends tf.Tensor>(name: string, inputs: tf.NamedTensorMap, attrs: Record<string, number> = {}): T {
+  register();
+  return tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as T;
+}
+
+/** Rows `index` of x [R, C]; an index equal to R gives a zero row. No gradient. */
+export function gatherRowsValue(x: tf.Tensor2D, index: tf.Tensor1D): tf.Tensor2D {
+  if (!onWasm() || x.dtype !== 'float32' || index.dtype !== 'int32') return tf.tidy(() => tf.gather(tf.concat([x, tf.zeros([1, x.shape[1]])], 0), index) as tf.Tensor2D);
+  return run('FseftGatherRows', { x, index });
+}
+
+/** x[start : start + count] along the leading axis. No gradient. */
+export function sliceLeading<T extends tf.Tensor>(x: T, start: number, count: number): T {
+  if (!onWasm() || x.dtype !== 'float32') return tf.slice(x, [start, ...x.shape.slice(1).map(() => 0)], [count, ...x.shape.slice(1)]) as T;
+  return run('FseftSliceLeading', { x }, { start, count });
+}
+
+/** out[d] = center[d] + before[d - 1] + after[d + 1] along the leading axis (zero outside). No gradient. */
+export function depthShiftAdd<T extends tf.Tensor>(center: T, before: T, after: T): T {
+  if (!onWasm()) {
+    return tf.tidy(() => {
+      const depth = center.shape[0];
+      if (depth === 1) return tf.clone(center);
+      const zeros = center.shape.slice(1).map(() => [0, 0] as [number, number]);
+      const shiftedBefore = tf.pad(tf.slice(before, 0, depth - 1), [[1, 0], ...zeros]);
+      const shiftedAfter = tf.pad(tf.slice(after, 1, depth - 1), [[0, 1], ...zeros]);
+      return tf.addN([center, shiftedBefore, shiftedAfter]) as T;
+    });
+  }
+  return run('FseftDepthShiftAdd', { center, before, after });
+}
+
+/**
+ * Sum over the rows of x [R, C] -> [C]. On wasm tf.sum over axis 0 transposes the whole tensor
+ * first; here the rows are summed in groups as elementwise sums over views (64 rows at a time,
+ * each level reading the tensor once), down to a short remainder.
+ */
+export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
+  const [rows, columns] = x.shape;
+  if (!onWasm() || rows < 2) return tf.sum(x, 0);
+  if (rows <= 64) return run('FseftSumRowsViews', { x });
+  let group = 64;
+  while (group > 1 && rows % group !== 0) group--;
+  if (group === 1) return tf.sum(x, 0);
+  return tf.tidy(() => {
+    const partial = run<tf.Tensor1D>('FseftSumRowsViews', { x: tf.reshape(x, [group, (rows / group) * columns]) });
+    return sumRows(tf.reshape(partial, [rows / group, columns]) as tf.Tensor2D);
+  });
+}

@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows } from '../lib/networks/wasm-memory-ops';
+import { Rng } from '../lib/util/random';
+
+const values = (n: number, seed: number) => {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.normal());
+};
+
+/**
+ * Runs `op` on the cpu backend (tfjs's own ops) and on wasm (the kit's kernels) with the same
+ * inputs, and checks that the results agree, that the inputs are left unchanged and that no
+ * tensor is left behind.
+ */
+async function sameOnBothBackends(label: string, inputs: Array<{ data: Float32Array | Int32Array; shape: number[] }>, op: (...xs: tf.Tensor[]) => tf.Tensor, tolerance = 0): Promise<void> {
+  const results: Float32Array[] = [];
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await switchBackend(backend);
+    const tensors = inputs.map(({ data, shape }) => tf.tensor(data, shape, data instanceof Int32Array ? 'int32' : 'float32'));
+    const before = tf.memory().numTensors;
+    const y = op(...tensors);
+    results.push((await y.data()) as Float32Array);
+    y.dispose();
+    assert.equal(tf.memory().numTensors, before, `${label} on ${backend}: tensors left behind`);
+    for (let i = 0; i < inputs.length; i++) assert.deepEqual(Array.from(await tensors[i].data()), Array.from(inputs[i].data), `${label} on ${backend}: input ${i} changed`);
+    tf.dispose(tensors);
+  }
+  assert.equal(results[0].length, results[1].length, label);
+  let worst = 0;
+  for (let i = 0; i < results[0].length; i++) worst = Math.max(worst, Math.abs(results[0][i] - results[1][i]));
+  assert.ok(worst <= tolerance, `${label}: wasm and cpu differ by ${worst}`);
+}
+
+test('gatherRowsValue: rows by index with runs, repeats and zero rows (index R) equal tf.gather on cpu', async () => {
+  const rows = 9;
+  const columns = 5;
+  const index = Int32Array.from([0, 1, 2, 3, 9, 9, 4, 4, 8, 7, 6, 2, 3, 9, 5]);
+  await sameOnBothBackends('gather', [{ data: values(rows * columns, 1), shape: [rows, columns] }, { data: index, shape: [index.length] }], (x, i) => gatherRowsValue(x as tf.Tensor2D, i as tf.Tensor1D));
+});
+
+test('sliceLeading: a block of the leading axis equals tf.slice on cpu', async () => {
+  for (const [start, count] of [[0, 1], [1, 3], [2, 2], [0, 4]]) {
+    await sameOnBothBackends(`slice ${start}+${count}`, [{ data: values(4 * 3 * 2, 2), shape: [4, 3, 2] }], (x) => sliceLeading(x, start, count));
+  }
+});
+
+test('depthShiftAdd: center + before shifted forward + after shifted back equals pad-and-slice on cpu', async () => {
+  for (const depth of [1, 2, 5]) {
+    const shape = [depth, 3, 2, 4];
+    const n = depth * 24;
+    await sameOnBothBackends(`depth ${depth}`, [1, 2, 3].map((seed) => ({ data: values(n, seed), shape })), (c, b, a) => depthShiftAdd(c, b, a), 1e-6);
+  }
+  // By hand: out[d] = c[d] + b[d - 1] + a[d + 1].
+  await switchBackend('wasm');
+  const out = await depthShiftAdd(tf.tensor1d([1, 2, 3]), tf.tensor1d([10, 20, 30]), tf.tensor1d([100, 200, 300])).data();
+  assert.deepEqual(Array.from(out), [1 + 200, 2 + 10 + 300, 3 + 20]);
+});
+
+test('sumRows: few rows (running sum) and many rows (grouped, down to a remainder) equal tf.sum over axis 0 on cpu', async () => {
+  // 64: one running sum; 130 = 26 x 5 and 4096 = 64 x 64: grouped; 131 (prime): tf.sum.
+  for (const [rows, columns] of [[1, 5], [2, 7], [45, 1001], [64, 3], [130, 9], [131, 4], [4096, 12]]) {
+    await sameOnBothBackends(`[${rows}, ${columns}]`, [{ data: values(rows * columns, rows), shape: [rows, columns] }], (x) => sumRows(x as tf.Tensor2D), 1e-3);
+  }
+});
