@@ -21,4 +21,5 @@ done
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 timeout 200 "$NODE" dist/bench/agreement.js --backend webgpu --reference wasm 2>&1 | grep -v '^    at ' | tee "$OUT/agreement.txt" | tail -40
-timeout 300 "$NODE" dist/bench/model.js --backends webgpu --configs a,b --repeat 3 2>&1 | grep -v '^    at ' | tee "$OUT/bench.txt" | tail -40
+# BENCH_ARGS adds options, e.g. "--checkpoint none".
+timeout 300 "$NODE" dist/bench/model.js --backends webgpu --configs a,b --repeat 3 ${BENCH_ARGS:-} 2>&1 | grep -v '^    at ' | tee "$OUT/bench.txt" | tail -40

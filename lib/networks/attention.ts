@@ -84,7 +84,9 @@ export function windowAttention(q: tf.Tensor3D, kT: tf.Tensor3D, v: tf.Tensor3D,
           }),
         );
         const join = (key: 'dq' | 'dkT' | 'dv') => (parts.length === 1 ? parts[0][key] : tf.concat(parts.map((part) => part[key]), 0));
-        const grads = [join('dq'), join('dkT'), join('dv'), tf.reshape(parts.length === 1 ? parts[0].dBias : tf.addN(parts.map((part) => part.dBias)), bs.shape)];
+        // A running sum, not addN: tfjs-webgpu's AddN binds one buffer per input and fails past 7.
+        const dBias = parts.slice(1).reduce((total, part) => tf.add(total, part.dBias), parts[0].dBias);
+        const grads = [join('dq'), join('dkT'), join('dv'), tf.reshape(dBias, bs.shape)];
         if (parts.length > 1) tf.dispose(parts.flatMap((part) => [part.dq, part.dkT, part.dv, part.dBias]));
         return grads;
       },

@@ -152,10 +152,14 @@ export function depthShiftAdd<T extends tf.Tensor>(center: T, before: T, after: 
 /**
  * Sum over the rows of x [R, C] -> [C]. On wasm tf.sum over axis 0 transposes the whole tensor
  * first; here the rows are summed in groups as elementwise sums over views (64 rows at a time,
- * each level reading the tensor once), down to a short remainder.
+ * each level reading the tensor once), down to a short remainder. No gradient on wasm.
  */
 export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
   const [rows, columns] = x.shape;
+  // tfjs-webgpu also transposes first; its rank-2 transpose dispatches one workgroup row per 16
+  // input rows, which past a million rows exceeds WebGPU's limit of 65535. Its rank-3 transpose
+  // has a flat dispatch without that limit.
+  if (tf.getBackend() === 'webgpu') return tf.tidy(() => tf.reshape(tf.sum(tf.reshape(x, [1, rows, columns]), 1), [columns]) as tf.Tensor1D);
   if (!onWasm() || rows < 2) return tf.sum(x, 0);
   if (rows <= 64) return run('FseftSumRowsViews', { x });
   let group = 64;

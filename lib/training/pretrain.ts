@@ -31,7 +31,7 @@ export interface PretrainOptions {
   seed: number;
   /** Dice + BCE per class instead of Dice alone. */
   bce: boolean;
-  /** Recompute Swin blocks in the backward pass (less memory, about 1.3x the time). */
+  /** Recompute every block's activations in the backward pass (less memory, about 1.3x the time). */
   checkpoint: boolean;
   /** The preprocessing the data went through, recorded in the model. */
   preprocessing: ModelPreprocessing;
