@@ -96,7 +96,6 @@ function normalizeRowsLeaky(slope: number): (x: tf.Tensor) => tf.Tensor {
   return op;
 }
 
-
 /** GELU, exact (erf) form as PyTorch's nn.GELU(). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));

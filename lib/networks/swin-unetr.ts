@@ -123,9 +123,10 @@ export interface ForwardOptions {
   training?: { rng: Rng };
   /**
    * Gradient checkpointing: blocks recompute their activations during backpropagation instead of
-   * keeping them. 'swin' checkpoints the Swin transformer blocks, as MONAI's use_checkpoint does:
-   * their attention scores are most of the memory (a 64^3 input needs more than wasm's 4 GB
-   * without it). true checkpoints the convolutional blocks as well, for the largest inputs.
+   * keeping them (less memory, more time). 'swin' checkpoints the Swin transformer blocks, as
+   * MONAI's use_checkpoint does; true checkpoints the convolutional blocks as well, whose
+   * full-resolution activations dominate at large inputs. Without it, feature size 12 at 64^3
+   * trains in wasm's 4 GiB.
    */
   checkpoint?: CheckpointMode;
   /** Also return the inputs of the last decoder block (dec0, enc0): what FT-Last trains on. */
