@@ -12,9 +12,9 @@ import { batchMatMul } from '../lib/networks/matmul';
 import { conv3dSame } from '../lib/networks/ops';
 import { CheckpointMode, SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { AdamW } from '../lib/training/adamw';
+import { CONFIGS, checkpointFor, forwardPass, trainingStep } from './swin-workload';
 
 const MONAI: Record<string, { forward: number; step: number }> = { a: { forward: 5.8, step: 10.2 }, b: { forward: 26.4, step: 74.0 } };
-const CONFIGS: Record<string, { featureSize: number; size: number }> = { a: { featureSize: 12, size: 64 }, b: { featureSize: 48, size: 96 } };
 
 /** Native and GPU backends: fast enough that a whole-tensor read-back would dominate an op's time, and a (b) training step takes seconds. */
 function accelerated(backend: string): boolean {
@@ -22,15 +22,6 @@ function accelerated(backend: string): boolean {
 }
 
 const REPEAT = Number(argument('repeat') ?? 1);
-
-/**
- * Gradient checkpointing of the training step: none for (a), whose activations fit; every block
- * for (b), whose full-resolution blocks would not fit wasm's 4 GiB otherwise.
- */
-function checkpointFor(config: string): CheckpointMode {
-  const setting = argument('checkpoint') ?? (config === 'a' ? 'none' : 'all');
-  return setting === 'swin' ? 'swin' : setting === 'all';
-}
 
 /** Median wall time of `repeat` calls; every call ends by reading a result back. */
 async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<number> {
@@ -44,21 +35,11 @@ async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<numbe
 }
 
 async function forwardSeconds(model: SwinUNETR, x: tf.Tensor5D, repeat = REPEAT): Promise<number> {
-  return seconds(async () => {
-    const out = model.forward(x);
-    await out.logits.data();
-    tf.dispose([out.logits, out.features]);
-  }, repeat);
+  return seconds(() => forwardPass(model, x), repeat);
 }
 
 async function stepSeconds(model: SwinUNETR, x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW, checkpoint: CheckpointMode, repeat = REPEAT): Promise<number> {
-  const variables = [...model.params.values()];
-  return seconds(async () => {
-    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint }).logits) as tf.Scalar, variables);
-    optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
-    await value.data();
-    value.dispose();
-  }, repeat);
+  return seconds(() => trainingStep(model, x, target, optimizer, checkpoint), repeat);
 }
 
 /**
@@ -138,8 +119,8 @@ async function main(): Promise<void> {
         const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
         const optimizer = new AdamW({ learningRate: 1e-4 });
         const checkpoint = checkpointFor(name);
-        await stepSeconds(model, x, target, optimizer, checkpoint, 1);
-        step = `${(await stepSeconds(model, x, target, optimizer, checkpoint)).toFixed(2)} s (checkpoint ${checkpoint === true ? 'all' : checkpoint || 'none'})`;
+        await stepSeconds(model, x, target, optimizer, checkpoint.mode, 1);
+        step = `${(await stepSeconds(model, x, target, optimizer, checkpoint.mode)).toFixed(2)} s (checkpoint ${checkpoint.label})`;
         optimizer.dispose();
         target.dispose();
       } else if (name === 'b' && train) {

@@ -1,5 +1,5 @@
 /**
- * npm run bench:profile [-- --backend wasm --config a|b --mode forward|step --checkpoint swin|all|none --top 20 --kernel Name]
+ * npm run bench:profile [-- --backend wasm --config a|b --mode forward|step --checkpoint none|swin|all --top 20 --kernel Name]
  * Where a SwinUNETR forward pass or training step spends its time: wall time per kernel (summed
  * over calls), with call counts and the peak of backend memory. Synchronous backends (wasm, cpu)
  * give exact kernel times; asynchronous ones report when their timer query resolves.
@@ -7,38 +7,24 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendName, switchBackend } from '../lib/backend/backend';
 import { argument } from './args';
-import { CheckpointMode, SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { AdamW } from '../lib/training/adamw';
-
-const CONFIGS: Record<string, { featureSize: number; size: number }> = { a: { featureSize: 12, size: 64 }, b: { featureSize: 48, size: 96 } };
+import { CONFIGS, checkpointFor, forwardPass, trainingStep } from './swin-workload';
 
 async function main(): Promise<void> {
   const backend = (argument('backend') ?? 'wasm') as BackendName;
   const config = argument('config') ?? 'a';
   const mode = argument('mode') ?? 'step';
-  const checkpointArgument = argument('checkpoint') ?? 'swin';
-  const checkpoint: CheckpointMode = checkpointArgument === 'swin' ? 'swin' : checkpointArgument === 'all';
+  const checkpoint = checkpointFor(config);
   const top = Number(argument('top') ?? 20);
   const choice = await switchBackend(backend);
-  console.log(`backend ${backend} (${choice.reason}); config (${config}); ${mode}; checkpoint ${checkpoint}`);
+  console.log(`backend ${backend} (${choice.reason}); config (${config}); ${mode}; checkpoint ${checkpoint.label}`);
   const { featureSize, size } = CONFIGS[config];
   const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
   const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
   const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
   const optimizer = new AdamW({ learningRate: 1e-4 });
-  const variables = [...model.params.values()];
-  const run = async () => {
-    if (mode === 'forward') {
-      const out = model.forward(x);
-      await out.logits.data();
-      tf.dispose([out.logits, out.features]);
-      return;
-    }
-    const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, model.forward(x, { checkpoint }).logits) as tf.Scalar, variables);
-    optimizer.apply(new Map(variables.map((v) => [v, grads[v.name]])));
-    await value.data();
-    value.dispose();
-  };
+  const run = () => (mode === 'forward' ? forwardPass(model, x) : trainingStep(model, x, target, optimizer, checkpoint.mode));
   await run();
   const start = performance.now();
   const profile = await tf.profile(run);

@@ -23,13 +23,6 @@ function addInto(wasm: WasmBackendInternals, out: number, a: number, b: number, 
   wasmAdd(a, shape, 1, b, shape, 1, 0, out);
 }
 
-/** Registers a tensor id on `size` floats at byte `offset`, for the duration of `body`. */
-function withView<T>(wasm: WasmBackendInternals, offset: number, size: number, body: (id: number) => T): T {
-  let result: T | undefined;
-  forEachView(wasm, 1, [offset], [size], ([id]) => (result = body(id)));
-  return result as T;
-}
-
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
     // Rows `index` of x [R, C] (an index of R or more gives a zero row) -> [M, C].
@@ -90,8 +83,9 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       heap.copyWithin(target, offsetOf(wasm, center), offsetOf(wasm, center) + depth * slab * 4);
       if (depth > 1) {
         const size = (depth - 1) * slab;
-        withView(wasm, target + slab * 4, size, (outTail) => withView(wasm, offsetOf(wasm, before), size, (head) => addInto(wasm, outTail, outTail, head, size)));
-        withView(wasm, target, size, (outHead) => withView(wasm, offsetOf(wasm, after) + slab * 4, size, (tail) => addInto(wasm, outHead, outHead, tail, size)));
+        // out[1:] += before[:-1], then out[:-1] += after[1:], each as one view pair.
+        forEachView(wasm, 1, [target + slab * 4, offsetOf(wasm, before)], [size, size], ([outTail, head]) => addInto(wasm, outTail, outTail, head, size));
+        forEachView(wasm, 1, [target, offsetOf(wasm, after) + slab * 4], [size, size], ([outHead, tail]) => addInto(wasm, outHead, outHead, tail, size));
       }
       return out;
     },
