@@ -82,32 +82,103 @@ async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: str
       return { ok: false, detail: `${loaded} failed to start (${(error as Error).message})` };
     }
   }
-  if (name === 'wasm') {
-    // A malformed FSEFT_WASM_THREADS is an error, not a reason to fall back to the cpu backend.
-    const wantedThreads = wantedWasmThreads();
-    try {
-      const wasmPackage = require('@tensorflow/tfjs-backend-wasm') as { setThreadsCount(n: number): void };
-      // The module starts once per process; a later switch back to wasm reuses it.
-      const threads = tf.findBackend('wasm') ? undefined : prepareWasmThreads(wantedThreads, wasmPackage);
-      let started = false;
-      try {
-        started = await tf.setBackend('wasm');
-      } finally {
-        threads?.plan?.restore();
-      }
-      if (!started) return { ok: false, detail: 'failed to start' };
-      guardWasmAllocations();
-      if (threads) {
-        const count = threads.plan?.started();
-        wasmDetail = `WebAssembly SIMD/XNNPACK, ${count === undefined ? threads.reason : `${count} thread${count > 1 ? 's' : ''}`}`;
-      }
-      return { ok: true, detail: wasmDetail };
-    } catch (error) {
-      return { ok: false, detail: (error as Error).message };
-    }
-  }
+  if (name === 'wasm') return startWasm();
   if (name === 'webgpu') return startWebGpu();
   return (await tf.setBackend('cpu')) ? { ok: true, detail: 'plain JavaScript' } : { ok: false, detail: 'failed to start' };
+}
+
+/**
+ * The wasm backend: threaded when more than one thread is wanted, each start bounded by
+ * FSEFT_WASM_START_TIMEOUT_S. A threaded start that fails or times out is undone (its workers
+ * terminated, the backend registered afresh) and the single-threaded build starts instead; the
+ * detail says why.
+ */
+async function startWasm(): Promise<{ ok: boolean; detail: string }> {
+  // A malformed FSEFT_WASM_THREADS or timeout is an error, not a reason to fall back to cpu.
+  const wantedThreads = wantedWasmThreads();
+  const timeoutMs = wasmStartTimeoutMs();
+  let wasmPackage: { setThreadsCount(n: number): void };
+  try {
+    wasmPackage = require('@tensorflow/tfjs-backend-wasm') as typeof wasmPackage;
+  } catch (error) {
+    return { ok: false, detail: (error as Error).message };
+  }
+  // The module starts once per process; a later switch back to wasm reuses it.
+  if (tf.findBackend('wasm')) return (await tf.setBackend('wasm')) ? { ok: true, detail: wasmDetail } : { ok: false, detail: 'failed to start' };
+
+  const registration = wasmRegistration();
+  const threads = prepareWasmThreads(wantedThreads, wasmPackage);
+  let singleThreadReason = threads.reason;
+  if (threads.plan) {
+    const plan = threads.plan;
+    let outcome: StartOutcome;
+    try {
+      outcome = await boundedStart(tf.setBackend('wasm'), timeoutMs, plan.failure);
+    } finally {
+      plan.restore();
+    }
+    if (outcome.started) {
+      guardWasmAllocations();
+      const count = plan.started();
+      wasmDetail = `WebAssembly SIMD/XNNPACK, ${count} thread${count > 1 ? 's' : ''}`;
+      return { ok: true, detail: wasmDetail };
+    }
+    plan.abort();
+    tf.removeBackend('wasm');
+    tf.registerBackend('wasm', registration.factory, registration.priority);
+    wasmPackage.setThreadsCount(1);
+    singleThreadReason = `one thread: the ${wantedThreads}-thread start ${outcome.why}`;
+  }
+  const outcome = await boundedStart(tf.setBackend('wasm'), timeoutMs);
+  if (!outcome.started) {
+    tf.removeBackend('wasm');
+    tf.registerBackend('wasm', registration.factory, registration.priority);
+    return { ok: false, detail: `${singleThreadReason}; the single-threaded start ${outcome.why}` };
+  }
+  guardWasmAllocations();
+  wasmDetail = `WebAssembly SIMD/XNNPACK, ${singleThreadReason}`;
+  return { ok: true, detail: wasmDetail };
+}
+
+type StartOutcome = { started: true } | { started: false; why: string };
+
+/**
+ * Waits for a backend start, at most `timeoutMs` and no longer than `failure` stays pending. The
+ * pending timer also keeps Node's event loop alive while worker threads load.
+ */
+async function boundedStart(start: Promise<boolean>, timeoutMs: number, failure?: Promise<string>): Promise<StartOutcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<StartOutcome>((resolve) => {
+    timer = setTimeout(() => resolve({ started: false, why: `did not finish within ${timeoutMs / 1000} s (FSEFT_WASM_START_TIMEOUT_S)` }), timeoutMs);
+  });
+  const failed = failure?.then((why): StartOutcome => ({ started: false, why: `failed: ${why}` })) ?? new Promise<StartOutcome>(() => {});
+  const finished = start.then(
+    (ok): StartOutcome => (ok ? { started: true } : { started: false, why: 'failed' }),
+    (error: unknown): StartOutcome => ({ started: false, why: `failed: ${(error as { message?: string })?.message ?? String(error)}` }),
+  );
+  try {
+    return await Promise.race([finished, failed, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The wasm backend's factory as tfjs-backend-wasm registered it, to register it again after a failed start. */
+function wasmRegistration(): { factory: () => tf.KernelBackend | Promise<tf.KernelBackend>; priority: number } {
+  const registry = (tf.engine() as unknown as { registryFactory: Record<string, { factory: () => tf.KernelBackend | Promise<tf.KernelBackend>; priority: number }> }).registryFactory;
+  const entry = registry.wasm;
+  if (!entry) throw new FseftError('the wasm backend is not registered (is @tensorflow/tfjs-backend-wasm installed?)');
+  return entry;
+}
+
+const DEFAULT_WASM_START_TIMEOUT_S = 60;
+
+/** FSEFT_WASM_START_TIMEOUT_S (seconds, default 60) bounds each wasm start, threaded and single-threaded. */
+export function wasmStartTimeoutMs(): number {
+  const setting = process.env.FSEFT_WASM_START_TIMEOUT_S;
+  const seconds = setting === undefined || setting === '' ? DEFAULT_WASM_START_TIMEOUT_S : Number(setting);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new FseftError(`FSEFT_WASM_START_TIMEOUT_S must be a positive number of seconds, got '${setting}'`);
+  return Math.round(seconds * 1000);
 }
 
 const WEBGPU_PACKAGES = 'npm install webgpu @tensorflow/tfjs-backend-webgpu@4.22.0';

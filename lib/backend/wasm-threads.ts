@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import os = require('node:os');
 import * as path from 'node:path';
+import workerThreads = require('node:worker_threads');
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 
@@ -16,6 +17,11 @@ import { FseftError } from '../util/errors';
  * while it starts is twice the threads wanted; (3) the pool's thread workers are unref'ed, or Node would never
  * exit. Everything is checked before the backend starts; anything unexpected leaves the
  * single-threaded build in place and says why.
+ *
+ * The module starts only once all eight pool workers have loaded. A worker that fails while loading
+ * makes Emscripten throw from an event handler; where a host swallows uncaught exceptions (the tslab
+ * kernel does) that start would wait forever. So the plan records the workers it creates, turns
+ * such a failure into `failure`, and can terminate them all (`abort`) for a single-threaded start.
  */
 
 /** The variables of tfjs-backend-wasm's Node bundle that the threaded factory's source uses. */
@@ -37,6 +43,10 @@ interface EmscriptenThreads {
 export interface WasmThreadsPlan {
   /** Call once tf.setBackend('wasm') has returned or thrown: undoes the temporary patches. */
   restore(): void;
+  /** Settles with the reason when a pool worker errs or exits before it has loaded. */
+  failure: Promise<string>;
+  /** Terminates every worker the start created (after a failure or a timeout). */
+  abort(): void;
   /** After a successful start: lets Node exit with the worker threads alive; returns XNNPACK's thread count. */
   started(): number;
 }
@@ -87,6 +97,7 @@ export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCou
   };
   const cpus = nativeCpus();
   os.cpus = () => Array.from({ length: 2 * threads }, (_, i) => cpus[i % cpus.length]);
+  const pool = recordPoolWorkers();
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
   wasmBackend.setThreadsCount(threads);
 
@@ -97,8 +108,11 @@ export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCou
         globalThis.Blob = NativeBlob;
         URL.createObjectURL = nativeCreateObjectURL;
         os.cpus = nativeCpus;
+        pool.stopRecording();
         tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
       },
+      failure: pool.failure,
+      abort: () => pool.terminateAll(),
       started: () => {
         const module = (tf.backend() as unknown as { wasm: EmscriptenThreads }).wasm;
         // Emscripten unrefs idle workers itself once they have loaded, but refs a worker while it
@@ -111,6 +125,49 @@ export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCou
         }
         return module.tfjs.getThreadsCount();
       },
+    },
+  };
+}
+
+/**
+ * Replaces worker_threads.Worker (which Emscripten's factory picks up when it runs) by a subclass
+ * that records each worker and reports, instead of throwing, an error or exit before it has loaded.
+ */
+function recordPoolWorkers(): { failure: Promise<string>; stopRecording(): void; terminateAll(): void } {
+  const NativeWorker = workerThreads.Worker;
+  const created: workerThreads.Worker[] = [];
+  let report: (reason: string) => void = () => {};
+  const failure = new Promise<string>((resolve) => (report = resolve));
+
+  class PoolWorker extends NativeWorker {
+    constructor(...args: ConstructorParameters<typeof NativeWorker>) {
+      super(...args);
+      created.push(this);
+      const worker = this as unknown as { loaded?: boolean };
+      let emscriptenOnError: ((error: unknown) => void) | undefined;
+      // Emscripten's 'error' listener calls worker.onerror, which throws; while loading, report instead.
+      Object.defineProperty(this, 'onerror', {
+        configurable: true,
+        get: () => (error: Error) => {
+          if (!worker.loaded) report(`a pool worker failed while loading (${error?.message ?? String(error)})`);
+          else emscriptenOnError?.(error);
+        },
+        set: (handler: (error: unknown) => void) => (emscriptenOnError = handler),
+      });
+      this.on('exit', (code) => {
+        if (!worker.loaded) report(`a pool worker exited with code ${code} while loading`);
+      });
+    }
+  }
+  const moduleExports = workerThreads as { Worker: typeof NativeWorker };
+  moduleExports.Worker = PoolWorker;
+  return {
+    failure,
+    stopRecording: () => {
+      moduleExports.Worker = NativeWorker;
+    },
+    terminateAll: () => {
+      for (const worker of created) void worker.terminate();
     },
   };
 }
