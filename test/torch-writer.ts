@@ -8,6 +8,9 @@ import { crc32 } from '../lib/util/crc32';
 export interface TorchTensorSpec {
   shape: number[];
   data: Float32Array;
+  /** Written as given instead of the contiguous strides (hostile-file tests). */
+  stride?: number[];
+  offset?: number;
 }
 
 class PickleWriter {
@@ -51,10 +54,10 @@ export function torchZip(entries: Map<string, TorchTensorSpec>, { wrapKey, rawPi
   let index = 0;
   const storages: Array<[string, Buffer]> = [];
   for (const [key, tensor] of entries) {
-    const strides = tensor.shape.map((_, a) => tensor.shape.slice(a + 1).reduce((x, y) => x * y, 1));
+    const strides = tensor.stride ?? tensor.shape.map((_, a) => tensor.shape.slice(a + 1).reduce((x, y) => x * y, 1));
     w.str(key).global('torch._utils', '_rebuild_tensor_v2').op(0x28);
     w.op(0x28).str('storage').global('torch', 'FloatStorage').str(String(index)).str('cpu').int(tensor.data.length).op(0x74).op(0x51);
-    w.int(0).tuple(tensor.shape).tuple(strides).op(0x89).global('collections', 'OrderedDict').op(0x29).op(0x52);
+    w.int(tensor.offset ?? 0).tuple(tensor.shape).tuple(strides).op(0x89).global('collections', 'OrderedDict').op(0x29).op(0x52);
     w.op(0x74).op(0x52).op(0x73);
     storages.push([`archive/data/${index}`, Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength)]);
     index++;

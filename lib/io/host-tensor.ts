@@ -9,6 +9,21 @@ export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * A shape read from a file: a list of non-negative whole numbers whose product is a safe integer.
+ * Returns the shape; throws a plain Error saying what is wrong (callers add the file).
+ */
+export function checkedShape(shape: unknown, what = 'shape'): number[] {
+  if (!Array.isArray(shape)) throw new Error(`${what} ${JSON.stringify(shape)?.slice(0, 60)} is not a list of sizes`);
+  let count = 1;
+  for (const size of shape) {
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new Error(`${what} ${JSON.stringify(shape).slice(0, 60)} holds ${JSON.stringify(size)?.slice(0, 20)}, not a non-negative whole number`);
+    count *= size;
+  }
+  if (!Number.isSafeInteger(count)) throw new Error(`${what} ${JSON.stringify(shape).slice(0, 60)} has more elements than can be counted`);
+  return shape as number[];
+}
+
 /** Permutes the axes of a row-major tensor: output axis i is input axis `order[i]`. */
 export function transposeHost(tensor: HostTensor, order: number[]): HostTensor {
   const rank = tensor.shape.length;

@@ -7,6 +7,7 @@ import { Shape3, Volume, VoxelArray } from './volume';
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
 import { readError } from '../util/read-file';
+import { limitFromEnvironment } from '../util/limits';
 
 const gzip = promisify(zlib.gzip);
 
@@ -45,6 +46,8 @@ export interface NiftiInfo {
 export interface ReadNiftiOptions {
   /** For 4-D files: which frame to read. Without it a 4-D file with more than one frame is an error. */
   frame?: number;
+  /** Return NaN and infinite voxels instead of refusing the file (`fseft info` counts them). */
+  allowNonFinite?: boolean;
 }
 
 /** Reads a `.nii` or `.nii.gz` file into a `Volume` (scl_slope/scl_inter applied, as float32). */
@@ -64,50 +67,137 @@ export async function readNiftiWithInfo(file: string, options: ReadNiftiOptions 
   const frame = selectFrame(file, info.frames, options.frame);
   const raw = decodeVoxels(file, bytes, header, info, frame);
   const scaled = applyScaling(raw, info.sclSlope, info.sclInter);
+  if (!options.allowNonFinite) refuseNonFinite(file, scaled, info.shape);
   return { volume: new Volume(scaled, info.shape, info.affine), info };
+}
+
+/** Counts NaN and infinite voxels (only float data can hold them). */
+export function nonFiniteVoxels(data: ArrayLike<number>): { count: number; first: number } {
+  if (!(data instanceof Float32Array || data instanceof Float64Array)) return { count: 0, first: -1 };
+  let count = 0;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      if (count++ === 0) first = i;
+    }
+  }
+  return { count, first };
+}
+
+/** NaN or infinite voxels would silently poison every number computed from the volume. */
+function refuseNonFinite(file: string, data: ArrayLike<number>, shape: Shape3): void {
+  const { count, first } = nonFiniteVoxels(data);
+  if (count === 0) return;
+  const at = [first % shape[0], Math.floor(first / shape[0]) % shape[1], Math.floor(first / (shape[0] * shape[1]))];
+  throw new FseftError(`${count} voxel${count > 1 ? 's are' : ' is'} NaN or infinite (first at voxel ${at.join(', ')}); fix the file (e.g. replace them with the air value, -1024 HU)`, file);
+}
+
+/** The largest NIfTI the kit reads (bytes after decompression): FSEFT_MAX_NIFTI_BYTES, default 2 GiB. */
+export function maxNiftiBytes(): number {
+  return limitFromEnvironment('FSEFT_MAX_NIFTI_BYTES', 2 * 1024 ** 3);
 }
 
 async function readBytes(file: string): Promise<{ bytes: Buffer; compressed: boolean }> {
   let bytes: Buffer;
+  const ceiling = maxNiftiBytes();
   try {
+    // A device or pipe (/dev/zero) has no size to check and may never end: only regular files.
+    const stat = await fs.promises.stat(file);
+    if (stat.isDirectory()) throw new FseftError('is a directory, expected a NIfTI file', file);
+    if (!stat.isFile()) throw new FseftError('not a regular file (a device, pipe or socket); give a NIfTI file', file);
+    if (stat.size > ceiling) throw new FseftError(`${stat.size} bytes, more than the ${ceiling} bytes the kit reads (raise FSEFT_MAX_NIFTI_BYTES to allow it)`, file);
     bytes = await fs.promises.readFile(file);
   } catch (error) {
+    if (error instanceof FseftError) throw error;
     throw readError(file, error);
   }
   const compressed = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
   if (!compressed) return { bytes, compressed };
   try {
-    return { bytes: await gunzipPreallocated(bytes), compressed };
+    return { bytes: await gunzipBounded(bytes, ceiling), compressed };
   } catch (error) {
+    if (error instanceof FseftError) throw new FseftError(error.message, file);
     throw new FseftError(`corrupt or truncated gzip data (${(error as Error).message})`, file);
   }
 }
 
 /**
- * Decompresses into one buffer sized from the gzip trailer (ISIZE), so a large volume is held
- * once, not once in chunks and again concatenated. Falls back to collecting chunks when the
- * trailer is wrong (multi-member files, > 4 GiB, damaged data).
+ * Decompresses no more than the file needs: once the header has arrived, the size it claims
+ * (vox_offset + voxel data) bounds the output, and no claim above `ceiling` is believed. The
+ * output is one buffer of that size, so a large volume is held once. Bytes past the voxel data
+ * are not inflated (a gzip bomb behind a small header costs nothing).
  */
-function gunzipPreallocated(compressed: Buffer): Promise<Buffer> {
-  const declared = compressed.length >= 18 ? compressed.readUInt32LE(compressed.length - 4) : 0;
+function gunzipBounded(compressed: Buffer, ceiling: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    let out: Buffer | undefined = declared > 0 ? Buffer.allocUnsafe(declared) : undefined;
-    const chunks: Buffer[] = [];
-    let length = 0;
     const stream = zlib.createGunzip({ chunkSize: 1 << 20 });
+    let head: Buffer[] = [];
+    let headLength = 0;
+    let out: Buffer | undefined;
+    let length = 0;
+    let settled = false;
+    const finish = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      stream.destroy();
+      if (error) reject(error);
+      else resolve(out ? out.subarray(0, length) : Buffer.concat(head, headLength));
+    };
     stream.on('data', (chunk: Buffer) => {
-      if (out && length + chunk.length <= out.length) chunk.copy(out, length);
-      else {
-        if (out) chunks.push(out.subarray(0, length));
-        out = undefined;
-        chunks.push(chunk);
+      if (settled) return;
+      if (!out) {
+        head.push(chunk);
+        headLength += chunk.length;
+        if (headLength < 544) return;
+        const joined = Buffer.concat(head, headLength);
+        const claimed = claimedNiftiBytes(joined);
+        if (claimed > ceiling) return finish(new FseftError(`the header claims ${claimed} bytes of data, more than the ${ceiling} bytes the kit reads (raise FSEFT_MAX_NIFTI_BYTES to allow it)`));
+        out = Buffer.allocUnsafe(Math.max(claimed, 544));
+        head = [];
+        chunk = joined;
       }
-      length += chunk.length;
+      const room = out.length - length;
+      chunk.copy(out, length, 0, Math.min(room, chunk.length));
+      length += Math.min(room, chunk.length);
+      if (length === out.length) finish();
     });
-    stream.on('error', reject);
-    stream.on('end', () => resolve(out ? out.subarray(0, length) : Buffer.concat(chunks, length)));
+    stream.on('error', (error) => finish(error));
+    stream.on('end', () => finish());
     stream.end(compressed);
   });
+}
+
+/**
+ * What a NIfTI-1/2 header says the whole file holds (vox_offset + product of dims x bytes per
+ * voxel), from the raw bytes; Infinity when the header is not readable enough to say (the full
+ * parse then explains what is wrong, as long as the data stays under the ceiling).
+ */
+function claimedNiftiBytes(bytes: Buffer): number {
+  for (const little of [true, false]) {
+    const int32 = (o: number) => (little ? bytes.readInt32LE(o) : bytes.readInt32BE(o));
+    const sizeofHdr = int32(0);
+    if (sizeofHdr === 348) {
+      const int16 = (o: number) => (little ? bytes.readInt16LE(o) : bytes.readInt16BE(o));
+      const dims = Array.from({ length: 8 }, (_, i) => int16(40 + 2 * i));
+      const bitpix = int16(72);
+      const voxOffset = little ? bytes.readFloatLE(108) : bytes.readFloatBE(108);
+      return claimedSize(dims, bitpix, voxOffset, 352);
+    }
+    if (sizeofHdr === 540) {
+      const int64 = (o: number) => Number(little ? bytes.readBigInt64LE(o) : bytes.readBigInt64BE(o));
+      const dims = Array.from({ length: 8 }, (_, i) => int64(16 + 8 * i));
+      const bitpix = little ? bytes.readInt16LE(14) : bytes.readInt16BE(14);
+      return claimedSize(dims, bitpix, int64(168), 544);
+    }
+  }
+  return Infinity;
+}
+
+function claimedSize(dims: number[], bitpix: number, voxOffset: number, headerBytes: number): number {
+  const rank = dims[0];
+  if (!(rank >= 1 && rank <= 7) || !(bitpix > 0) || !Number.isFinite(voxOffset)) return Infinity;
+  let voxels = 1;
+  for (let d = 1; d <= rank; d++) voxels *= Math.max(1, dims[d]);
+  return Math.max(voxOffset, headerBytes) + (voxels * bitpix) / 8;
 }
 
 async function parseHeader(file: string, bytes: Buffer, compressed: boolean): Promise<{ info: NiftiInfo; header: NiftiHeader }> {
@@ -127,7 +217,11 @@ async function parseHeader(file: string, bytes: Buffer, compressed: boolean): Pr
   const dims = header.dims;
   const rank = dims[0];
   if (!(rank >= 1 && rank <= 7)) throw new FseftError(`invalid dim[0] = ${rank} (expected 1 to 7)`, file);
-  const size = (d: number) => (d <= rank ? Math.max(1, dims[d]) : 1);
+  for (let d = 1; d <= rank; d++) {
+    if (!(dims[d] >= 1)) throw new FseftError(`invalid dim[${d}] = ${dims[d]} (every dimension up to dim[0] = ${rank} must be at least 1)`, file);
+  }
+  if (!Number.isFinite(header.vox_offset) || header.vox_offset < 0) throw new FseftError(`invalid vox_offset ${header.vox_offset} (the voxel data's position in the file)`, file);
+  const size = (d: number) => (d <= rank ? dims[d] : 1);
   for (let d = 5; d <= rank; d++) {
     if (size(d) > 1) throw new FseftError(`${rank}-D volume (dim ${dims.slice(1, rank + 1).join('x')}): only 3-D and 4-D files are supported`, file);
   }

@@ -1,6 +1,6 @@
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
-import { HostTensor, elementCount, halfToFloat, transposeHost } from './host-tensor';
+import { HostTensor, checkedShape, elementCount, halfToFloat, transposeHost } from './host-tensor';
 import { readFileOrThrow } from '../util/read-file';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
@@ -22,17 +22,26 @@ export function readNpy(file: string): HostTensor {
   const bytes = readFileOrThrow(file);
   if (bytes.length < 10 || !bytes.subarray(0, 6).equals(MAGIC)) throw new FseftError('not a .npy file (magic \\x93NUMPY missing)', file);
   const major = bytes[6];
-  const headerLength = major === 1 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);
+  if (major < 1 || major > 3) throw new FseftError(`unsupported .npy format version ${major} (1 to 3 are known)`, file);
+  const headerLength = major === 1 ? bytes.readUInt16LE(8) : bytes.length >= 12 ? bytes.readUInt32LE(8) : Infinity;
   const headerStart = major === 1 ? 10 : 12;
-  const header = bytes.toString('latin1', headerStart, headerStart + headerLength);
+  if (headerStart + headerLength > bytes.length) throw new FseftError(`truncated: the header claims ${headerLength} bytes, the file has ${bytes.length - headerStart} after the prefix`, file);
+  const header = bytes.toString(major === 3 ? 'utf8' : 'latin1', headerStart, headerStart + headerLength);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*True/.test(header);
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (!descr || shapeText === undefined) throw new FseftError(`unreadable .npy header: ${header.trim()}`, file);
+  if (!descr || shapeText === undefined) throw new FseftError(`unreadable .npy header ${JSON.stringify(header.slice(0, 80))}${header.length > 80 ? '...' : ''}`, file);
   const type = DESCRIPTORS[descr.replace(/^=/, '<')];
   if (!type) throw new FseftError(`unsupported .npy dtype '${descr}' (supported: ${Object.keys(DESCRIPTORS).join(', ')})`, file);
-  const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const sizes = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  let shape: number[];
+  try {
+    shape = checkedShape(sizes);
+  } catch (error) {
+    throw new FseftError(`unreadable .npy header: ${(error as Error).message}`, file);
+  }
   const count = elementCount(shape);
+  if (count === 0) throw new FseftError(`the array holds no elements (shape (${shape.join(', ')}))`, file);
   const dataStart = headerStart + headerLength;
   if (bytes.length < dataStart + count * type.bytes) throw new FseftError(`truncated: ${count} elements of ${descr} need ${count * type.bytes} bytes`, file);
   const view = new DataView(bytes.buffer, bytes.byteOffset + dataStart, count * type.bytes);

@@ -35,7 +35,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
   let pos = 0;
 
   const need = (n: number) => {
-    if (pos + n > bytes.length) throw new Error('pickle data ends unexpectedly (truncated?)');
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`pickle claims a length of ${n} bytes at byte ${pos}`);
+    if (pos + n > bytes.length) throw new Error(`pickle claims ${n} bytes at byte ${pos} but ${bytes.length - pos} remain (truncated?)`);
   };
   const u8 = () => (need(1), bytes[pos++]);
   const u16 = () => (need(2), (pos += 2), view.getUint16(pos - 2, true));

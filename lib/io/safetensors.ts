@@ -1,6 +1,6 @@
 import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
-import { HostTensor, bfloat16ToFloat, elementCount, halfToFloat } from './host-tensor';
+import { HostTensor, bfloat16ToFloat, checkedShape, elementCount, halfToFloat } from './host-tensor';
 import { readFileOrThrow } from '../util/read-file';
 
 /** A tensor to store: float32 data, or integer data stored as I64 (PyTorch index buffers). */
@@ -51,26 +51,45 @@ export function readSafetensors(file: string): SafetensorsContents {
   if (bytes.length < 8) throw new FseftError('not a safetensors file (too short)', file);
   const length = Number(bytes.readBigUInt64LE(0));
   if (length <= 0 || 8 + length > bytes.length) throw new FseftError('not a safetensors file (bad header length)', file);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  let header: Record<string, unknown>;
   try {
     header = JSON.parse(bytes.toString('utf8', 8, 8 + length));
   } catch {
     throw new FseftError('not a safetensors file (header is not JSON)', file);
   }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw new FseftError('not a safetensors file (header is not a JSON object)', file);
   const data = bytes.subarray(8 + length);
   const tensors = new Map<string, HostTensor>();
+  const ranges: Array<[number, number, string]> = [];
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    const { dtype, shape, data_offsets: [start, end] } = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    if (end > data.length) throw new FseftError(`tensor ${name} runs past the end of the file (truncated?)`, file);
-    const view = new DataView(data.buffer, data.byteOffset + start, end - start);
+    const fail = (problem: string) => new FseftError(`tensor ${JSON.stringify(name).slice(0, 80)}: ${problem}`, file);
+    if (entry === null || typeof entry !== 'object') throw fail('its header entry is not an object');
+    const { dtype, shape: rawShape, data_offsets: offsets } = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    let shape: number[];
+    try {
+      shape = checkedShape(rawShape);
+    } catch (error) {
+      throw fail((error as Error).message);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) throw fail(`data_offsets ${JSON.stringify(offsets)?.slice(0, 60)} are not two non-negative whole numbers`);
+    const [start, end] = offsets as [number, number];
+    if (start > end) throw fail(`data_offsets start ${start} after end ${end}`);
+    if (end > data.length) throw fail(`runs past the end of the file (byte ${end} of ${data.length}; truncated?)`);
+    const reader = typeof dtype === 'string' ? READERS[dtype] : undefined;
+    if (!reader) throw fail(`unsupported dtype ${JSON.stringify(dtype)?.slice(0, 20)}`);
     const count = elementCount(shape);
-    const reader = READERS[dtype];
-    if (!reader) throw new FseftError(`tensor ${name} has unsupported dtype ${dtype}`, file);
-    if (reader.bytes * count !== end - start) throw new FseftError(`tensor ${name}: ${end - start} bytes for ${count} ${dtype} values`, file);
+    if (reader.bytes * count !== end - start) throw fail(`${end - start} bytes for ${count} ${dtype} values`);
+    ranges.push([start, end, name]);
+    const view = new DataView(data.buffer, data.byteOffset + start, end - start);
     const out = reader.float ? new Float32Array(count) : new Int32Array(count);
     for (let i = 0; i < count; i++) out[i] = reader.read(view, i * reader.bytes);
     tensors.set(name, { dtype: reader.float ? 'float32' : 'int32', shape, data: out });
+  }
+  // The format stores tensors back to back: data shared by two tensors means a forged or broken header.
+  ranges.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i][0] < ranges[i - 1][1]) throw new FseftError(`tensors ${ranges[i - 1][2]} and ${ranges[i][2]} overlap (bytes ${ranges[i][0]}..${ranges[i - 1][1]})`, file);
   }
   return { tensors, metadata: (header.__metadata__ as Record<string, string>) ?? {} };
 }

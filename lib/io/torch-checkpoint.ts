@@ -26,7 +26,6 @@ function storageTypeOf(value: unknown): string | undefined {
 }
 
 class Storage {
-  private decoded?: Float64Array;
   constructor(
     readonly type: string,
     private readonly bytes: Uint8Array,
@@ -36,15 +35,16 @@ class Storage {
     return STORAGE_TYPES[this.type].float;
   }
 
-  values(): Float64Array {
-    if (!this.decoded) {
-      const { bytes: width, read } = STORAGE_TYPES[this.type];
-      const view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
-      const count = Math.floor(this.bytes.byteLength / width);
-      this.decoded = new Float64Array(count);
-      for (let i = 0; i < count; i++) this.decoded[i] = read(view, i * width);
-    }
-    return this.decoded;
+  /** Elements the stored bytes hold. */
+  get elementCount(): number {
+    return Math.floor(this.bytes.byteLength / STORAGE_TYPES[this.type].bytes);
+  }
+
+  /** Element `i` (no copy of the storage: a tensor may use a small part of a large one). */
+  reader(): (i: number) => number {
+    const { bytes: width, read } = STORAGE_TYPES[this.type];
+    const view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    return (i) => read(view, i * width);
   }
 }
 
@@ -53,18 +53,33 @@ class TensorValue {
   constructor(readonly tensor: HostTensor) {}
 }
 
+/**
+ * A tensor from its storage, offset, size and stride. Every claim is checked against the storage
+ * before anything is allocated: a tensor may not have more elements than its storage holds
+ * (stride 0 would otherwise expand a few bytes into gigabytes), nor read before or past it.
+ */
 function rebuildTensor([storage, offset, size, stride]: unknown[]): TensorValue {
   if (!(storage instanceof Storage)) throw new Error('tensor without a storage');
-  const shape = (size as number[]).map(Number);
-  const strides = (stride as number[]).map(Number);
-  const values = storage.values();
+  const shape = checkedIntegers(size, 'size');
+  const strides = checkedIntegers(stride, 'stride');
+  const start = Number(offset);
+  if (strides.length !== shape.length) throw new Error(`tensor size ${JSON.stringify(shape)} and stride ${JSON.stringify(strides)} differ in length`);
+  if (!Number.isSafeInteger(start) || start < 0) throw new Error(`tensor storage offset ${String(offset)} is not a non-negative integer`);
+  const available = storage.elementCount;
   const count = elementCount(shape);
+  if (count > available) throw new Error(`tensor of size ${JSON.stringify(shape)} claims ${count} elements but its storage holds ${available}`);
+  if (count > 0) {
+    const last = shape.reduce((at, extent, axis) => at + (extent - 1) * strides[axis], start);
+    if (last >= available) throw new Error(`tensor of size ${JSON.stringify(shape)}, stride ${JSON.stringify(strides)} and offset ${start} reads element ${last} of a storage of ${available} (truncated checkpoint?)`);
+  }
+  const read = storage.reader();
   const out = storage.float ? new Float32Array(count) : new Int32Array(count);
   const index = new Array<number>(shape.length).fill(0);
-  let source = Number(offset);
+  let source = start;
   for (let o = 0; o < count; o++) {
-    if (source >= values.length) throw new Error('tensor reads past the end of its storage (truncated checkpoint?)');
-    out[o] = values[source];
+    const value = read(source);
+    if (!storage.float && (value > 2147483647 || value < -2147483648)) throw new Error(`an integer tensor holds ${value}, outside the 32-bit range the kit keeps integers in`);
+    out[o] = value;
     for (let a = shape.length - 1; a >= 0; a--) {
       index[a]++;
       source += strides[a];
@@ -74,6 +89,16 @@ function rebuildTensor([storage, offset, size, stride]: unknown[]): TensorValue 
     }
   }
   return new TensorValue({ dtype: storage.float ? 'float32' : 'int32', shape, data: out });
+}
+
+/** A tensor's size or stride: a list of non-negative integers. */
+function checkedIntegers(value: unknown, what: string): number[] {
+  if (!Array.isArray(value)) throw new Error(`tensor ${what} is not a list`);
+  return value.map((item) => {
+    const n = Number(item);
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`tensor ${what} ${JSON.stringify(value.map(String))} holds ${String(item)}, not a non-negative integer`);
+    return n;
+  });
 }
 
 const asMap: PickleConstructor = (args) => new Map(Array.isArray(args[0]) ? (args[0] as Array<[unknown, unknown]>) : []);
@@ -212,14 +237,15 @@ function readLegacyCheckpoint(bytes: Buffer): { root: unknown; format: 'legacy' 
       return entry.proxy;
     },
   });
-  const keys = nextPickle({ globals: {} }) as string[];
-  for (const key of keys) {
+  const keys = nextPickle({ globals: {} });
+  if (!Array.isArray(keys)) throw new Error('the list of storage keys is missing');
+  for (const key of keys as string[]) {
     const entry = byKey.get(key);
     if (offset + 8 > bytes.length) throw new Error('storage data truncated');
     const count = Number(bytes.readBigInt64LE(offset));
     offset += 8;
     const width = STORAGE_TYPES[entry?.type ?? 'ByteStorage'].bytes;
-    if (offset + count * width > bytes.length) throw new Error('storage data truncated');
+    if (count < 0 || offset + count * width > bytes.length) throw new Error(`storage '${key}' claims ${count} elements but ${bytes.length - offset} bytes remain (truncated?)`);
     if (entry) entry.proxy.fill(bytes.subarray(offset, offset + count * width));
     offset += count * width;
   }
@@ -235,18 +261,37 @@ class LegacyStorage extends Storage {
   fill(bytes: Uint8Array): void {
     this.filled = new Storage(this.type, bytes);
   }
-  override values(): Float64Array {
+  override get elementCount(): number {
     if (!this.filled) throw new Error('storage bytes missing');
-    return this.filled.values();
+    return this.filled.elementCount;
+  }
+  override reader(): (i: number) => number {
+    if (!this.filled) throw new Error('storage bytes missing');
+    return this.filled.reader();
   }
 }
 
-/** In legacy files tensors are rebuilt before their storages are read: rebuild them again now. */
-function resolveLegacy(value: unknown): unknown {
-  if (value instanceof DeferredTensor) return rebuildTensor(value.args);
-  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, resolveLegacy(v)]));
-  if (Array.isArray(value)) return value.map(resolveLegacy);
-  return value;
+/**
+ * In legacy files tensors are rebuilt before their storages are read: rebuild them now, in place.
+ * Containers the pickle shares (memo references) are visited once, so a small file whose
+ * references nest many levels deep cannot make this exponential; each deferred tensor is rebuilt once.
+ */
+function resolveLegacy(root: unknown): unknown {
+  const rebuilt = new Map<DeferredTensor, TensorValue>();
+  const visited = new Set<unknown>();
+  const resolve = (value: unknown): unknown => {
+    if (value instanceof DeferredTensor) {
+      let tensor = rebuilt.get(value);
+      if (!tensor) rebuilt.set(value, (tensor = rebuildTensor(value.args)));
+      return tensor;
+    }
+    if (!(value instanceof Map || Array.isArray(value)) || visited.has(value)) return value;
+    visited.add(value);
+    if (value instanceof Map) for (const [key, item] of value) value.set(key, resolve(item));
+    else for (let i = 0; i < value.length; i++) value[i] = resolve(value[i]);
+    return value;
+  };
+  return resolve(root);
 }
 
 class DeferredTensor {
@@ -256,26 +301,41 @@ class DeferredTensor {
 /** Length in bytes of the pickle starting at `offset`: walks the opcodes to the STOP opcode. */
 function pickleLength(bytes: Buffer, offset: number): number {
   let pos = offset;
+  // Each argument's length is checked against the bytes left before the position moves.
+  const counted = (p: number, prefix: number, length: number | bigint) => {
+    const n = Number(length);
+    if (!Number.isSafeInteger(n) || n < 0 || p + prefix + n > bytes.length) throw new Error(`pickle claims a length of ${length} bytes at byte ${p} (${bytes.length - p - prefix} remain)`);
+    return prefix + n;
+  };
+  const fixed = (n: number) => (p: number) => {
+    if (p + n > bytes.length) throw new Error('pickle data ends unexpectedly (truncated?)');
+    return n;
+  };
   const argLength: Record<number, (p: number) => number> = {
-    0x80: () => 1, 0x95: () => 8, 0x4a: () => 4, 0x4b: () => 1, 0x4d: () => 2,
-    0x8a: (p) => 1 + bytes[p], 0x8b: (p) => 4 + bytes.readInt32LE(p), 0x47: () => 8,
-    0x55: (p) => 1 + bytes[p], 0x54: (p) => 4 + bytes.readInt32LE(p), 0x58: (p) => 4 + bytes.readUInt32LE(p),
-    0x8c: (p) => 1 + bytes[p], 0x8d: (p) => 8 + Number(bytes.readBigUInt64LE(p)), 0x42: (p) => 4 + bytes.readUInt32LE(p),
-    0x43: (p) => 1 + bytes[p], 0x8e: (p) => 8 + Number(bytes.readBigUInt64LE(p)), 0x71: () => 1, 0x72: () => 4,
-    0x68: () => 1, 0x6a: () => 4,
+    0x80: fixed(1), 0x95: fixed(8), 0x4a: fixed(4), 0x4b: fixed(1), 0x4d: fixed(2), 0x47: fixed(8), 0x71: fixed(1), 0x72: fixed(4), 0x68: fixed(1), 0x6a: fixed(4),
+    0x8a: (p) => counted(p, 1, fixed(1)(p) && bytes[p]),
+    0x55: (p) => counted(p, 1, fixed(1)(p) && bytes[p]),
+    0x8c: (p) => counted(p, 1, fixed(1)(p) && bytes[p]),
+    0x43: (p) => counted(p, 1, fixed(1)(p) && bytes[p]),
+    0x8b: (p) => counted(p, 4, fixed(4)(p) && bytes.readInt32LE(p)),
+    0x54: (p) => counted(p, 4, fixed(4)(p) && bytes.readInt32LE(p)),
+    0x58: (p) => counted(p, 4, fixed(4)(p) && bytes.readUInt32LE(p)),
+    0x42: (p) => counted(p, 4, fixed(4)(p) && bytes.readUInt32LE(p)),
+    0x8d: (p) => counted(p, 8, fixed(8)(p) && bytes.readBigUInt64LE(p)),
+    0x8e: (p) => counted(p, 8, fixed(8)(p) && bytes.readBigUInt64LE(p)),
   };
   const lineOpcodes = new Set([0x49, 0x4c, 0x46, 0x70, 0x67, 0x50]);
+  const endOfLine = (from: number) => {
+    const end = bytes.indexOf(0x0a, from);
+    if (end < 0) throw new Error('pickle data ends unexpectedly (truncated?)');
+    return end + 1;
+  };
   while (pos < bytes.length) {
     const opcode = bytes[pos++];
     if (opcode === 0x2e) return pos - offset;
-    if (opcode === 0x63) {
-      pos = bytes.indexOf(0x0a, bytes.indexOf(0x0a, pos) + 1) + 1;
-    } else if (lineOpcodes.has(opcode)) {
-      pos = bytes.indexOf(0x0a, pos) + 1;
-    } else if (argLength[opcode]) {
-      pos += argLength[opcode](pos);
-    }
-    if (pos <= 0) break;
+    if (opcode === 0x63) pos = endOfLine(endOfLine(pos));
+    else if (lineOpcodes.has(opcode)) pos = endOfLine(pos);
+    else if (argLength[opcode]) pos += argLength[opcode](pos);
   }
   throw new Error('pickle data ends unexpectedly (truncated?)');
 }

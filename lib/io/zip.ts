@@ -1,5 +1,8 @@
 import * as zlib from 'node:zlib';
 
+/** Deflate expands at most about 1032:1; a claimed size beyond that is a lie. */
+const MAX_DEFLATE_RATIO = 1032;
+
 export interface ZipEntry {
   name: string;
   method: number;
@@ -38,7 +41,23 @@ export class ZipArchive {
     if (end > this.bytes.length) throw new Error(`entry '${name}' runs past the end of the archive (truncated file?)`);
     const raw = this.bytes.subarray(start, end);
     if (entry.method === 0) return raw;
-    if (entry.method === 8) return zlib.inflateRawSync(raw);
+    if (entry.method === 8) {
+      // The directory's size bounds the inflation (a small entry cannot expand into gigabytes), and
+      // no size beyond deflate's maximum ratio is believed.
+      if (entry.size > MAX_DEFLATE_RATIO * entry.compressedSize + 1024) {
+        throw new Error(`entry '${name}' claims ${entry.size} bytes from ${entry.compressedSize} compressed, more than deflate can expand (a zip bomb or a corrupt directory)`);
+      }
+      let inflated: Buffer;
+      try {
+        inflated = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ERR_BUFFER_TOO_LARGE') throw new Error(`entry '${name}' inflates past the ${entry.size} bytes its directory claims (a zip bomb or a corrupt directory)`);
+        throw new Error(`entry '${name}' does not inflate (${(error as Error).message})`);
+      }
+      if (inflated.length !== entry.size) throw new Error(`entry '${name}' inflates to ${inflated.length} bytes, its directory claims ${entry.size}`);
+      return inflated;
+    }
     throw new Error(`entry '${name}' uses unsupported compression method ${entry.method}`);
   }
 }

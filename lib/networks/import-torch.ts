@@ -78,7 +78,12 @@ export function importTorchCheckpoint(
     if (canonical !== key) renamed.push([key, canonical]);
     tensors.set(canonical, tensor);
   }
-  const config = inferSwinUnetrConfig(tensors, overrides);
+  let config: SwinUNETRConfig;
+  try {
+    config = inferSwinUnetrConfig(tensors, overrides);
+  } catch (error) {
+    throw error instanceof FseftError ? new FseftError(`not a SwinUNETR the kit can build: ${error.message} (inferred from its tensors or given as an option)`, file) : error;
+  }
   const specs = swinUnetrParameterSpecs(config);
   const known = new Set([...specs.map((s) => s.name), ...swinUnetrBufferNames(config)]);
   const missing = specs.filter((s) => !tensors.has(s.name)).map((s) => s.name);

@@ -133,7 +133,12 @@ export function loadModel(dir: string): { model: SwinUNETR; manifest: ModelManif
   if (!fs.existsSync(manifestFile)) throw new FseftError(`not a model directory (no ${MANIFEST})`, dir);
   const manifest = readJsonFile(manifestFile) as ModelManifest;
   if (manifest.format !== 'fseft-model' || manifest.arch !== 'swinunetr') throw new FseftError(`unsupported model (format ${manifest.format}, arch ${manifest.arch})`, manifestFile);
-  const config = swinUnetrConfig(manifest.config);
+  let config: SwinUNETRConfig;
+  try {
+    config = swinUnetrConfig(manifest.config);
+  } catch (error) {
+    throw error instanceof FseftError ? new FseftError(`invalid config: ${error.message}`, manifestFile) : error;
+  }
   const { tensors } = readSafetensors(path.join(dir, manifest.weights ?? WEIGHTS));
   const missing = swinUnetrParameterSpecs(config).filter((s) => !tensors.has(s.name)).map((s) => s.name);
   if (missing.length > 0) throw new FseftError(`weights lack ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`, path.join(dir, WEIGHTS));

@@ -40,13 +40,39 @@ export const DEFAULT_SWIN_UNETR: SwinUNETRConfig = {
   downsample: 'merging',
 };
 
+/**
+ * Bounds of what the kit accepts as a SwinUNETR, from a file or an option: MONAI's published models
+ * use F = 12 to 48 with depths of 2; F = 96 (about 250 million parameters) is the ceiling here, so
+ * that a forged checkpoint or config cannot make the kit build a network of many gigabytes.
+ */
+export const SWIN_UNETR_LIMITS = { featureSize: 96, depth: 24, heads: 64, windowSize: 16, inChannels: 16, outChannels: 1024 } as const;
+
 export function swinUnetrConfig(overrides: Partial<SwinUNETRConfig> = {}): SwinUNETRConfig {
   const config = { ...DEFAULT_SWIN_UNETR, ...overrides };
+  const whole = (value: unknown, name: string, min: number, max: number) => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new FseftError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  };
+  const rate = (value: unknown, name: string) => {
+    if (typeof value !== 'number' || !(value >= 0 && value < 1)) throw new FseftError(`${name} must be at least 0 and below 1, got ${JSON.stringify(value)}`);
+  };
+  whole(config.featureSize, 'feature size', 12, SWIN_UNETR_LIMITS.featureSize);
   if (config.featureSize % 12 !== 0) throw new FseftError(`feature size must be divisible by 12 (MONAI), got ${config.featureSize}`);
-  if (config.depths.length !== 4 || config.numHeads.length !== 4) throw new FseftError('depths and numHeads need four stages each');
+  whole(config.inChannels, 'input channels', 1, SWIN_UNETR_LIMITS.inChannels);
+  whole(config.outChannels, 'output channels', 1, SWIN_UNETR_LIMITS.outChannels);
+  whole(config.windowSize, 'window size', 1, SWIN_UNETR_LIMITS.windowSize);
+  if (!Array.isArray(config.depths) || !Array.isArray(config.numHeads) || config.depths.length !== 4 || config.numHeads.length !== 4) throw new FseftError('depths and numHeads need four stages each');
+  config.depths.forEach((depth, stage) => whole(depth, `depth of stage ${stage}`, 1, SWIN_UNETR_LIMITS.depth));
+  config.numHeads.forEach((heads, stage) => whole(heads, `heads of stage ${stage}`, 1, SWIN_UNETR_LIMITS.heads));
   config.numHeads.forEach((heads, stage) => {
     if ((config.featureSize * 2 ** stage) % heads !== 0) throw new FseftError(`stage ${stage}: ${config.featureSize * 2 ** stage} channels are not divisible by ${heads} heads`);
   });
+  if (config.downsample !== 'merging' && config.downsample !== 'mergingv2') throw new FseftError(`downsample must be 'merging' or 'mergingv2', got ${JSON.stringify(config.downsample)}`);
+  if (config.normName !== 'instance') throw new FseftError(`only instance normalisation is implemented (norm_name 'instance'), got ${JSON.stringify(config.normName)}`);
+  if (typeof config.normalize !== 'boolean') throw new FseftError(`normalize must be true or false, got ${JSON.stringify(config.normalize)}`);
+  if (config.arch !== 'swinunetr') throw new FseftError(`arch must be 'swinunetr', got ${JSON.stringify(config.arch)}`);
+  rate(config.dropRate, 'dropout rate');
+  rate(config.attnDropRate, 'attention dropout rate');
+  rate(config.dropPathRate, 'drop path rate');
   return config;
 }
 

@@ -1,6 +1,7 @@
 import { Vec3 } from '../io/affine';
-import { Volume, sameGrid, valueRange } from '../io/volume';
+import { Shape3, Volume, sameGrid, valueRange } from '../io/volume';
 import { FseftError } from '../util/errors';
+import { limitFromEnvironment } from '../util/limits';
 import { orientationTransform } from './axes';
 import { Box, cropBox, foregroundBox } from './crop';
 import { CT_WINDOW, scaleIntensityRange } from './intensity';
@@ -48,6 +49,7 @@ export function preprocessCase(sources: CaseSources, options: PreprocessOptions 
 
   const codes = options.orientation ?? 'RAS';
   const grid = orientedSpacingGrid(image.shape, image.affine, spacing, codes);
+  checkGridSize(grid.shape, image, spacing, sources.imageFile);
   const resampled = resampleOnGrid(image, grid.shape, grid.affine, 'linear');
   const scaled = scaleIntensityRange(resampled, window, [0, 1], { clip: true, inPlace: true });
   let resampledLabel = label ? toLabelType(resampleOnGrid(label, grid.shape, grid.affine, 'nearest', { mirrorTies: tieMirroring(label, codes) }), sources.labelFile) : undefined;
@@ -69,6 +71,26 @@ function tieMirroring(label: Volume, codes: string): boolean[] {
   const mirrored = [false, false, false];
   perm.forEach((inputAxis, outputAxis) => (mirrored[inputAxis] = flips[outputAxis]));
   return mirrored;
+}
+
+/** Default ceiling on a resampled grid: 2^28 voxels (1 GiB as float32), e.g. 645^3 or 512 x 512 x 1024. */
+export const DEFAULT_MAX_GRID_VOXELS = 2 ** 28;
+
+/**
+ * Refuses, before allocating, a resampled grid beyond FSEFT_MAX_GRID_VOXELS (a header claiming
+ * 40 mm voxels would otherwise make a 43 KB file resample into gigabytes).
+ */
+function checkGridSize(shape: Shape3, image: Volume, spacing: Vec3, file?: string): void {
+  const ceiling = limitFromEnvironment('FSEFT_MAX_GRID_VOXELS', DEFAULT_MAX_GRID_VOXELS);
+  const voxels = shape[0] * shape[1] * shape[2];
+  if (voxels <= ceiling) return;
+  const extent = image.spacing.map((s, axis) => Math.round(s * image.shape[axis]));
+  throw new FseftError(
+    `resampling to ${spacing.join(' x ')} mm would make a ${shape.join(' x ')} grid (${voxels} voxels, more than ${ceiling}): ` +
+      `the header claims ${image.spacing.map((s) => +s.toFixed(3)).join(' x ')} mm voxels, a field of view of ${extent.join(' x ')} mm. ` +
+      'Check the header; raise FSEFT_MAX_GRID_VOXELS to allow it',
+    file,
+  );
 }
 
 export function normaliseSpacing(spacing: number | readonly number[]): Vec3 {

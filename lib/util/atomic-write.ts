@@ -11,7 +11,14 @@ export async function writeFileAtomic(target: string, contents: Uint8Array | str
   await ensureWritableDirectory(dir);
   const temporary = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomSuffix()}.tmp`);
   try {
-    await fs.promises.writeFile(temporary, contents);
+    // Flushed before the rename: after a crash or power loss the target holds the old or the new contents.
+    const handle = await fs.promises.open(temporary, 'w');
+    try {
+      await handle.writeFile(contents);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.promises.rename(temporary, target);
   } catch (error) {
     await fs.promises.rm(temporary, { force: true });
@@ -27,6 +34,27 @@ export async function ensureWritableDirectory(dir: string): Promise<void> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
     throw new FseftError(`output directory is not writable (${code})`, dir);
+  }
+}
+
+/**
+ * Runs `work` with `dir` as its output directory. When `work` fails, a directory that this call
+ * created is removed again with whatever was written into it, so that a failed command leaves no
+ * empty or partial output folder behind; a directory that existed before is left as it was.
+ */
+export async function withOutputDirectory<T>(dir: string, work: () => Promise<T>): Promise<T> {
+  let created: string | undefined;
+  try {
+    created = await fs.promises.mkdir(dir, { recursive: true });
+  } catch {
+    // ensureWritableDirectory below names the problem.
+  }
+  try {
+    await ensureWritableDirectory(dir);
+    return await work();
+  } catch (error) {
+    if (created !== undefined) await fs.promises.rm(created, { recursive: true, force: true });
+    throw error;
   }
 }
 

@@ -11,7 +11,7 @@ import { SizeConstraintForm } from '../../losses/size-constraint';
 import { dice } from '../../metrics/overlap';
 import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, SupportVolume, adaptToOrgan } from '../../training/adapt';
-import { ensureWritableDirectory, writeFileAtomic } from '../../util/atomic-write';
+import { withOutputDirectory, writeFileAtomic } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { ProgressBar } from '../../util/progress';
 import { Options } from '../args';
@@ -60,67 +60,68 @@ export async function adaptCommand(options: Options): Promise<void> {
   if (ti && !querySpec) throw new FseftError('--ti needs --query <image>');
   for (const spec of supportSpecs) if (!spec.label) throw new FseftError(`--support ${spec.image}: give its label as <image>=<label>[:<value>]`);
   if (fs.existsSync(path.join(out, 'adapter.json'))) throw new FseftError('already holds an adapter; choose another --out or delete it', out);
-  await ensureWritableDirectory(out);
-  await initBackend(backend);
+  await withOutputDirectory(out, async () => {
+    await initBackend(backend);
 
-  const { model, manifest, fingerprint, dir } = loadModelOption(modelName);
-  const preprocessing = modelPreprocessing(manifest);
-  const channel = headChannelOf(manifest, organClass, organ);
-  if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
-  const frozen = method !== 'ft' && method !== 'scratch';
-  const decoderInputs = method === 'ft-last';
-  const chosen = supportSpecs.slice(0, k ?? supportSpecs.length);
-  console.log(`adapting ${dir} (${model.parameterCount.toLocaleString('en-US')} parameters, F = ${model.config.featureSize}) to ${organ} with ${method}, k = ${chosen.length}`);
+    const { model, manifest, fingerprint, dir } = loadModelOption(modelName);
+    const preprocessing = modelPreprocessing(manifest);
+    const channel = headChannelOf(manifest, organClass, organ);
+    if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
+    const frozen = method !== 'ft' && method !== 'scratch';
+    const decoderInputs = method === 'ft-last';
+    const chosen = supportSpecs.slice(0, k ?? supportSpecs.length);
+    console.log(`adapting ${dir} (${model.parameterCount.toLocaleString('en-US')} parameters, F = ${model.config.featureSize}) to ${organ} with ${method}, k = ${chosen.length}`);
 
-  const featureBar = frozen ? new ProgressBar(chosen.length + (querySpec ? 1 : 0), 'backbone features (once per volume)') : undefined;
-  const supports: SupportVolume[] = [];
-  for (const spec of chosen) {
-    const prepared = await prepareCase(spec.image, preprocessing, { file: spec.label!, value: spec.value });
-    const features = frozen ? backboneFeatures(model, prepared.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
-    featureBar?.tick(path.basename(spec.image));
-    supports.push({ id: spec.image, image: prepared.image, mask: prepared.mask!, features });
-  }
-  const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
-  const preparedQuery = query ? await prepareCase(query.image, preprocessing, query.label ? { file: query.label, value: query.value } : undefined) : undefined;
-  const queryFeatures = preparedQuery && frozen ? backboneFeatures(model, preparedQuery.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
-  if (queryFeatures) featureBar?.tick(path.basename(query!.image));
+    const featureBar = frozen ? new ProgressBar(chosen.length + (querySpec ? 1 : 0), 'backbone features (once per volume)') : undefined;
+    const supports: SupportVolume[] = [];
+    for (const spec of chosen) {
+      const prepared = await prepareCase(spec.image, preprocessing, { file: spec.label!, value: spec.value });
+      const features = frozen ? backboneFeatures(model, prepared.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
+      featureBar?.tick(path.basename(spec.image));
+      supports.push({ id: spec.image, image: prepared.image, mask: prepared.mask!, features });
+    }
+    const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
+    const preparedQuery = query ? await prepareCase(query.image, preprocessing, query.label ? { file: query.label, value: query.value } : undefined) : undefined;
+    const queryFeatures = preparedQuery && frozen ? backboneFeatures(model, preparedQuery.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
+    if (queryFeatures) featureBar?.tick(path.basename(query!.image));
 
-  const steps = epochs * supports.length;
-  const bar = method === 'generalization' ? undefined : new ProgressBar(steps, `${method}${ti ? '+ti' : ''}`);
-  const init = channel !== undefined ? zeroShotRow(model, channel) : undefined;
-  const result = adaptToOrgan(model, supports, init, {
-    method,
-    roi: preprocessing.roi,
-    epochs,
-    learningRate,
-    weightDecay: DEFAULT_ADAPT.weightDecay,
-    warmupEpochs: DEFAULT_ADAPT.warmupEpochs,
-    cropsPerStep: crops,
-    seed,
-    bce: DEFAULT_ADAPT.bce,
-    checkpoint: true,
-    ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
-    onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
+    const steps = epochs * supports.length;
+    const bar = method === 'generalization' ? undefined : new ProgressBar(steps, `${method}${ti ? '+ti' : ''}`);
+    const init = channel !== undefined ? zeroShotRow(model, channel) : undefined;
+    const result = adaptToOrgan(model, supports, init, {
+      method,
+      roi: preprocessing.roi,
+      epochs,
+      learningRate,
+      weightDecay: DEFAULT_ADAPT.weightDecay,
+      warmupEpochs: DEFAULT_ADAPT.warmupEpochs,
+      cropsPerStep: crops,
+      seed,
+      bce: DEFAULT_ADAPT.bce,
+      checkpoint: true,
+      ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
+      onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
+    });
+    console.log(`trainable parameters: ${result.trainableParameters.toLocaleString('en-US')}`);
+    if (result.targetSize !== undefined) console.log(`TI target size S = ${Math.round(result.targetSize)} voxels (query S_hat at the end: ${Math.round(result.history.at(-1)?.predictedSize ?? NaN)})`);
+    if (result.history.length > 0) {
+      const mean = result.history.reduce((s, h) => s + h.seconds, 0) / result.history.length;
+      console.log(`${result.history.length} steps in ${result.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${result.history.at(-1)!.loss.toFixed(4)}`);
+    }
+    if (preparedQuery?.mask) {
+      const grid = adapterProbabilities(result.adapter, { image: preparedQuery.image, features: queryFeatures }, { roi: preprocessing.roi });
+      console.log(`query Dice (preprocessed grid): ${dice(probabilitiesToMask(grid, preparedQuery.image).data, preparedQuery.mask.data).toFixed(4)}`);
+    }
+    await writeFileAtomic(path.join(out, 'log.jsonl'), result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+    await saveAdapter(result.adapter, out, {
+      organ,
+      backbone: { fingerprint, featureSize: model.config.featureSize, outChannels: model.config.outChannels },
+      preprocessing,
+      training: { k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
+      createdAt: new Date().toISOString(),
+    });
+    console.log(`adapter written to ${out}`);
+    result.adapter.dispose();
+    model.dispose();
   });
-  console.log(`trainable parameters: ${result.trainableParameters.toLocaleString('en-US')}`);
-  if (result.targetSize !== undefined) console.log(`TI target size S = ${Math.round(result.targetSize)} voxels (query S_hat at the end: ${Math.round(result.history.at(-1)?.predictedSize ?? NaN)})`);
-  if (result.history.length > 0) {
-    const mean = result.history.reduce((s, h) => s + h.seconds, 0) / result.history.length;
-    console.log(`${result.history.length} steps in ${result.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${result.history.at(-1)!.loss.toFixed(4)}`);
-  }
-  if (preparedQuery?.mask) {
-    const grid = adapterProbabilities(result.adapter, { image: preparedQuery.image, features: queryFeatures }, { roi: preprocessing.roi });
-    console.log(`query Dice (preprocessed grid): ${dice(probabilitiesToMask(grid, preparedQuery.image).data, preparedQuery.mask.data).toFixed(4)}`);
-  }
-  await writeFileAtomic(path.join(out, 'log.jsonl'), result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
-  await saveAdapter(result.adapter, out, {
-    organ,
-    backbone: { fingerprint, featureSize: model.config.featureSize, outChannels: model.config.outChannels },
-    preprocessing,
-    training: { k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
-    createdAt: new Date().toISOString(),
-  });
-  console.log(`adapter written to ${out}`);
-  result.adapter.dispose();
-  model.dispose();
 }

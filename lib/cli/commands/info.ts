@@ -1,4 +1,4 @@
-import { readNiftiWithInfo } from '../../io/nifti';
+import { nonFiniteVoxels, readNiftiWithInfo } from '../../io/nifti';
 import { valueRange } from '../../io/volume';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
@@ -15,7 +15,8 @@ export async function infoCommand(options: Options): Promise<void> {
   options.rejectUnknown();
   if (options.positional.length === 0) throw new FseftError(`no file given\n${INFO_HELP}`);
   for (const file of options.positional) {
-    const { volume, info } = await readNiftiWithInfo(file, { frame });
+    const { volume, info } = await readNiftiWithInfo(file, { frame, allowNonFinite: true });
+    const nonFinite = nonFiniteVoxels(volume.data).count;
     const [min, max] = valueRange(volume.data);
     const summary = {
       file,
@@ -25,6 +26,7 @@ export async function infoCommand(options: Options): Promise<void> {
       orientation: volume.orientation,
       datatype: info.datatype,
       range: [min, max],
+      nonFiniteVoxels: nonFinite,
       affineSource: info.affineSource,
       sformCode: info.sformCode,
       qformCode: info.qformCode,
@@ -42,7 +44,7 @@ export async function infoCommand(options: Options): Promise<void> {
     console.log(`  spacing      ${summary.spacing.join(' x ')} mm`);
     console.log(`  orientation  ${summary.orientation}`);
     console.log(`  datatype     ${info.datatype}${info.sclSlope !== 1 || info.sclInter !== 0 ? ` (scaled: slope ${info.sclSlope}, inter ${info.sclInter})` : ''}`);
-    console.log(`  value range  ${min} .. ${max}`);
+    console.log(`  value range  ${min} .. ${max}${nonFinite > 0 ? ` (${nonFinite} voxels NaN or infinite: the other commands refuse this file)` : ''}`);
     console.log(`  affine from  ${info.affineSource} (sform code ${info.sformCode} ${XFORM_NAMES[info.sformCode] ?? '?'}, qform code ${info.qformCode} ${XFORM_NAMES[info.qformCode] ?? '?'})`);
     for (const row of summary.affine.slice(0, 3)) console.log(`    [${row.map((v) => v.toFixed(3).padStart(10)).join(' ')} ]`);
   }

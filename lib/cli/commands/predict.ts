@@ -7,6 +7,7 @@ import { writeNifti } from '../../io/nifti';
 import { prepareCase, predictCase } from '../../inference/predict';
 import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { FseftError } from '../../util/errors';
+import { refuseOverwritingInputs } from '../../util/paths';
 import { ProgressBar } from '../../util/progress';
 import { Options } from '../args';
 import { loadModelOption } from './model-options';
@@ -31,6 +32,8 @@ export async function predictCommand(options: Options): Promise<void> {
   if (!adapterDir && !organName) throw new FseftError('give --adapter <dir> or --organ <name> (generalization)');
   if (!/\.nii(\.gz)?$/.test(out)) throw new FseftError('--out must end in .nii or .nii.gz', out);
   if (!fs.existsSync(image)) throw new FseftError('not found', image);
+  if (probabilitiesFile !== undefined && !/\.nii(\.gz)?$/.test(probabilitiesFile)) throw new FseftError('--probabilities must end in .nii or .nii.gz', probabilitiesFile);
+  refuseOverwritingInputs([out, ...(probabilitiesFile ? [probabilitiesFile] : [])], [image]);
   await initBackend(backend);
   const { model, manifest, fingerprint } = loadModelOption(modelName);
   const preprocessing = modelPreprocessing(manifest);
@@ -53,8 +56,16 @@ export async function predictCommand(options: Options): Promise<void> {
     overlap,
     onWindow: (_, total) => (bar ??= new ProgressBar(total, 'sliding window')).tick(),
   });
+  // Both files or neither: a failed second write (a full disk) removes the first.
   await writeNifti(out, result.mask, { description: `fseft ${adapter.method} ${organ}` });
-  if (probabilitiesFile) await writeNifti(probabilitiesFile, result.probabilities, { description: `fseft ${adapter.method} ${organ} probabilities` });
+  if (probabilitiesFile) {
+    try {
+      await writeNifti(probabilitiesFile, result.probabilities, { description: `fseft ${adapter.method} ${organ} probabilities` });
+    } catch (error) {
+      await fs.promises.rm(out, { force: true });
+      throw error;
+    }
+  }
   const voxels = result.mask.data.reduce((a, b) => a + b, 0);
   const [sx, sy, sz] = result.mask.spacing;
   console.log(`${organ} (${adapter.method}): ${voxels} voxels = ${((voxels * sx * sy * sz) / 1000).toFixed(1)} ml on the input grid ${result.mask.shape.join('x')} -> ${out} (${result.seconds.toFixed(1)} s)`);

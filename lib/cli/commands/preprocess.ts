@@ -5,7 +5,8 @@ import { Volume, valueRange } from '../../io/volume';
 import { preprocessDatasets } from '../../data/batch';
 import { Dataset, isCollectionManifest, openDataset, readCollection } from '../../data/datasets';
 import { PreprocessOptions, preprocessCase } from '../../transforms/preprocess';
-import { ensureWritableDirectory } from '../../util/atomic-write';
+import { ensureWritableDirectory, withOutputDirectory } from '../../util/atomic-write';
+import { refuseOverwritingInputs } from '../../util/paths';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
 
@@ -45,9 +46,9 @@ export async function preprocessCommand(options: Options): Promise<void> {
     cropForeground: crop,
   };
   if (compressionLevel !== undefined && !(compressionLevel >= 1 && compressionLevel <= 9)) throw new FseftError('--compression-level must be 1..9');
-  await ensureWritableDirectory(out);
 
   if (data) {
+    await ensureWritableDirectory(out);
     const datasets: Dataset[] = fs.statSync(data, { throwIfNoEntry: false })?.isFile() && isCollectionManifest(data) ? readCollection(data) : [openDataset(data)];
     const started = Date.now();
     const records = await preprocessDatasets(datasets, out, { ...preprocessOptions, compressionLevel }, { workers });
@@ -59,21 +60,24 @@ export async function preprocessCommand(options: Options): Promise<void> {
   }
 
   if (fs.statSync(image!, { throwIfNoEntry: false })?.isDirectory()) throw new FseftError('is a directory; use --data for a dataset', image);
-  const started = Date.now();
-  const source = await readNifti(image!, { frame });
-  const sourceLabel = label ? await readNifti(label, { frame }) : undefined;
-  const result = preprocessCase({ image: source, label: sourceLabel, imageFile: image, labelFile: label }, preprocessOptions);
-  // Both files or neither: each write is atomic, and a failure removes what was already written.
   const imageOut = path.join(out, 'image.nii.gz');
   const labelOut = path.join(out, 'label.nii.gz');
-  try {
-    await writeNifti(imageOut, result.image, { compressionLevel });
-    if (result.label) await writeNifti(labelOut, result.label, { compressionLevel });
-  } catch (error) {
-    await Promise.all([imageOut, labelOut].map((f) => fs.promises.rm(f, { force: true })));
-    throw error;
-  }
-  console.log(summaryLine(source, result.image, result.label, (Date.now() - started) / 1000, out));
+  refuseOverwritingInputs([imageOut, labelOut], [image!, ...(label ? [label] : [])]);
+  await withOutputDirectory(out, async () => {
+    const started = Date.now();
+    const source = await readNifti(image!, { frame });
+    const sourceLabel = label ? await readNifti(label, { frame }) : undefined;
+    const result = preprocessCase({ image: source, label: sourceLabel, imageFile: image, labelFile: label }, preprocessOptions);
+    // Both files or neither: each write is atomic, and a failure removes what was already written.
+    try {
+      await writeNifti(imageOut, result.image, { compressionLevel });
+      if (result.label) await writeNifti(labelOut, result.label, { compressionLevel });
+    } catch (error) {
+      await Promise.all([imageOut, labelOut].map((f) => fs.promises.rm(f, { force: true })));
+      throw error;
+    }
+    console.log(summaryLine(source, result.image, result.label, (Date.now() - started) / 1000, out));
+  });
 }
 
 function summaryLine(source: Volume, image: Volume, label: Volume | undefined, seconds: number, out: string): string {
