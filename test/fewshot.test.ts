@@ -69,7 +69,7 @@ test('pretraining resumes after an interruption with exactly the weights of an u
     }),
     /interrupted/,
   );
-  assert.equal(JSON.parse(fs.readFileSync(path.join(resumedDir, 'train-state.json'), 'utf8')).epoch, 1);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(resumedDir, 'resume', 'epoch-1', 'train-state.json'), 'utf8')).epoch, 1);
   const tensors = tf.memory().numTensors;
   const resumed = await pretrain(cases, resumedDir, options);
   for (const [name, value] of straight.params) {
@@ -79,8 +79,26 @@ test('pretraining resumes after an interruption with exactly the weights of an u
   const log = fs.readFileSync(path.join(resumedDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(log.map((r) => r.epoch), [1, 2]);
   assert.ok(Object.keys(log[0].classLoss).includes('liver'));
-  straight.dispose();
   resumed.dispose();
+  // Killed inside the commit of epoch 2 (after its weights, after its optimizer state, after its
+  // state file): the resumed run redoes epoch 2 from epoch 1's weights and ends where the straight run did.
+  for (const stage of ['weights', 'optimizer', 'state', 'log'] as const) {
+    const dir = path.join(work, `pretrain-killed-${stage}`);
+    await assert.rejects(
+      pretrain(cases, dir, options, undefined, (at, epoch) => {
+        if (at === stage && epoch === 2) throw new Error('killed');
+      }),
+      /killed/,
+    );
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'resume')).filter((n) => !n.endsWith('.partial')), ['epoch-1'], 'epoch 2 is not committed');
+    const again = await pretrain(cases, dir, options);
+    for (const [name, value] of straight.params) assert.deepEqual(await again.params.get(name)!.data(), await value.data(), `${name} differs after a kill at '${stage}'`);
+    const lines = fs.readFileSync(path.join(dir, 'log.jsonl'), 'utf8').trim().split('\n');
+    assert.deepEqual(lines.map((l) => JSON.parse(l).epoch), [1, 2], `the log after a kill at '${stage}'`);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'resume')), ['epoch-2']);
+    again.dispose();
+  }
+  straight.dispose();
   assert.ok(tf.memory().numTensors <= tensors, 'pretraining leaves no tensors behind');
   await assert.rejects(pretrain(cases, resumedDir, { ...options, learningRate: 5e-4 }), /holds a run with other options/);
 });

@@ -69,16 +69,17 @@ export class Options {
     return this.parsed.options.get(name) ?? [];
   }
 
-  number(name: string, fallback?: number): number | undefined {
+  number(name: string, fallback?: number, range?: Range): number | undefined {
     const raw = this.string(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
     if (!Number.isFinite(value)) throw new FseftError(`option --${name} expects a number, got '${raw}'`);
+    if (range) checkRange(`option --${name}`, value, range);
     return value;
   }
 
-  integer(name: string, fallback?: number): number | undefined {
-    const value = this.number(name, fallback);
+  integer(name: string, fallback?: number, range?: Range): number | undefined {
+    const value = this.number(name, fallback, range);
     if (value !== undefined && !Number.isInteger(value)) throw new FseftError(`option --${name} expects an integer, got ${value}`);
     return value;
   }
@@ -98,9 +99,37 @@ export class Options {
     return values;
   }
 
-  /** Rejects options the command does not know (catches typos such as --spacng). */
-  rejectUnknown(): void {
+  /**
+   * Rejects options the command does not know (catches typos such as --spacng) and, unless the
+   * command takes some, positional arguments (a forgotten --image would otherwise be ignored).
+   */
+  rejectUnknown({ positional = false }: { positional?: boolean } = {}): void {
     const unknown = [...this.parsed.options.keys()].filter((k) => !this.used.has(k));
     if (unknown.length > 0) throw new FseftError(`unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.map((u) => '--' + u).join(', ')}`);
+    if (!positional && this.parsed.positional.length > 0) {
+      throw new FseftError(`unexpected argument${this.parsed.positional.length > 1 ? 's' : ''} ${this.parsed.positional.map((p) => `'${p}'`).join(' ')} (every input is given with an option; see --help)`);
+    }
   }
+}
+
+/** Bounds of a number: at least `min`, at most `max`, above `above`, below `below`. */
+export interface Range {
+  min?: number;
+  max?: number;
+  above?: number;
+  below?: number;
+}
+
+/** Throws an FseftError naming `what` when `value` lies outside `range`. */
+export function checkRange(what: string, value: number, range: Range): void {
+  const { min, max, above, below } = range;
+  const ok = (min === undefined || value >= min) && (max === undefined || value <= max) && (above === undefined || value > above) && (below === undefined || value < below);
+  if (ok) return;
+  const bounds = [
+    min !== undefined ? `at least ${min}` : undefined,
+    above !== undefined ? `above ${above}` : undefined,
+    max !== undefined ? `at most ${max}` : undefined,
+    below !== undefined ? `below ${below}` : undefined,
+  ].filter((b) => b !== undefined);
+  throw new FseftError(`${what} must be ${bounds.join(' and ')}, got ${value}`);
 }

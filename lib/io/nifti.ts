@@ -299,7 +299,7 @@ function quaternionToRotation(b: number, c: number, d: number): number[][] {
 
 function selectFrame(file: string, frames: number, frame: number | undefined): number {
   if (frame === undefined) {
-    if (frames > 1) throw new FseftError(`4-D volume with ${frames} frames; pass a frame index (e.g. --frame 0) to read one`, file);
+    if (frames > 1) throw new FseftError(`4-D volume with ${frames} frames; choose one with --frame N (fseft info, fseft preprocess) or extract it first, e.g. with fslroi`, file);
     return 0;
   }
   if (!Number.isInteger(frame) || frame < 0 || frame >= frames) {

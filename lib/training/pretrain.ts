@@ -16,7 +16,7 @@ import { ProgressBar } from '../util/progress';
 import { Rng, seedFrom } from '../util/random';
 import { AdamW } from './adamw';
 import { warmupCosine } from './schedule';
-import { readTrainState, restoreOptimizer, writeTrainState } from './train-state';
+import { CommitStage, checkpointLog, commitEpoch, readCheckpoint, restoreOptimizer } from './train-state';
 
 export interface PretrainOptions {
   featureSize: number;
@@ -95,18 +95,25 @@ export interface EpochRecord {
  * the optimizer state and `train-state.json`; calling again with the same options resumes after the
  * last finished epoch. One JSON line per epoch goes to `outDir/log.jsonl`.
  */
-export async function pretrain(cases: TrainingCase[], outDir: string, options: PretrainOptions, onEpoch?: (record: EpochRecord) => void): Promise<SwinUNETR> {
+export async function pretrain(
+  cases: TrainingCase[],
+  outDir: string,
+  options: PretrainOptions,
+  onEpoch?: (record: EpochRecord) => void,
+  onCommitStage?: (stage: CommitStage, epoch: number) => void,
+): Promise<SwinUNETR> {
   if (cases.length === 0) throw new FseftError('no training cases');
   for (const n of options.roi) if (n % 32 !== 0) throw new FseftError(`--roi ${options.roi.join(',')}: every size must be divisible by 32`);
   await ensureWritableDirectory(outDir);
   const recorded = { ...options, cases: cases.map((c) => `${c.dataset}/${c.id}`) };
-  const previous = readTrainState(outDir);
+  const checkpoint = readCheckpoint(outDir);
+  const previous = checkpoint?.state;
   let model: SwinUNETR;
-  if (previous) {
+  if (checkpoint && previous) {
     if (JSON.stringify(previous.options) !== JSON.stringify(recorded)) {
       throw new FseftError('holds a run with other options or data; choose another --out, or delete it to start over', outDir);
     }
-    model = loadModel(outDir).model;
+    model = loadModel(checkpoint.dir).model;
   } else if (options.init) {
     model = loadModel(options.init).model;
     if (model.config.featureSize !== options.featureSize || model.config.outChannels !== TEMPLATE_SIZE) {
@@ -117,14 +124,14 @@ export async function pretrain(cases: TrainingCase[], outDir: string, options: P
   }
   const variables = new Map([...model.params].map(([name, p]) => [name, p as tf.Variable]));
   const optimizer = new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
-  if (previous) restoreOptimizer(outDir, optimizer, variables);
+  if (checkpoint) restoreOptimizer(checkpoint.dir, optimizer, variables);
+  const logLines = checkpoint && checkpoint.dir !== outDir ? checkpointLog(checkpoint) : legacyLog(outDir, previous?.epoch ?? 0);
 
   const stepsPerEpoch = cases.length * options.samplesPerVolume;
   const totalSteps = stepsPerEpoch * options.epochs;
   const firstEpoch = previous ? previous.epoch : 0;
   let step = previous ? previous.step : 0;
   const bar = new ProgressBar(totalSteps - step, firstEpoch > 0 ? `pretrain (resumed at epoch ${firstEpoch + 1})` : 'pretrain');
-  const logFile = path.join(outDir, 'log.jsonl');
   try {
     for (let epoch = firstEpoch; epoch < options.epochs; epoch++) {
       const started = Date.now();
@@ -158,15 +165,36 @@ export async function pretrain(cases: TrainingCase[], outDir: string, options: P
         if (n > 0) classLoss[TEMPLATE_CLASSES[c]] = classSum[c] / n;
       });
       const record: EpochRecord = { epoch: epoch + 1, step, learningRate: optimizer.learningRate, loss: lossSum / stepsPerEpoch, classLoss, seconds: (Date.now() - started) / 1000 };
-      await saveModel(model, outDir, { createdAt: new Date().toISOString(), origin: 'pretrain', seed: options.seed, notes: [`epoch ${epoch + 1} of ${options.epochs}`] }, { preprocessing: options.preprocessing });
-      await writeTrainState(outDir, { epoch: epoch + 1, step, options: recorded }, optimizer, variables);
-      await fs.promises.appendFile(logFile, JSON.stringify(record) + '\n');
+      logLines.push(JSON.stringify(record));
+      const provenance = { createdAt: new Date().toISOString(), origin: 'pretrain', seed: options.seed, notes: [`epoch ${epoch + 1} of ${options.epochs}`] };
+      await commitEpoch(
+        outDir,
+        {
+          state: { epoch: epoch + 1, step, options: recorded },
+          optimizer,
+          variables,
+          logLines,
+          saveModelTo: (dir) => saveModel(model, dir, provenance, { preprocessing: options.preprocessing }),
+        },
+        onCommitStage && ((stage) => onCommitStage(stage, epoch + 1)),
+      );
       onEpoch?.(record);
     }
+  } catch (error) {
+    // An interrupted run leaves its checkpoint; the model in memory is of no further use.
+    model.dispose();
+    throw error;
   } finally {
     optimizer.dispose();
   }
   return model;
+}
+
+/** The log of a run from before per-epoch checkpoints: its lines up to the finished epoch. */
+function legacyLog(outDir: string, finishedEpochs: number): string[] {
+  const file = path.join(outDir, 'log.jsonl');
+  if (finishedEpochs === 0 || !fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').slice(0, finishedEpochs);
 }
 
 function trainStep(

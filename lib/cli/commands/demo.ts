@@ -28,12 +28,12 @@ export const DEMO_HELP = `fseft demo [--out runs/demo] [--model default] [--seed
 
 export async function demoCommand(options: Options): Promise<void> {
   const out = options.string('out') ?? path.join('runs', 'demo');
-  const seed = options.integer('seed', 0)!;
+  const seed = options.integer('seed', 0, { min: 0 })!;
   const modelName = options.string('model') ?? 'default';
   const organs = (options.string('organs') ?? 'liver,spleen,rkidney').split(',');
   const shots = (options.string('shots') ?? '1,5').split(',').map(Number);
-  const epochs1 = options.integer('epochs-1', 24)!;
-  const epochs5 = options.integer('epochs-5', 5)!;
+  const epochs1 = options.integer('epochs-1', 24, { min: 1 })!;
+  const epochs5 = options.integer('epochs-5', 5, { min: 1 })!;
   const backend = options.string('backend');
   options.rejectUnknown();
   console.log(SYNTHETIC_NOTICE);

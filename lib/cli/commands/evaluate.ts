@@ -14,7 +14,7 @@ export const EVALUATE_HELP = `fseft evaluate --pred <mask.nii.gz>[:<value>] --la
 export async function evaluateCommand(options: Options): Promise<void> {
   const predSpec = options.string('pred');
   const labelSpec = options.string('label');
-  const tolerance = options.number('tolerance', 2)!;
+  const tolerance = options.number('tolerance', 2, { min: 0 })!;
   options.rejectUnknown();
   if (!predSpec || !labelSpec) throw new FseftError(`give --pred and --label\n${EVALUATE_HELP}`);
   const pred = parseLabelSpec(predSpec);

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../../backend/backend';
 import { ExperimentPlan, formatTable, readRecords, runExperiment } from '../../training/experiment';
@@ -60,21 +61,33 @@ export async function experimentCommand(options: Options): Promise<void> {
 export async function reportCommand(options: Options): Promise<void> {
   const files = options.positional;
   const plotDir = options.string('plot');
-  options.rejectUnknown();
+  options.rejectUnknown({ positional: true });
   if (files.length === 0) throw new FseftError(`give one or more records files\n${REPORT_HELP}`);
   const records = files.flatMap((f) => readRecords(f));
   if (records.length === 0) throw new FseftError('no records', files.join(', '));
   console.log(formatTable(records));
   if (!plotDir) return;
-  const written = [path.join(plotDir, 'dice.svg'), path.join(plotDir, 'table.csv'), path.join(plotDir, 'summary.csv')];
-  await writeFileAtomic(written[0], await renderSvg(diceBarsSpec(records)));
-  await writeFileAtomic(written[1], await frameToCsv(await table1Frame(records)));
-  await writeFileAtomic(written[2], await frameToCsv(await summaryFrame(records)));
+  // Everything is rendered before anything is written, and a failed write removes the figures
+  // written before it: all of the figures or none.
+  const figures: Array<[string, string]> = [
+    [path.join(plotDir, 'dice.svg'), await renderSvg(diceBarsSpec(records))],
+    [path.join(plotDir, 'table.csv'), await frameToCsv(await table1Frame(records))],
+    [path.join(plotDir, 'summary.csv'), await frameToCsv(await summaryFrame(records))],
+  ];
   const gammas = new Set(records.filter((r) => r.gamma !== undefined).map((r) => r.gamma));
   if (gammas.size > 1) {
     const method = records.find((r) => r.gamma !== undefined)!.method.replace(/\+ti$/, '');
-    written.push(path.join(plotDir, 'gamma.svg'));
-    await writeFileAtomic(written[3], await renderSvg(gammaCurveSpec(records, method)));
+    figures.push([path.join(plotDir, 'gamma.svg'), await renderSvg(gammaCurveSpec(records, method))]);
+  }
+  const written: string[] = [];
+  try {
+    for (const [file, contents] of figures) {
+      await writeFileAtomic(file, contents);
+      written.push(file);
+    }
+  } catch (error) {
+    await Promise.all(written.map((file) => fs.promises.rm(file, { force: true })));
+    throw error;
   }
   console.log(`written: ${written.join(', ')}`);
 }

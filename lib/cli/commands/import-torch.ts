@@ -19,22 +19,23 @@ export async function importTorchCommand(options: Options): Promise<void> {
   const arch = options.string('arch') ?? 'swinunetr';
   const out = options.string('out');
   const strict = options.flag('strict');
-  const seed = options.integer('seed', 0)!;
+  const seed = options.integer('seed', 0, { min: 0 })!;
   const overrides: Partial<SwinUNETRConfig> = {
-    featureSize: options.integer('feature-size'),
-    inChannels: options.integer('in-channels'),
-    outChannels: options.integer('out-channels'),
+    featureSize: options.integer('feature-size', undefined, { min: 12 }),
+    inChannels: options.integer('in-channels', undefined, { min: 1 }),
+    outChannels: options.integer('out-channels', undefined, { min: 1 }),
     depths: options.numberList('depths', [4]),
     numHeads: options.numberList('heads', [4]),
-    windowSize: options.integer('window'),
+    windowSize: options.integer('window', undefined, { min: 1 }),
     downsample: options.string('downsample') as SwinUNETRConfig['downsample'] | undefined,
     normalize: options.string('normalize') === undefined ? undefined : options.flag('normalize'),
   };
-  options.rejectUnknown();
+  options.rejectUnknown({ positional: true });
   if (arch !== 'swinunetr') throw new FseftError(`unsupported --arch '${arch}' (supported: swinunetr)`);
   if (overrides.downsample && !['merging', 'mergingv2'].includes(overrides.downsample)) throw new FseftError('--downsample must be merging or mergingv2');
-  const [file] = options.positional;
+  const [file, ...extra] = options.positional;
   if (!file || !out) throw new FseftError(`give a checkpoint and --out\n${IMPORT_TORCH_HELP}`);
+  if (extra.length > 0) throw new FseftError(`one checkpoint at a time; unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(' ')}`);
   await initBackend();
   const { model, report, provenance } = importTorchCheckpoint(file, { overrides, strict, seed });
   await saveModel(model, out, provenance);

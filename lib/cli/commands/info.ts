@@ -11,8 +11,8 @@ export const INFO_HELP = `fseft info <file.nii[.gz]> [more files] [--json] [--fr
 
 export async function infoCommand(options: Options): Promise<void> {
   const json = options.flag('json');
-  const frame = options.integer('frame');
-  options.rejectUnknown();
+  const frame = options.integer('frame', undefined, { min: 0 });
+  options.rejectUnknown({ positional: true });
   if (options.positional.length === 0) throw new FseftError(`no file given\n${INFO_HELP}`);
   for (const file of options.positional) {
     const { volume, info } = await readNiftiWithInfo(file, { frame, allowNonFinite: true });

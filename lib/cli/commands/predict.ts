@@ -26,7 +26,7 @@ export async function predictCommand(options: Options): Promise<void> {
   const image = options.required('image');
   const out = options.required('out');
   const probabilitiesFile = options.string('probabilities');
-  const overlap = options.number('overlap', 0.25)!;
+  const overlap = options.number('overlap', 0.25, { min: 0, below: 1 })!;
   const backend = options.string('backend');
   options.rejectUnknown();
   if (!adapterDir && !organName) throw new FseftError('give --adapter <dir> or --organ <name> (generalization)');

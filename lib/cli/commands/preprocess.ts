@@ -30,9 +30,9 @@ export async function preprocessCommand(options: Options): Promise<void> {
   const label = options.string('label');
   const data = options.string('data');
   const out = options.string('out');
-  const frame = options.integer('frame');
-  const workers = options.integer('workers');
-  const compressionLevel = options.integer('compression-level');
+  const frame = options.integer('frame', undefined, { min: 0 });
+  const workers = options.integer('workers', undefined, { min: 1 });
+  const compressionLevel = options.integer('compression-level', undefined, { min: 1, max: 9 });
   const spacingList = options.numberList('spacing', [1, 3]);
   const window = options.numberList('window', [2]) as [number, number] | undefined;
   const crop = options.flag('crop', true);

@@ -33,14 +33,14 @@ export async function pretrainCommand(options: Options): Promise<void> {
   const out = options.required('out');
   const roiList = options.numberList('roi', [1, 3]);
   const settings = {
-    featureSize: options.integer('feature-size', DEFAULT_PRETRAIN.featureSize)!,
+    featureSize: options.integer('feature-size', DEFAULT_PRETRAIN.featureSize, { min: 12 })!,
     roi: (roiList ? (roiList.length === 1 ? [roiList[0], roiList[0], roiList[0]] : roiList) : DEFAULT_PRETRAIN.roi) as Shape3,
-    epochs: options.integer('epochs', DEFAULT_PRETRAIN.epochs)!,
-    samplesPerVolume: options.integer('samples', DEFAULT_PRETRAIN.samplesPerVolume)!,
-    learningRate: options.number('lr', DEFAULT_PRETRAIN.learningRate)!,
-    weightDecay: options.number('weight-decay', DEFAULT_PRETRAIN.weightDecay)!,
-    warmupEpochs: options.number('warmup-epochs', DEFAULT_PRETRAIN.warmupEpochs)!,
-    seed: options.integer('seed', DEFAULT_PRETRAIN.seed)!,
+    epochs: options.integer('epochs', DEFAULT_PRETRAIN.epochs, { min: 1 })!,
+    samplesPerVolume: options.integer('samples', DEFAULT_PRETRAIN.samplesPerVolume, { min: 1 })!,
+    learningRate: options.number('lr', DEFAULT_PRETRAIN.learningRate, { above: 0 })!,
+    weightDecay: options.number('weight-decay', DEFAULT_PRETRAIN.weightDecay, { min: 0 })!,
+    warmupEpochs: options.number('warmup-epochs', DEFAULT_PRETRAIN.warmupEpochs, { min: 0 })!,
+    seed: options.integer('seed', DEFAULT_PRETRAIN.seed, { min: 0 })!,
     bce: options.flag('bce', DEFAULT_PRETRAIN.bce),
     checkpoint: options.flag('checkpoint', DEFAULT_PRETRAIN.checkpoint),
     balanceClasses: options.flag('balance-classes'),

@@ -16,15 +16,15 @@ fseft synth --collection --out <dir> --cases N --target-cases M --seed S
 
 export async function synthCommand(options: Options): Promise<void> {
   const out = options.string('out');
-  const cases = options.integer('cases', 4)!;
-  const seed = options.integer('seed', 0)!;
+  const cases = options.integer('cases', 4, { min: 1 })!;
+  const seed = options.integer('seed', 0, { min: 0 })!;
   const institution = options.string('institution');
   const organs = options.string('organs');
   const name = options.string('name');
   const collection = options.flag('collection');
-  const targetCases = options.integer('target-cases', cases)!;
-  const spacingScale = options.number('spacing-scale');
-  const workers = options.integer('workers');
+  const targetCases = options.integer('target-cases', cases, { min: 0 })!;
+  const spacingScale = options.number('spacing-scale', undefined, { above: 0 });
+  const workers = options.integer('workers', undefined, { min: 1 });
   options.rejectUnknown();
   if (!out) throw new FseftError(`missing --out\n${SYNTH_HELP}`);
   if (spacingScale !== undefined && !(spacingScale > 0)) throw new FseftError('--spacing-scale must be positive');
