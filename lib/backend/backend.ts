@@ -107,7 +107,13 @@ async function startWasm(): Promise<{ ok: boolean; detail: string }> {
   if (tf.findBackend('wasm')) return (await tf.setBackend('wasm')) ? { ok: true, detail: wasmDetail } : { ok: false, detail: 'failed to start' };
 
   const registration = wasmRegistration();
-  const threads = prepareWasmThreads(wantedThreads, wasmPackage);
+  let threads: ReturnType<typeof prepareWasmThreads>;
+  try {
+    threads = prepareWasmThreads(wantedThreads, wasmPackage);
+  } catch (error) {
+    // e.g. the worker scripts cannot be written to the temporary folder (full disk, file-size limit)
+    threads = { reason: `one thread: the threaded build could not be prepared (${(error as Error).message})` };
+  }
   let singleThreadReason = threads.reason;
   if (threads.plan) {
     const plan = threads.plan;

@@ -46,6 +46,18 @@ export interface LoadedCase {
  * directory of NIfTI images (unlabelled), or a JSON list of image/label pairs.
  */
 export function openDataset(location: string, options: { organs?: string[]; name?: string } = {}): Dataset {
+  const dataset = readDataset(location, options);
+  // Cases are stored and resumed by id: two cases with one id would silently become one.
+  const seen = new Map<string, string>();
+  for (const entry of dataset.cases) {
+    const earlier = seen.get(entry.id);
+    if (earlier !== undefined) throw new FseftError(`two cases have the id '${entry.id}' (${earlier} and ${entry.image}); give each case its own id`, location);
+    seen.set(entry.id, entry.image);
+  }
+  return dataset;
+}
+
+function readDataset(location: string, options: { organs?: string[]; name?: string }): Dataset {
   const stat = statOrThrow(location);
   if (stat.isFile()) return readPairList(location);
   if (fs.existsSync(path.join(location, 'dataset.json'))) return readMsdDataset(location);

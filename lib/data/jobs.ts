@@ -28,6 +28,8 @@ export interface PreprocessRecord {
   options: PreprocessOptions;
   seconds: number;
   skipped?: boolean;
+  /** Size and modification time of the source files when the case was made (a changed source is redone). */
+  sources?: string;
 }
 
 /**
@@ -37,7 +39,9 @@ export interface PreprocessRecord {
 export async function runPreprocessJob(job: PreprocessJob): Promise<PreprocessRecord> {
   const recordFile = path.join(job.outDir, 'case.json');
   const previous = readRecord(recordFile);
-  if (previous && JSON.stringify(previous.options) === JSON.stringify(job.options)) return { ...previous, skipped: true };
+  const sources = sourceStamp(job.entry);
+  // A finished case is skipped only when its options and its source files (size, modification time) are unchanged.
+  if (previous && JSON.stringify(previous.options) === JSON.stringify(job.options) && previous.sources === sources) return { ...previous, skipped: true };
   const started = Date.now();
   const loaded = await loadCase(job.dataset, job.entry);
   const result = preprocessCase({ image: loaded.image, label: loaded.label, imageFile: loaded.imageFile, labelFile: loaded.labelFile }, job.options);
@@ -62,10 +66,30 @@ export async function runPreprocessJob(job: PreprocessJob): Promise<PreprocessRe
       orientation: loaded.image.orientation,
     },
     options: job.options,
+    sources,
     seconds: (Date.now() - started) / 1000,
   };
   await writeFileAtomic(recordFile, JSON.stringify(record, null, 2));
   return record;
+}
+
+/** Size and modification time of every file a case is made from (image, label, masks). */
+function sourceStamp(entry: object): string {
+  const files: string[] = [];
+  const collect = (value: unknown) => {
+    if (typeof value === 'string') files.push(value);
+    else if (Array.isArray(value)) value.forEach(collect);
+    else if (value && typeof value === 'object') Object.values(value).forEach(collect);
+  };
+  collect(entry);
+  return files
+    .filter((file) => fs.statSync(file, { throwIfNoEntry: false })?.isFile())
+    .sort()
+    .map((file) => {
+      const stat = fs.statSync(file);
+      return `${file}:${stat.size}:${Math.round(stat.mtimeMs)}`;
+    })
+    .join('|');
 }
 
 function readRecord(file: string): PreprocessRecord | undefined {

@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AdaptMethod, parseMethod, zeroShotRow } from '../adapters/adapters';
 import { Dataset, loadCase, openDataset } from '../data/datasets';
@@ -14,6 +13,9 @@ import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
 import { AdaptOptions, DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from './adapt';
 import { SizeConstraintForm } from '../losses/size-constraint';
+import { openRecordsForAppend, readRecordLines } from './records';
+import * as crypto from 'node:crypto';
+import { checkRange } from '../util/ranges';
 
 /** A grid of few-shot experiments (methods x organs x k x folds x seeds, and TI's gamma/lambda). */
 export interface ExperimentPlan {
@@ -59,6 +61,8 @@ export interface ExperimentRecord {
 export interface ExperimentContext {
   model: SwinUNETR;
   manifest: ModelManifest;
+  /** The model's weights fingerprint (`modelFingerprint(dir)`); computed from the weights when absent. */
+  modelFingerprint?: string;
   /** Records file (JSON lines): finished cells found there are skipped. */
   recordsFile: string;
   /** Bound on cached backbone features in memory (MiB). */
@@ -69,19 +73,22 @@ export interface ExperimentContext {
   onPrediction?: (cell: { method: string; organ: string; k: number; fold: number; seed: number }, query: PreparedCase, mask: Volume<Uint8Array>) => void;
 }
 
-export function readRecords(file: string): ExperimentRecord[] {
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((line) => line.trim())
-    .map((line, index) => {
-      try {
-        return JSON.parse(line) as ExperimentRecord;
-      } catch {
-        throw new FseftError(`line ${index + 1} is not JSON`, file);
-      }
-    });
+/**
+ * The records of a file: a torn last line (an interrupted write) is ignored, and two records of
+ * one cell (two runs that wrote the same file) are an error, so that no mean counts a cell twice.
+ */
+export function readRecords(file: string, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): ExperimentRecord[] {
+  const { records, tornBytes } = readRecordLines<ExperimentRecord>(file);
+  if (tornBytes > 0) log(`fseft: ${file}: ignored a torn last line of ${tornBytes} bytes (an interrupted write)`);
+  const seen = new Set<string>();
+  for (const record of records) {
+    if (seen.has(record.key)) {
+      const cell = `${record.method} ${record.organ} k=${record.k} fold ${record.fold} seed ${record.seed}${record.gamma !== undefined ? ` gamma ${record.gamma} lambda ${record.lambda}` : ''}`;
+      throw new FseftError(`holds the cell '${cell}' twice (two runs wrote this file?); keep one record of each cell`, file);
+    }
+    seen.add(record.key);
+  }
+  return records;
 }
 
 interface Cell {
@@ -142,117 +149,195 @@ class FeatureCache {
  */
 export async function runExperiment(plan: ExperimentPlan, context: ExperimentContext): Promise<ExperimentRecord[]> {
   const log = context.log ?? ((line: string) => console.log(line));
+  validatePlan(plan);
   const dataset = openDataset(plan.data);
+  const fingerprint = context.modelFingerprint ?? weightsFingerprint(context.model);
   const preprocessing = modelPreprocessing(context.manifest);
   const cells = cellsOf(plan);
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
-  const done = new Map(readRecords(context.recordsFile).map((r) => [r.key, r]));
-  const prepared = new Map<string, PreparedCase>();
-  const cache = new FeatureCache((context.cacheMiB ?? 2048) * 2 ** 20);
-  const records: ExperimentRecord[] = [];
-  await fs.promises.mkdir(path.dirname(path.resolve(context.recordsFile)), { recursive: true });
+  const writer = openRecordsForAppend(context.recordsFile, log);
+  try {
+    const done = new Map(readRecords(context.recordsFile, log).map((r) => [r.key, r]));
+    const prepared = new Map<string, PreparedCase>();
+    const cache = new FeatureCache((context.cacheMiB ?? 2048) * 2 ** 20);
+    const records: ExperimentRecord[] = [];
 
-  for (const organ of plan.organs) {
-    const organClass = templateClass(organ);
-    const organName = templateClassName(organClass);
-    if (!dataset.annotated.includes(organClass)) throw new FseftError(`dataset ${dataset.name} does not annotate ${organName} (it annotates ${dataset.annotated.map(templateClassName).join(', ')})`, plan.data);
-    const eligible = dataset.cases.filter((c) => c.label || c.masks);
-    const channel = headChannelOf(context.manifest, organClass, organName);
-    for (const seed of plan.seeds) {
-      for (let fold = 0; fold < plan.folds; fold++) {
-        // The split depends on the fold and seed only, so every organ sees the same patients (as the paper's folds).
-        const order = new Rng(seedFrom(seed, 'fold', fold)).shuffle(eligible);
-        const queries = order.slice(0, plan.queries);
-        const pool = order.slice(plan.queries);
-        for (const k of plan.shots) {
-          if (k > pool.length) throw new FseftError(`k = ${k} needs ${k} support volumes but only ${pool.length} remain after ${plan.queries} queries (${eligible.length} labelled cases)`, plan.data);
-          const supportEntries = pool.slice(0, k);
-          for (const cell of cells) {
-            const key = [cell.label, organName, k, fold, seed, cell.ti?.lambda ?? '', cell.ti?.gamma ?? ''].join('|');
-            const previous = done.get(key);
-            if (previous) {
-              records.push(previous);
-              continue;
-            }
-            if (cell.method === 'generalization' && channel === undefined) {
-              log(`  skip generalization for ${organName}: the model's head has no ${organName} channel`);
-              continue;
-            }
-            const frozen = cell.method !== 'ft' && cell.method !== 'scratch';
-            const load = async (entry: (typeof eligible)[number]) => {
-              let found = prepared.get(entry.id + '|' + organName);
-              if (!found) {
-                found = await prepareDatasetCase(dataset, entry, organClass, preprocessing);
-                prepared.set(entry.id + '|' + organName, found);
+    for (const organ of plan.organs) {
+      const organClass = templateClass(organ);
+      const organName = templateClassName(organClass);
+      if (!dataset.annotated.includes(organClass)) throw new FseftError(`dataset ${dataset.name} does not annotate ${organName} (it annotates ${dataset.annotated.map(templateClassName).join(', ')})`, plan.data);
+      const eligible = dataset.cases.filter((c) => c.label || c.masks);
+      const channel = headChannelOf(context.manifest, organClass, organName);
+      for (const seed of plan.seeds) {
+        for (let fold = 0; fold < plan.folds; fold++) {
+          // The split depends on the fold and seed only, so every organ sees the same patients (as the paper's folds).
+          const order = new Rng(seedFrom(seed, 'fold', fold)).shuffle(eligible);
+          const queries = order.slice(0, plan.queries);
+          const pool = order.slice(plan.queries);
+          for (const k of plan.shots) {
+            if (k > pool.length) throw new FseftError(`k = ${k} needs ${k} support volumes but only ${pool.length} remain after ${plan.queries} queries (${eligible.length} labelled cases)`, plan.data);
+            const supportEntries = pool.slice(0, k);
+            for (const cell of cells) {
+              const epochs = epochsFor(plan, k);
+              const learningRate = plan.learningRates?.[cell.method] ?? METHOD_LEARNING_RATES[cell.method];
+              const cropsPerStep = plan.cropsPerStep ?? DEFAULT_ADAPT.cropsPerStep;
+              // Everything that changes a number is in the key: a changed plan or model runs the cell again.
+              const settings = {
+                cell: cell.label,
+                ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2 } : undefined,
+                organ: organName,
+                k,
+                fold,
+                seed,
+                epochs,
+                learningRate,
+                cropsPerStep,
+                defaults: DEFAULT_ADAPT,
+                data: path.resolve(plan.data),
+                supports: supportEntries.map((e) => e.id),
+                queries: queries.map((e) => e.id),
+                preprocessing,
+                model: fingerprint,
+              };
+              const digest = crypto.createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
+              const key = [cell.label, organName, k, fold, seed, cell.ti?.lambda ?? '', cell.ti?.gamma ?? '', digest].join('|');
+              const previous = done.get(key);
+              if (previous) {
+                records.push(previous);
+                continue;
               }
-              const features = frozen ? cache.get(entry.id, () => backboneFeatures(context.model, found!.image, { roi: preprocessing.roi, decoderInputs: needsDecoder })) : undefined;
-              return { prepared: found, features };
-            };
-            const supports = [];
-            for (const entry of supportEntries) {
-              const { prepared: p, features } = await load(entry);
-              supports.push({ id: entry.id, image: p.image, mask: p.mask!, features });
-            }
-            const queryCases = [];
-            for (const entry of queries) queryCases.push({ id: entry.id, ...(await load(entry)) });
-            const epochs = epochsFor(plan, k);
-            const learningRate = plan.learningRates?.[cell.method] ?? METHOD_LEARNING_RATES[cell.method];
-            const options: AdaptOptions = {
-              ...DEFAULT_ADAPT,
-              method: cell.method,
-              roi: preprocessing.roi,
-              epochs,
-              learningRate,
-              cropsPerStep: plan.cropsPerStep ?? DEFAULT_ADAPT.cropsPerStep,
-              seed: seedFrom(seed, 'adapt', fold, k),
-              checkpoint: true,
-              ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
-            };
-            const init = channel !== undefined ? zeroShotRow(context.model, channel) : undefined;
-            const result = adaptToOrgan(context.model, supports, init, options);
-            const queryDice: Record<string, number> = {};
-            try {
-              for (const q of queryCases) {
-                const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
-                const mask = probabilitiesToMask(grid, q.prepared.image);
-                queryDice[q.id] = dice(mask.data, q.prepared.mask!.data);
-                context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
+              if (cell.method === 'generalization' && channel === undefined) {
+                log(`  skip generalization for ${organName}: the model's head has no ${organName} channel`);
+                continue;
               }
-            } finally {
-              result.adapter.dispose();
+              const frozen = cell.method !== 'ft' && cell.method !== 'scratch';
+              const load = async (entry: (typeof eligible)[number]) => {
+                let found = prepared.get(entry.id + '|' + organName);
+                if (!found) {
+                  found = await prepareDatasetCase(dataset, entry, organClass, preprocessing);
+                  prepared.set(entry.id + '|' + organName, found);
+                }
+                const features = frozen ? cache.get(entry.id, () => backboneFeatures(context.model, found!.image, { roi: preprocessing.roi, decoderInputs: needsDecoder })) : undefined;
+                return { prepared: found, features };
+              };
+              const supports = [];
+              for (const entry of supportEntries) {
+                const { prepared: p, features } = await load(entry);
+                supports.push({ id: entry.id, image: p.image, mask: p.mask!, features });
+              }
+              const queryCases = [];
+              for (const entry of queries) queryCases.push({ id: entry.id, ...(await load(entry)) });
+              const options: AdaptOptions = {
+                ...DEFAULT_ADAPT,
+                method: cell.method,
+                roi: preprocessing.roi,
+                epochs,
+                learningRate,
+                cropsPerStep,
+                seed: seedFrom(seed, 'adapt', fold, k),
+                checkpoint: true,
+                ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
+              };
+              const init = channel !== undefined ? zeroShotRow(context.model, channel) : undefined;
+              const result = adaptToOrgan(context.model, supports, init, options);
+              const queryDice: Record<string, number> = {};
+              try {
+                for (const q of queryCases) {
+                  const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
+                  const mask = probabilitiesToMask(grid, q.prepared.image);
+                  queryDice[q.id] = dice(mask.data, q.prepared.mask!.data);
+                  context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
+                }
+              } finally {
+                result.adapter.dispose();
+              }
+              const values = Object.values(queryDice);
+              const steps = result.history.length;
+              const record: ExperimentRecord = {
+                key,
+                method: cell.label,
+                organ: organName,
+                k,
+                fold,
+                seed,
+                lambda: cell.ti?.lambda,
+                gamma: cell.ti?.gamma,
+                epochs,
+                learningRate,
+                dice: values.reduce((a, b) => a + b, 0) / values.length,
+                queryDice,
+                supports: supportEntries.map((e) => e.id),
+                trainableParameters: result.trainableParameters,
+                targetSize: result.targetSize,
+                predictedSize: result.history.at(-1)?.predictedSize,
+                trainSeconds: result.seconds,
+                secondsPerStep: steps > 0 ? result.history.reduce((s, h) => s + h.seconds, 0) / steps : undefined,
+              };
+              writer.append(record);
+              records.push(record);
+              context.onRecord?.(record);
             }
-            const values = Object.values(queryDice);
-            const steps = result.history.length;
-            const record: ExperimentRecord = {
-              key,
-              method: cell.label,
-              organ: organName,
-              k,
-              fold,
-              seed,
-              lambda: cell.ti?.lambda,
-              gamma: cell.ti?.gamma,
-              epochs,
-              learningRate,
-              dice: values.reduce((a, b) => a + b, 0) / values.length,
-              queryDice,
-              supports: supportEntries.map((e) => e.id),
-              trainableParameters: result.trainableParameters,
-              targetSize: result.targetSize,
-              predictedSize: result.history.at(-1)?.predictedSize,
-              trainSeconds: result.seconds,
-              secondsPerStep: steps > 0 ? result.history.reduce((s, h) => s + h.seconds, 0) / steps : undefined,
-            };
-            await fs.promises.appendFile(context.recordsFile, JSON.stringify(record) + '\n');
-            records.push(record);
-            context.onRecord?.(record);
           }
         }
       }
     }
+    log(`  backbone feature cache: ${cache.misses} backbone passes, ${cache.hits} reuses`);
+    return records;
+  } finally {
+    writer.close();
   }
-  log(`  backbone feature cache: ${cache.misses} backbone passes, ${cache.hits} reuses`);
-  return records;
+}
+
+/** A short hash of a model's weights as they are in memory (for records made without a model directory). */
+export function weightsFingerprint(model: SwinUNETR): string {
+  const hash = crypto.createHash('sha256');
+  for (const [name, parameter] of [...model.params].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const values = parameter.dataSync() as Float32Array;
+    hash.update(name).update(Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** Every field of a plan checked before any work, each error naming the field. */
+export function validatePlan(plan: ExperimentPlan, file?: string): void {
+  const fail = (message: string) => new FseftError(`plan: ${message}`, file);
+  const list = (value: unknown, field: string) => {
+    if (!Array.isArray(value) || value.length === 0) throw fail(`"${field}" must be a non-empty list, got ${JSON.stringify(value)}`);
+    return value as unknown[];
+  };
+  const whole = (value: unknown, field: string, min: number) => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) throw fail(`"${field}" must be a whole number of at least ${min}, got ${JSON.stringify(value)}`);
+  };
+  const number = (value: unknown, field: string, range: Parameters<typeof checkRange>[2]) => {
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw fail(`"${field}" must be a number, got ${JSON.stringify(value)}`);
+    try {
+      checkRange(`"${field}"`, value, range);
+    } catch (error) {
+      throw fail((error as Error).message);
+    }
+  };
+  if (typeof plan.data !== 'string' || plan.data === '') throw fail('"data" must name a dataset');
+  list(plan.organs, 'organs').forEach((organ, i) => {
+    if (typeof organ !== 'string') throw fail(`"organs"[${i}] must be an organ name`);
+  });
+  list(plan.methods, 'methods').forEach((method, i) => {
+    if (typeof method !== 'string') throw fail(`"methods"[${i}] must be a method name`);
+  });
+  list(plan.shots, 'shots').forEach((k, i) => whole(k, `shots[${i}]`, 1));
+  list(plan.seeds, 'seeds').forEach((seed, i) => whole(seed, `seeds[${i}]`, 0));
+  whole(plan.folds, 'folds', 1);
+  whole(plan.queries, 'queries', 1);
+  if (typeof plan.epochs === 'number') whole(plan.epochs, 'epochs', 1);
+  else if (plan.epochs && typeof plan.epochs === 'object') for (const [k, epochs] of Object.entries(plan.epochs)) whole(epochs, `epochs.${k}`, 1);
+  else throw fail(`"epochs" must be a number or a map from k to a number, got ${JSON.stringify(plan.epochs)}`);
+  if (plan.cropsPerStep !== undefined) whole(plan.cropsPerStep, 'cropsPerStep', 1);
+  for (const [method, rate] of Object.entries(plan.learningRates ?? {})) number(rate, `learningRates.${method}`, { above: 0 });
+  if (plan.ti) {
+    (plan.ti.lambda ?? []).forEach((lambda, i) => number(lambda, `ti.lambda[${i}]`, { min: 0 }));
+    (plan.ti.gamma ?? []).forEach((gamma, i) => number(gamma, `ti.gamma[${i}]`, { min: 0, below: 1 }));
+    if (plan.ti.pool !== undefined) whole(plan.ti.pool, 'ti.pool', 1);
+    if (plan.ti.form !== undefined && plan.ti.form !== 'paper' && plan.ti.form !== 'normalised') throw fail(`"ti.form" must be "paper" or "normalised", got ${JSON.stringify(plan.ti.form)}`);
+  }
 }
 
 async function prepareDatasetCase(dataset: Dataset, entry: Dataset['cases'][number], organClass: number, preprocessing: ModelPreprocessing): Promise<PreparedCase> {

@@ -39,7 +39,7 @@ export function runCli(args: string[], { env = {}, cwd }: { env?: Record<string,
     encoding: 'utf8',
     cwd,
     timeout: HANG_LIMIT_MS,
-    env: { ...process.env, FSEFT_BACKEND: 'cpu', ...env, FSEFT_TEST_RSS_FILE: rssFile },
+    env: { ...process.env, FSEFT_BACKEND: 'wasm', ...env, FSEFT_TEST_RSS_FILE: rssFile },
   });
   const ms = Date.now() - started;
   const peakKiB = fs.existsSync(rssFile) ? Number(fs.readFileSync(rssFile, 'utf8')) : NaN;

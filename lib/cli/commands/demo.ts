@@ -39,7 +39,7 @@ export async function demoCommand(options: Options): Promise<void> {
   console.log(SYNTHETIC_NOTICE);
   const started = Date.now();
   await initBackend(backend);
-  const { model, manifest, dir } = loadModelOption(modelName);
+  const { model, manifest, dir, fingerprint } = loadModelOption(modelName);
   const preprocessing = modelPreprocessing(manifest);
   console.log(`\n1. foundation model ${dir}: SwinUNETR F = ${model.config.featureSize}, ${model.parameterCount.toLocaleString('en-US')} parameters, ${manifest.config.outChannels} template classes`);
   console.log(`   trained: ${manifest.provenance.origin} ${manifest.provenance.notes?.join('; ') ?? ''}; preprocessing ${JSON.stringify(preprocessing.spacing)} mm, HU [${preprocessing.window}], patches ${preprocessing.roi.join('x')}`);
@@ -72,6 +72,7 @@ export async function demoCommand(options: Options): Promise<void> {
   const records = await runExperiment(plan, {
     model,
     manifest,
+    modelFingerprint: fingerprint,
     recordsFile,
     onRecord: (r) => console.log(`   ${r.method.padEnd(16)} ${r.organ.padEnd(8)} k=${r.k}  Dice ${r.dice.toFixed(3)}  ${r.trainableParameters} trainable  ${r.trainSeconds.toFixed(1)} s`),
     onPrediction: (cell, query, mask) => {

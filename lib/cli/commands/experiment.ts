@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../../backend/backend';
-import { ExperimentPlan, formatTable, readRecords, runExperiment } from '../../training/experiment';
+import { ExperimentPlan, formatTable, readRecords, runExperiment, validatePlan } from '../../training/experiment';
 import { FseftError } from '../../util/errors';
 import { readJsonFile } from '../../util/read-file';
 import { writeFileAtomic } from '../../util/atomic-write';
@@ -45,11 +45,13 @@ export async function experimentCommand(options: Options): Promise<void> {
   };
   const modelName = modelOption ?? (plan.model === undefined || plan.model === 'default' ? 'default' : path.resolve(base, plan.model));
   const recordsFile = recordsOption ?? planFile.replace(/\.json$/, '') + '.records.jsonl';
+  validatePlan(resolved, planFile);
   await initBackend(backend);
-  const { model, manifest } = loadModelOption(modelName);
+  const { model, manifest, fingerprint } = loadModelOption(modelName);
   const records = await runExperiment(resolved, {
     model,
     manifest,
+    modelFingerprint: fingerprint,
     recordsFile,
     onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k} fold ${r.fold} seed ${r.seed}${r.gamma !== undefined ? ` gamma ${r.gamma} lambda ${r.lambda}` : ''}: Dice ${r.dice.toFixed(4)} (${r.trainSeconds.toFixed(1)} s)`),
   });

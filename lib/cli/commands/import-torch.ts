@@ -1,7 +1,7 @@
 import { initBackend } from '../../backend/backend';
 import { importTorchCheckpoint } from '../../networks/import-torch';
 import { saveModel } from '../../networks/model-io';
-import { SwinUNETRConfig } from '../../networks/swin-unetr';
+import { SwinUNETRConfig, swinUnetrConfig } from '../../networks/swin-unetr';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
 
@@ -35,6 +35,8 @@ export async function importTorchCommand(options: Options): Promise<void> {
   if (overrides.downsample && !['merging', 'mergingv2'].includes(overrides.downsample)) throw new FseftError('--downsample must be merging or mergingv2');
   const [file, ...extra] = options.positional;
   if (!file || !out) throw new FseftError(`give a checkpoint and --out\n${IMPORT_TORCH_HELP}`);
+  // Explicit architecture options are checked before the checkpoint is read (they override what it implies).
+  swinUnetrConfig(Object.fromEntries(Object.entries(overrides).filter(([, value]) => value !== undefined)));
   if (extra.length > 0) throw new FseftError(`one checkpoint at a time; unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(' ')}`);
   await initBackend();
   const { model, report, provenance } = importTorchCheckpoint(file, { overrides, strict, seed });
