@@ -54,14 +54,37 @@ test('committed notebooks carry no outputs and use the tslab kernel', () => {
   }
 });
 
+/**
+ * Bounds for the quick settings: the slowest cell takes under a minute on 2 cores, a whole notebook
+ * under one and a half. A cell past CELL_TIMEOUT_S is reported by its number and first line.
+ */
+const CELL_TIMEOUT_S = 300;
+const NOTEBOOK_TIMEOUT_S = 900;
+
+/** Which cell of a notebook nbconvert's timeout message previews ("cell N: first line"). */
+export function hungCell(notebookFile: string, stderr: string): string | undefined {
+  if (!/CellTimeoutError|timed out/.test(stderr)) return undefined;
+  const preview = /Here is a preview of the cell contents:\s*-+\s*\n([\s\S]*?)\n\s*-{5,}/.exec(stderr)?.[1];
+  const notebook = JSON.parse(fs.readFileSync(notebookFile, 'utf8')) as { cells: Array<{ cell_type: string; source: string[] | string }> };
+  const sources = notebook.cells.map((cell) => (Array.isArray(cell.source) ? cell.source.join('') : cell.source));
+  const firstLine = preview?.split('\n').map((line) => line.trim()).find((line) => line !== '' && line !== '...');
+  const index = firstLine === undefined ? -1 : sources.findIndex((source) => source.includes(firstLine));
+  return index >= 0 ? `cell ${index + 1}: ${sources[index].split('\n')[0]}` : `a cell (preview: ${firstLine ?? 'none'})`;
+}
+
 test('every notebook runs top to bottom with the tslab kernel and shows its figures and tables', { skip: jupyterSkip() }, () => {
   const out = tempDir('fseft-notebooks-');
   for (const name of NOTEBOOKS) {
-    const result = spawnSync(PYTHON, ['-m', 'jupyter', 'nbconvert', '--to', 'notebook', '--execute', name, '--output-dir', out, '--ExecutePreprocessor.timeout=900'], {
+    const result = spawnSync(PYTHON, ['-m', 'jupyter', 'nbconvert', '--to', 'notebook', '--execute', name, '--output-dir', out, `--ExecutePreprocessor.timeout=${CELL_TIMEOUT_S}`], {
       cwd: NOTEBOOK_DIR,
       encoding: 'utf8',
+      timeout: NOTEBOOK_TIMEOUT_S * 1000,
+      killSignal: 'SIGKILL',
       env: { ...process.env, FSEFT_QUICK: '1', PATH: `${BIN}${path.delimiter}${process.env.PATH}` },
     });
+    if (result.status === null) assert.fail(`${name} did not finish within ${NOTEBOOK_TIMEOUT_S} s (killed):\n${result.stderr.slice(-3000)}`);
+    const hung = hungCell(path.join(NOTEBOOK_DIR, name), result.stderr);
+    assert.equal(hung, undefined, `${name}: ${hung} did not finish within ${CELL_TIMEOUT_S} s`);
     assert.equal(result.status, 0, `${name} failed:\n${result.stderr.slice(-3000)}`);
     const executed = JSON.parse(fs.readFileSync(path.join(out, name), 'utf8'));
     const outputs: Output[] = executed.cells.flatMap((c: { outputs?: Output[] }) => c.outputs ?? []);
@@ -77,4 +100,20 @@ test('every notebook runs top to bottom with the tslab kernel and shows its figu
     assert.ok(png >= want.png, `${name}: ${png} PNG figures, expected at least ${want.png}`);
     assert.ok(tables >= want.tables, `${name}: ${tables} tables, expected at least ${want.tables}`);
   }
+});
+
+test('a cell that hangs is reported by number and first line (from nbconvert\'s timeout message)', () => {
+  const stderr = [
+    'nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed, after 300 seconds.',
+    'The message was: Cell execution timed out.',
+    'Here is a preview of the cell contents:',
+    '-------------------',
+    "import * as fseft from 'fseft';",
+    'await fseft.initBackend();',
+    '-------------------',
+  ].join('\n');
+  const file = path.join(tempDir('fseft-hung-'), 'n.ipynb');
+  fs.writeFileSync(file, JSON.stringify({ cells: [{ cell_type: 'markdown', source: ['# title'] }, { cell_type: 'code', source: ["import * as fseft from 'fseft';\n", 'await fseft.initBackend();'] }] }));
+  assert.equal(hungCell(file, stderr), "cell 2: import * as fseft from 'fseft';");
+  assert.equal(hungCell(file, 'Traceback: SyntaxError'), undefined);
 });

@@ -228,6 +228,12 @@ async function parseHeader(file: string, bytes: Buffer, compressed: boolean): Pr
   const shape: Shape3 = [size(1), size(2), size(3)];
   const pixdim: [number, number, number] = [1, 2, 3].map((d) => Math.abs(header.pixDims[d]) || 1) as [number, number, number];
   const { affine, source } = headerAffine(header, shape, pixdim);
+  const m = affine;
+  const determinant =
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+  if (!Number.isFinite(determinant) || determinant === 0 || m.some((row) => row.some((v) => !Number.isFinite(v)))) {
+    throw new FseftError(`the ${source} affine is singular or not finite (${JSON.stringify(m.slice(0, 3))}): voxel positions cannot be computed`, file);
+  }
   const slope = header.scl_slope;
   const info: NiftiInfo = {
     file,

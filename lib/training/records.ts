@@ -104,7 +104,8 @@ function takeLock(lockFile: string, file: string): void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new FseftError(`cannot lock the records file (${(error as NodeJS.ErrnoException).code})`, file);
     }
     const holder = Number(fs.readFileSync(lockFile, 'utf8').trim());
-    if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) {
+    // This process's own lock is left by an earlier call that never closed (an interrupted notebook cell).
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
       throw new FseftError(`another experiment (process ${holder}) is writing these records; wait for it, or remove ${lockFile} if that process is gone`, file);
     }
     fs.rmSync(lockFile, { force: true });

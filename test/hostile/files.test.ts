@@ -241,6 +241,13 @@ test('NIfTI headers nibabel refuses are refused: vox_offset NaN, dim[1] = 0', ()
   assertRefused(runCli(['info', zeroDim]), /invalid dim\[1\] = 0/, { mentions: [zeroDim] });
 });
 
+test('a singular affine is refused by name, not an unexpected error', () => {
+  const singular = write('singular.nii', Buffer.concat([niftiHeader([4, 4, 4], (v) => {
+    v.setInt16(254, 1, true); // sform code 1 with an all-zero sform
+  }), Buffer.alloc(256)]));
+  assertRefused(runCli(['info', singular]), /the sform affine is singular or not finite/, { mentions: [singular] });
+});
+
 test('NaN voxels are found at load: preprocess refuses with the count and position, info reports them', async () => {
   const data = new Float32Array(8 ** 3).fill(100);
   data[3 + 8 * 2] = NaN;
