@@ -200,3 +200,19 @@ test('pairs.json with a duplicate id is refused; preprocess --data redoes a case
   assert.equal(changed.status, 0, changed.stderr);
   assert.match(changed.stdout, /preprocessed 1 case\(s\), skipped 0/);
 });
+
+test('a full disk while predict writes the probabilities leaves neither the mask nor the probabilities', () => {
+  const image = dataset.cases[0].image;
+  const mask = path.join(work, 'full-mask.nii.gz');
+  const probabilities = path.join(work, 'full-probabilities.nii');
+  // An uncompressed float32 probability map is larger than the 64 KiB file-size limit; the mask is smaller.
+  const command = `trap '' XFSZ; ulimit -f 64; exec "${process.execPath}" "${CLI}" predict --model "${modelDir}" --organ liver --image "${image}" --out "${mask}" --probabilities "${probabilities}"`;
+  const result = spawnSync('bash', ['-c', command], { encoding: 'utf8', env: { ...process.env, FSEFT_BACKEND: 'wasm' }, timeout: 60_000 });
+  assert.equal(result.status, 1, result.stderr);
+  const lines = result.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('fseft: backend') && !/sliding window/.test(l));
+  assert.equal(lines.length, 1, result.stderr);
+  assert.match(lines[0], /full-probabilities\.nii: could not write the file \(EFBIG/);
+  assert.ok(!fs.existsSync(mask), 'the mask is removed');
+  assert.ok(!fs.existsSync(probabilities));
+  assert.deepEqual(fs.readdirSync(work).filter((f) => f.endsWith('.tmp')), [], 'no temporary file is left');
+});
