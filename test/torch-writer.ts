@@ -67,27 +67,34 @@ export function torchZip(entries: Map<string, TorchTensorSpec>, { wrapKey, rawPi
   return zip([['archive/data.pkl', rawPickle ?? w.build()], ...storages, ['archive/version', Buffer.from('3\n')]]);
 }
 
-/** A stored (uncompressed) ZIP archive of the given entries. */
-export function zip(files: Array<[string, Buffer]>): Buffer {
+/**
+ * A ZIP archive of the given entries, stored (uncompressed) unless an entry asks to be written as
+ * already-deflated `data` whose directory claims `claimedSize` bytes (hostile-file tests).
+ */
+export function zip(files: Array<[string, Buffer] | [string, Buffer, { deflated: true; claimedSize: number }]>): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
-  for (const [name, data] of files) {
+  for (const [name, data, deflate] of files) {
+    const method = deflate ? 8 : 0;
+    const size = deflate ? deflate.claimedSize : data.length;
     const nameBytes = Buffer.from(name);
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(method, 8);
     local.writeUInt32LE(crc32(data), 14);
     local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
+    local.writeUInt32LE(size, 22);
     local.writeUInt16LE(nameBytes.length, 26);
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE(20, 4);
     central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(method, 10);
     central.writeUInt32LE(crc32(data), 16);
     central.writeUInt32LE(data.length, 20);
-    central.writeUInt32LE(data.length, 24);
+    central.writeUInt32LE(size, 24);
     central.writeUInt16LE(nameBytes.length, 28);
     central.writeUInt32LE(offset, 42);
     locals.push(local, nameBytes, data);

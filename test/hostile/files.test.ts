@@ -5,7 +5,6 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { writeNifti } from '../../lib/io/nifti';
 import { Volume } from '../../lib/io/volume';
-import { crc32 } from '../../lib/util/crc32';
 import { tempDir } from '../helpers';
 import { torchZip, zip } from '../torch-writer';
 import { assertRefused, runCli } from './harness';
@@ -93,10 +92,10 @@ test('a zip bomb (an entry that inflates far past its size) is refused by the di
   const pickle = readStored(tensors, 'archive/data.pkl');
   const bomb = Buffer.alloc(64 * 1024 * 1024);
   // The directory claims the pickle's true size; the deflated stream holds 64 MiB.
-  const lying = write('bomb.pt', deflatedZip([['archive/data.pkl', zlib.deflateRawSync(Buffer.concat([pickle, bomb])), pickle.length], ['archive/data/0', Buffer.alloc(8), -1]]));
+  const lying = write('bomb.pt', zip([['archive/data.pkl', zlib.deflateRawSync(Buffer.concat([pickle, bomb])), { deflated: true, claimedSize: pickle.length }], ['archive/data/0', Buffer.alloc(8)]]));
   assertRefused(importTorch(lying).run, /entry 'archive\/data\.pkl' inflates past the \d+ bytes its directory claims/, { mentions: [lying] });
   // A directory claiming more than deflate can expand.
-  const boastful = write('boast.pt', deflatedZip([['archive/data.pkl', zlib.deflateRawSync(pickle), 4 * 1024 ** 3 - 1]]));
+  const boastful = write('boast.pt', zip([['archive/data.pkl', zlib.deflateRawSync(pickle), { deflated: true, claimedSize: 4 * 1024 ** 3 - 1 }]]));
   assertRefused(importTorch(boastful).run, /claims 4294967295 bytes from \d+ compressed, more than deflate can expand/, { mentions: [boastful] });
 });
 
@@ -273,41 +272,4 @@ function readStored(archive: Buffer, name: string): Buffer {
     offset = start + size;
   }
   throw new Error(`no entry ${name}`);
-}
-
-/** A zip whose entries are deflated with the given claimed sizes (-1: stored, claim the true size). */
-function deflatedZip(entries: Array<[string, Buffer, number]>): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const [name, data, claimed] of entries) {
-    const method = claimed < 0 ? 0 : 8;
-    const size = claimed < 0 ? data.length : claimed;
-    const nameBytes = Buffer.from(name);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc32(data), 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(size, 22);
-    local.writeUInt16LE(nameBytes.length, 26);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(method, 10);
-    central.writeUInt32LE(data.length, 20);
-    central.writeUInt32LE(size, 24);
-    central.writeUInt16LE(nameBytes.length, 28);
-    central.writeUInt32LE(offset, 42);
-    locals.push(local, nameBytes, data);
-    centrals.push(central, nameBytes);
-    offset += 30 + nameBytes.length + data.length;
-  }
-  const centralSize = centrals.reduce((sum, b) => sum + b.length, 0);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(centralSize, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, ...centrals, end]);
 }

@@ -14,6 +14,8 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
   Runs a grid of few-shot experiments and appends one JSON record per cell (method, organ, k, fold,
   seed, gamma, lambda, Dice, trainable parameters, time) to the records file (default: next to
   the plan, <plan>.records.jsonl); finished cells are skipped, so an interrupted run resumes.
+  A cell is finished only under the same settings and model (its key hashes them); one
+  experiment at a time may write a records file.
   plan.json: { "data": "<dataset>", "organs": ["liver"], "methods": ["lp", "adapter", "adapter+ti"],
     "shots": [1, 5], "folds": 5, "seeds": [0], "queries": 1, "epochs": {"1": 100, "5": 20},
     "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "ti": {"gamma": [0.25], "lambda": [1]},
