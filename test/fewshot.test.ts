@@ -195,6 +195,29 @@ test('fseft experiment runs a grid, skips finished cells on a rerun, and fseft r
   assert.match(tooMany.stderr, /k = 3 needs 3 support volumes but only 2 remain after 1 queries/);
 });
 
+test('TI adapts once per query volume: two queries give two records with their own S_hat trajectories', () => {
+  const plan = path.join(work, 'ti-plan.json');
+  fs.writeFileSync(plan, JSON.stringify({ data: 'data', model: 'model', organs: ['liver'], methods: ['lp', 'lp+ti'], shots: [1], folds: 1, seeds: [0], queries: 2, epochs: 4, cropsPerStep: 1, ti: { lambda: [1], gamma: [0.1], form: 'normalised' } }));
+  const run = fseft('experiment', '--plan', plan);
+  assert.equal(run.code, 0, run.stderr);
+  const records = readRecords(path.join(work, 'ti-plan.records.jsonl'));
+  const plain = records.filter((r) => r.method === 'lp');
+  const ti = records.filter((r) => r.method === 'lp+ti');
+  assert.equal(plain.length, 1, 'a method without TI adapts once and is scored on both queries');
+  assert.equal(Object.keys(plain[0].queryDice).length, 2);
+  assert.equal(ti.length, 2, 'one TI record per query');
+  assert.deepEqual(ti.map((r) => r.query).sort(), Object.keys(plain[0].queryDice).sort());
+  for (const r of ti) {
+    assert.deepEqual(Object.keys(r.queryDice), [r.query], 'a TI record is scored on its own query only');
+    assert.equal(r.supports.length, 1);
+    assert.ok(r.targetSize! > 0);
+    assert.equal(r.sizeByEpoch!.length, 2, 'S_hat in each TI epoch (the last half of 4)');
+  }
+  assert.equal(ti[0].targetSize, ti[1].targetSize, 'S comes from the same supports');
+  assert.notDeepEqual(ti[0].sizeByEpoch, ti[1].sizeByEpoch, 'each query has its own S_hat trajectory');
+  assert.match(run.stdout, /lp\+ti liver k=1 fold 0 seed 0 gamma 0\.1 lambda 1 query \S+ \(S \d+, S_hat \d+\): Dice/);
+});
+
 test('ft, scratch and ft-last train through the network; adapter directories round-trip to the same predictions', async () => {
   await switchBackend('wasm');
   const { model } = loadModel(modelDir);

@@ -52,8 +52,13 @@ export interface ExperimentRecord {
   queryDice: Record<string, number>;
   supports: string[];
   trainableParameters: number;
+  /** The query volume this record's TI adapted to (TI records are one per query). */
+  query?: string;
+  /** TI: the target size S (voxels, from the supports) and the query's predicted size S_hat at the end. */
   targetSize?: number;
   predictedSize?: number;
+  /** TI: the query's predicted size S_hat at the end of each epoch where the size term was active. */
+  sizeByEpoch?: number[];
   trainSeconds: number;
   secondsPerStep?: number;
 }
@@ -83,7 +88,7 @@ export function readRecords(file: string, log: (line: string) => void = (line) =
   const seen = new Set<string>();
   for (const record of records) {
     if (seen.has(record.key)) {
-      const cell = `${record.method} ${record.organ} k=${record.k} fold ${record.fold} seed ${record.seed}${record.gamma !== undefined ? ` gamma ${record.gamma} lambda ${record.lambda}` : ''}`;
+      const cell = `${record.method} ${record.organ} k=${record.k} fold ${record.fold} seed ${record.seed}${record.gamma !== undefined ? ` gamma ${record.gamma} lambda ${record.lambda}` : ''}${record.query !== undefined ? ` query ${record.query}` : ''}`;
       throw new FseftError(`holds the cell '${cell}' twice (two runs wrote this file?); keep one record of each cell`, file);
     }
     seen.add(record.key);
@@ -178,38 +183,13 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
             if (k > pool.length) throw new FseftError(`k = ${k} needs ${k} support volumes but only ${pool.length} remain after ${plan.queries} queries (${eligible.length} labelled cases)`, plan.data);
             const supportEntries = pool.slice(0, k);
             for (const cell of cells) {
-              const epochs = epochsFor(plan, k);
-              const learningRate = plan.learningRates?.[cell.method] ?? METHOD_LEARNING_RATES[cell.method];
-              const cropsPerStep = plan.cropsPerStep ?? DEFAULT_ADAPT.cropsPerStep;
-              // Everything that changes a number is in the key: a changed plan or model runs the cell again.
-              const settings = {
-                cell: cell.label,
-                ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2 } : undefined,
-                organ: organName,
-                k,
-                fold,
-                seed,
-                epochs,
-                learningRate,
-                cropsPerStep,
-                defaults: DEFAULT_ADAPT,
-                data: path.resolve(plan.data),
-                supports: supportEntries.map((e) => e.id),
-                queries: queries.map((e) => e.id),
-                preprocessing,
-                model: fingerprint,
-              };
-              const digest = crypto.createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
-              const key = [cell.label, organName, k, fold, seed, cell.ti?.lambda ?? '', cell.ti?.gamma ?? '', digest].join('|');
-              const previous = done.get(key);
-              if (previous) {
-                records.push(previous);
-                continue;
-              }
               if (cell.method === 'generalization' && channel === undefined) {
                 log(`  skip generalization for ${organName}: the model's head has no ${organName} channel`);
                 continue;
               }
+              const epochs = epochsFor(plan, k);
+              const learningRate = plan.learningRates?.[cell.method] ?? METHOD_LEARNING_RATES[cell.method];
+              const cropsPerStep = plan.cropsPerStep ?? DEFAULT_ADAPT.cropsPerStep;
               const frozen = cell.method !== 'ft' && cell.method !== 'scratch';
               const load = async (entry: (typeof eligible)[number]) => {
                 let found = prepared.get(entry.id + '|' + organName);
@@ -220,62 +200,96 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 const features = frozen ? cache.get(entry.id, () => backboneFeatures(context.model, found!.image, { roi: preprocessing.roi, decoderInputs: needsDecoder })) : undefined;
                 return { prepared: found, features };
               };
-              const supports = [];
-              for (const entry of supportEntries) {
-                const { prepared: p, features } = await load(entry);
-                supports.push({ id: entry.id, image: p.image, mask: p.mask!, features });
-              }
-              const queryCases = [];
-              for (const entry of queries) queryCases.push({ id: entry.id, ...(await load(entry)) });
-              const options: AdaptOptions = {
-                ...DEFAULT_ADAPT,
-                method: cell.method,
-                roi: preprocessing.roi,
-                epochs,
-                learningRate,
-                cropsPerStep,
-                seed: seedFrom(seed, 'adapt', fold, k),
-                checkpoint: true,
-                ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
-              };
-              const init = channel !== undefined ? zeroShotRow(context.model, channel) : undefined;
-              const result = adaptToOrgan(context.model, supports, init, options);
-              const queryDice: Record<string, number> = {};
-              try {
-                for (const q of queryCases) {
-                  const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
-                  const mask = probabilitiesToMask(grid, q.prepared.image);
-                  queryDice[q.id] = dice(mask.data, q.prepared.mask!.data);
-                  context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
+              // TI is transductive: the query takes part in training, so each query volume gets its own
+              // adaptation (same supports, same seed) and its own record. Other methods adapt once and
+              // are scored on every query.
+              const groups = cell.ti ? queries.map((query) => [query]) : [queries];
+              for (const group of groups) {
+                const transductiveQuery = cell.ti ? group[0].id : undefined;
+                // Everything that changes a number is in the key: a changed plan or model runs the cell again.
+                const settings = {
+                  cell: cell.label,
+                  ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: transductiveQuery } : undefined,
+                  organ: organName,
+                  k,
+                  fold,
+                  seed,
+                  epochs,
+                  learningRate,
+                  cropsPerStep,
+                  defaults: DEFAULT_ADAPT,
+                  data: path.resolve(plan.data),
+                  supports: supportEntries.map((e) => e.id),
+                  queries: group.map((e) => e.id),
+                  preprocessing,
+                  model: fingerprint,
+                };
+                const digest = crypto.createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
+                const key = [cell.label, organName, k, fold, seed, cell.ti?.lambda ?? '', cell.ti?.gamma ?? '', transductiveQuery ?? '', digest].join('|');
+                const previous = done.get(key);
+                if (previous) {
+                  records.push(previous);
+                  continue;
                 }
-              } finally {
-                result.adapter.dispose();
+                const supports = [];
+                for (const entry of supportEntries) {
+                  const { prepared: p, features } = await load(entry);
+                  supports.push({ id: entry.id, image: p.image, mask: p.mask!, features });
+                }
+                const queryCases = [];
+                for (const entry of group) queryCases.push({ id: entry.id, ...(await load(entry)) });
+                const options: AdaptOptions = {
+                  ...DEFAULT_ADAPT,
+                  method: cell.method,
+                  roi: preprocessing.roi,
+                  epochs,
+                  learningRate,
+                  cropsPerStep,
+                  seed: seedFrom(seed, 'adapt', fold, k),
+                  checkpoint: true,
+                  ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
+                };
+                const init = channel !== undefined ? zeroShotRow(context.model, channel) : undefined;
+                const result = adaptToOrgan(context.model, supports, init, options);
+                const queryDice: Record<string, number> = {};
+                try {
+                  for (const q of queryCases) {
+                    const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
+                    const mask = probabilitiesToMask(grid, q.prepared.image);
+                    queryDice[q.id] = dice(mask.data, q.prepared.mask!.data);
+                    context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
+                  }
+                } finally {
+                  result.adapter.dispose();
+                }
+                const values = Object.values(queryDice);
+                const steps = result.history.length;
+                const record: ExperimentRecord = {
+                  key,
+                  method: cell.label,
+                  organ: organName,
+                  k,
+                  fold,
+                  seed,
+                  lambda: cell.ti?.lambda,
+                  gamma: cell.ti?.gamma,
+                  query: transductiveQuery,
+                  epochs,
+                  learningRate,
+                  dice: values.reduce((a, b) => a + b, 0) / values.length,
+                  queryDice,
+                  supports: supportEntries.map((e) => e.id),
+                  trainableParameters: result.trainableParameters,
+                  targetSize: result.targetSize,
+                  predictedSize: result.history.at(-1)?.predictedSize,
+                  sizeByEpoch: cell.ti ? sizeByEpoch(result.history) : undefined,
+                  trainSeconds: result.seconds,
+                  secondsPerStep: steps > 0 ? result.history.reduce((s, h) => s + h.seconds, 0) / steps : undefined,
+                };
+                writer.append(record);
+                records.push(record);
+                context.onRecord?.(record);
               }
-              const values = Object.values(queryDice);
-              const steps = result.history.length;
-              const record: ExperimentRecord = {
-                key,
-                method: cell.label,
-                organ: organName,
-                k,
-                fold,
-                seed,
-                lambda: cell.ti?.lambda,
-                gamma: cell.ti?.gamma,
-                epochs,
-                learningRate,
-                dice: values.reduce((a, b) => a + b, 0) / values.length,
-                queryDice,
-                supports: supportEntries.map((e) => e.id),
-                trainableParameters: result.trainableParameters,
-                targetSize: result.targetSize,
-                predictedSize: result.history.at(-1)?.predictedSize,
-                trainSeconds: result.seconds,
-                secondsPerStep: steps > 0 ? result.history.reduce((s, h) => s + h.seconds, 0) / steps : undefined,
-              };
-              writer.append(record);
-              records.push(record);
-              context.onRecord?.(record);
             }
           }
         }
@@ -286,6 +300,13 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   } finally {
     writer.close();
   }
+}
+
+/** The query's predicted size at the last step of each epoch that has one (rounded to voxels). */
+function sizeByEpoch(history: Array<{ epoch: number; predictedSize?: number }>): number[] {
+  const last = new Map<number, number>();
+  for (const step of history) if (step.predictedSize !== undefined) last.set(step.epoch, Math.round(step.predictedSize));
+  return [...last.values()];
 }
 
 /** A short hash of a model's weights as they are in memory (for records made without a model directory). */

@@ -74,7 +74,7 @@ export async function demoCommand(options: Options): Promise<void> {
     manifest,
     modelFingerprint: fingerprint,
     recordsFile,
-    onRecord: (r) => console.log(`   ${r.method.padEnd(16)} ${r.organ.padEnd(8)} k=${r.k}  Dice ${r.dice.toFixed(3)}  ${r.trainableParameters} trainable  ${r.trainSeconds.toFixed(1)} s`),
+    onRecord: (r) => console.log(`   ${r.method.padEnd(16)} ${r.organ.padEnd(8)} k=${r.k}${r.query !== undefined ? `  query ${r.query}` : ''}  Dice ${r.dice.toFixed(3)}  ${r.trainableParameters} trainable  ${r.trainSeconds.toFixed(1)} s`),
     onPrediction: (cell, query, mask) => {
       if (cell.k === Math.min(...shots) && !figureCells.has(`${cell.method}|${cell.organ}`)) figureCells.set(`${cell.method}|${cell.organ}`, { query, mask });
     },

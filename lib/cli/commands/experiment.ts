@@ -55,7 +55,7 @@ export async function experimentCommand(options: Options): Promise<void> {
     manifest,
     modelFingerprint: fingerprint,
     recordsFile,
-    onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k} fold ${r.fold} seed ${r.seed}${r.gamma !== undefined ? ` gamma ${r.gamma} lambda ${r.lambda}` : ''}: Dice ${r.dice.toFixed(4)} (${r.trainSeconds.toFixed(1)} s)`),
+    onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k} fold ${r.fold} seed ${r.seed}${r.gamma !== undefined ? ` gamma ${r.gamma} lambda ${r.lambda}` : ''}${r.query !== undefined ? ` query ${r.query} (S ${Math.round(r.targetSize ?? NaN)}, S_hat ${Math.round(r.predictedSize ?? NaN)})` : ''}: Dice ${r.dice.toFixed(4)} (${r.trainSeconds.toFixed(1)} s)`),
   });
   console.log('\n' + formatTable(records));
   console.log(`records: ${recordsFile}`);
