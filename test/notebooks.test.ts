@@ -58,7 +58,7 @@ test('committed notebooks carry no outputs and use the tslab kernel', () => {
  * Bounds for the quick settings: the slowest cell takes under a minute on 2 cores, a whole notebook
  * under one and a half. A cell past CELL_TIMEOUT_S is reported by its number and first line.
  */
-const CELL_TIMEOUT_S = 300;
+const CELL_TIMEOUT_S = 180;
 const NOTEBOOK_TIMEOUT_S = 900;
 
 /** Which cell of a notebook nbconvert's timeout message previews ("cell N: first line"). */
@@ -104,7 +104,7 @@ test('every notebook runs top to bottom with the tslab kernel and shows its figu
 
 test('a cell that hangs is reported by number and first line (from nbconvert\'s timeout message)', () => {
   const stderr = [
-    'nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed, after 300 seconds.',
+    'nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed, after 180 seconds.',
     'The message was: Cell execution timed out.',
     'Here is a preview of the cell contents:',
     '-------------------',
