@@ -150,8 +150,9 @@ function gunzipBounded(compressed: Buffer, ceiling: number): Promise<Buffer> {
         if (headLength < 544) return;
         const joined = Buffer.concat(head, headLength);
         const claimed = claimedNiftiBytes(joined);
-        if (claimed > ceiling) return finish(new FseftError(`the header claims ${claimed} bytes of data, more than the ${ceiling} bytes the kit reads (raise FSEFT_MAX_NIFTI_BYTES to allow it)`));
-        out = Buffer.allocUnsafe(Math.max(claimed, 544));
+        if (claimed !== undefined && claimed > ceiling) return finish(new FseftError(`the header claims ${claimed} bytes of data, more than the ${ceiling} bytes the kit reads (raise FSEFT_MAX_NIFTI_BYTES to allow it)`));
+        // An unreadable header: enough bytes for the header parser to say what is wrong.
+        out = Buffer.allocUnsafe(claimed === undefined ? UNREADABLE_HEADER_BYTES : Math.max(claimed, 544));
         head = [];
         chunk = joined;
       }
@@ -166,38 +167,39 @@ function gunzipBounded(compressed: Buffer, ceiling: number): Promise<Buffer> {
   });
 }
 
+const UNREADABLE_HEADER_BYTES = 1 << 16;
+
 /**
  * What a NIfTI-1/2 header says the whole file holds (vox_offset + product of dims x bytes per
- * voxel), from the raw bytes; Infinity when the header is not readable enough to say (the full
- * parse then explains what is wrong, as long as the data stays under the ceiling).
+ * voxel), from the raw bytes; undefined when the header is not readable enough to say (the full
+ * parse then explains what is wrong).
  */
-function claimedNiftiBytes(bytes: Buffer): number {
+function claimedNiftiBytes(bytes: Buffer): number | undefined {
   for (const little of [true, false]) {
     const int32 = (o: number) => (little ? bytes.readInt32LE(o) : bytes.readInt32BE(o));
+    const int16 = (o: number) => (little ? bytes.readInt16LE(o) : bytes.readInt16BE(o));
     const sizeofHdr = int32(0);
     if (sizeofHdr === 348) {
-      const int16 = (o: number) => (little ? bytes.readInt16LE(o) : bytes.readInt16BE(o));
       const dims = Array.from({ length: 8 }, (_, i) => int16(40 + 2 * i));
-      const bitpix = int16(72);
       const voxOffset = little ? bytes.readFloatLE(108) : bytes.readFloatBE(108);
-      return claimedSize(dims, bitpix, voxOffset, 352);
+      return claimedSize(dims, int16(70), int16(72), voxOffset, 352);
     }
     if (sizeofHdr === 540) {
       const int64 = (o: number) => Number(little ? bytes.readBigInt64LE(o) : bytes.readBigInt64BE(o));
       const dims = Array.from({ length: 8 }, (_, i) => int64(16 + 8 * i));
-      const bitpix = little ? bytes.readInt16LE(14) : bytes.readInt16BE(14);
-      return claimedSize(dims, bitpix, int64(168), 544);
+      return claimedSize(dims, int16(12), int16(14), int64(168), 544);
     }
   }
-  return Infinity;
+  return undefined;
 }
 
-function claimedSize(dims: number[], bitpix: number, voxOffset: number, headerBytes: number): number {
+function claimedSize(dims: number[], datatype: number, bitpix: number, voxOffset: number, headerBytes: number): number | undefined {
   const rank = dims[0];
-  if (!(rank >= 1 && rank <= 7) || !(bitpix > 0) || !Number.isFinite(voxOffset)) return Infinity;
+  const bytesPerVoxel = datatypeByCode(datatype)?.bytes ?? (INT64_CODES[datatype] ? 8 : bitpix / 8);
+  if (!(rank >= 1 && rank <= 7) || !(bytesPerVoxel > 0) || !Number.isFinite(voxOffset)) return undefined;
   let voxels = 1;
   for (let d = 1; d <= rank; d++) voxels *= Math.max(1, dims[d]);
-  return Math.max(voxOffset, headerBytes) + (voxels * bitpix) / 8;
+  return Math.max(voxOffset, headerBytes) + voxels * bytesPerVoxel;
 }
 
 async function parseHeader(file: string, bytes: Buffer, compressed: boolean): Promise<{ info: NiftiInfo; header: NiftiHeader }> {
