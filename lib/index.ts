@@ -78,7 +78,7 @@ export { hausdorff95, surfaceDice, surfaceVoxels, squaredDistanceTransform } fro
 // Losses and schedules
 export { diceLossPerChannel, bcePerChannel, partialLabelLoss } from './losses/segmentation';
 export type { PartialLabelLossOptions } from './losses/segmentation';
-export { sizeConstraintLoss } from './losses/size-constraint';
+export { sizeConstraintLoss, referenceSizePenalty, SIZE_CONSTRAINT_FORMS } from './losses/size-constraint';
 export type { SizeConstraintForm } from './losses/size-constraint';
 export { warmupCosine } from './training/schedule';
 

@@ -218,6 +218,40 @@ test('TI adapts once per query volume: two queries give two records with their o
   assert.match(run.stdout, /lp\+ti liver k=1 fold 0 seed 0 gamma 0\.1 lambda 1 query \S+ \(S \d+, S_hat \d+\): Dice/);
 });
 
+test("the reference code's TI: one extra step per TI epoch, none while S_hat is inside the margin", async () => {
+  await switchBackend('wasm');
+  const { model } = loadModel(modelDir);
+  const support = await prepareCase(image(0), PREPROCESSING, { file: label(0), value: 6 });
+  const query = await prepareCase(image(1), PREPROCESSING);
+  const supportFeatures = backboneFeatures(model, support.image, { roi: PREPROCESSING.roi });
+  const queryFeatures = backboneFeatures(model, query.image, { roi: PREPROCESSING.roi });
+  const run = async (ti?: { gamma: number }) => {
+    const result = adaptToOrgan(model, [{ id: 's', image: support.image, mask: support.mask!, features: supportFeatures }], zeroShotRow(model, 5), {
+      ...DEFAULT_ADAPT,
+      method: 'lp',
+      roi: PREPROCESSING.roi,
+      epochs: 4,
+      learningRate: 1e-2,
+      cropsPerStep: 1,
+      seed: 3,
+      ti: ti ? { lambda: 1, gamma: ti.gamma, form: 'reference', pool: 2, query: queryFeatures } : undefined,
+    });
+    const weights = await Promise.all(result.adapter.trainable.map(async (v) => Array.from(await v.data())));
+    result.adapter.dispose();
+    return { result, weights };
+  };
+  const plain = await run();
+  const inside = await run({ gamma: 1e6 });
+  assert.deepEqual(inside.weights, plain.weights, 'inside the margin the reference takes no step');
+  assert.deepEqual(inside.result.history.map((h) => h.predictedSize !== undefined), [false, false, true, true], 'S_hat is recorded at the end of each TI epoch');
+  assert.deepEqual(inside.result.history.map((h) => h.sizeLoss ?? 0), [0, 0, 0, 0]);
+  const outside = await run({ gamma: 0 });
+  assert.notDeepEqual(outside.weights, plain.weights, 'outside the margin each TI epoch takes a step');
+  assert.ok(outside.result.history[3].sizeLoss! > 0);
+  assert.deepEqual(outside.result.history.slice(0, 2).map((h) => h.loss), plain.result.history.slice(0, 2).map((h) => h.loss), 'the support steps before TI are unchanged');
+  model.dispose();
+});
+
 test('ft, scratch and ft-last train through the network; adapter directories round-trip to the same predictions', async () => {
   await switchBackend('wasm');
   const { model } = loadModel(modelDir);

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { bcePerChannel, diceLossPerChannel, partialLabelLoss } from '../lib/losses/segmentation';
-import { sizeConstraintLoss } from '../lib/losses/size-constraint';
+import { referenceSizePenalty, sizeConstraintLoss } from '../lib/losses/size-constraint';
 import { warmupCosine } from '../lib/training/schedule';
 
 const close = (a: number, b: number, tolerance = 1e-5) => assert.ok(Math.abs(a - b) <= tolerance, `${a} vs ${b}`);
@@ -21,6 +21,24 @@ test('size constraint (Eq. 2): below, inside and above the margin, both forms, w
   const gradient = async (s: number) => (await tf.grad((x: tf.Tensor) => sizeConstraintLoss(x as tf.Scalar, 100, 0.25))(tf.scalar(s)).data())[0];
   assert.deepEqual([await gradient(60), await gradient(100), await gradient(140)], [-1, 0, 1]);
   assert.throws(() => sizeConstraintLoss(tf.scalar(1), 0, 0.25), /target size must be positive/);
+});
+
+test("the reference code's TI penalty: both sides of the margin by hand, none inside, the gradient of |rel| with the max held constant", async () => {
+  await switchBackend('cpu');
+  const penalty = (s: number) => referenceSizePenalty(tf.scalar(s), 100, 0.3);
+  // S_hat = 50: rel = (100 - 50) / max(50, 100) = 0.5 > 0.3 -> |rel| - gamma = 0.2.
+  close((await penalty(50)!.data())[0], 0.2);
+  // S_hat = 200: rel = (100 - 200) / 200 = -0.5 < -0.3 -> |rel| + gamma = 0.8.
+  close((await penalty(200)!.data())[0], 0.8);
+  // Inside the margin: rel = 0.25 (S_hat 75) and -0.2 (S_hat 125): no penalty, no step.
+  assert.equal(penalty(75), undefined);
+  assert.equal(penalty(125), undefined);
+  assert.equal(penalty(70), undefined, 'rel = 0.3 is on the margin: no step');
+  // d|rel|/dS_hat with max(S_hat, S) as a constant: -(-1/100) ... below: rel > 0, d|rel| = -1/100; above: +1/200.
+  const gradient = async (s: number) => (await tf.grad((x: tf.Tensor) => referenceSizePenalty(x as tf.Scalar, 100, 0.3)!)(tf.scalar(s)).data())[0];
+  close(await gradient(50), -1 / 100);
+  close(await gradient(200), 1 / 200);
+  assert.throws(() => referenceSizePenalty(tf.scalar(1), 0, 0.3), /target size must be positive/);
 });
 
 test('Dice and BCE losses: values by hand', async () => {

@@ -3,7 +3,7 @@ import { Adapter, AdaptMethod, HeadInit } from '../adapters/adapters';
 import { BackboneFeatures } from '../inference/features';
 import { Shape3, Volume } from '../io/volume';
 import { bcePerChannel, diceLossPerChannel } from '../losses/segmentation';
-import { SizeConstraintForm, sizeConstraintLoss } from '../losses/size-constraint';
+import { SizeConstraintForm, referenceSizePenalty, sizeConstraintLoss } from '../losses/size-constraint';
 import { largestConnectedComponent } from '../metrics/components';
 import { SwinUNETR } from '../networks/swin-unetr';
 import { FeatureGrid, cropGrid, poolGrid, volumeToGrid } from '../networks/volume-tensor';
@@ -179,7 +179,8 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
         optimizer.learningRate = warmupCosine(step, totalSteps, options.warmupEpochs * supports.length, options.learningRate);
         const support = supports[index];
         const starts = sampleCropStarts(support.mask, support.image, options.roi, options.cropsPerStep, rng, input === 'decoder');
-        const withTi = options.ti !== undefined && epoch >= tiFrom;
+        // The reference form takes its own step once per epoch (below), not a term of every step.
+        const withTi = options.ti !== undefined && options.ti.form !== 'reference' && epoch >= tiFrom;
         let segmentationValue = 0;
         let sizeValue: number | undefined;
         let predictedSize: number | undefined;
@@ -200,7 +201,7 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
           const sizeScale = options.ti!.pool ** 3;
           const predicted = tf.mul(tf.sum(tf.sigmoid(adapter.forward(query!))), sizeScale) as tf.Scalar;
           predictedSize = predicted.dataSync()[0];
-          const size = sizeConstraintLoss(predicted, targetSize!, options.ti!.gamma, options.ti!.form);
+          const size = sizeConstraintLoss(predicted, targetSize!, options.ti!.gamma, options.ti!.form as Exclude<SizeConstraintForm, 'reference'>);
           sizeValue = size.dataSync()[0];
           return tf.add(segmentation, tf.mul(size, options.ti!.lambda)) as tf.Scalar;
         }, adapter.trainable);
@@ -217,6 +218,11 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
         history.push(record);
         options.onStep?.(record, totalSteps);
       }
+      if (options.ti?.form === 'reference' && epoch >= tiFrom) {
+        const sizeStep = referenceTiStep(adapter, optimizer, query!, targetSize!, options.ti);
+        const last = history.at(-1);
+        if (last) Object.assign(last, sizeStep);
+      }
     }
   } catch (error) {
     adapter.dispose();
@@ -226,6 +232,34 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
     if (query) tf.dispose(Object.values(query));
   }
   return { adapter, history, trainableParameters: adapter.trainableParameters, targetSize, seconds: (Date.now() - started) / 1000 };
+}
+
+/**
+ * The reference code's TI step, once per epoch after the support steps: the query's predicted size
+ * alone, its penalty times lambda, one optimizer step; none while S_hat is inside the margin.
+ * Returns what the epoch's last step record shows (S_hat before the step, the penalty).
+ */
+function referenceTiStep(adapter: Adapter, optimizer: AdamW, query: ReturnType<typeof queryInputs>, targetSize: number, ti: TransductiveOptions): { predictedSize: number; sizeLoss: number } {
+  let predictedSize = 0;
+  let sizeLoss = 0;
+  let stepped = false;
+  const { value, grads } = tf.variableGrads(() => {
+    const predicted = tf.mul(tf.sum(tf.sigmoid(adapter.forward(query))), ti.pool ** 3) as tf.Scalar;
+    predictedSize = predicted.dataSync()[0];
+    const penalty = referenceSizePenalty(predicted, targetSize, ti.gamma);
+    if (!penalty) return tf.mul(predicted, 0) as tf.Scalar;
+    stepped = true;
+    sizeLoss = penalty.dataSync()[0];
+    return tf.mul(penalty, ti.lambda) as tf.Scalar;
+  }, adapter.trainable);
+  value.dispose();
+  if (stepped) {
+    const byName = new Map(adapter.trainable.map((v) => [v.name, v]));
+    optimizer.apply(new Map(Object.entries(grads).map(([name, g]) => [byName.get(name)!, g])));
+  } else {
+    tf.dispose(Object.values(grads));
+  }
+  return { predictedSize, sizeLoss };
 }
 
 function cropInputs(

@@ -12,7 +12,7 @@ import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
 import { AdaptOptions, DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from './adapt';
-import { SizeConstraintForm } from '../losses/size-constraint';
+import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../losses/size-constraint';
 import { openRecordsForAppend, readRecordLines } from './records';
 import * as crypto from 'node:crypto';
 import { checkRange } from '../util/ranges';
@@ -357,7 +357,7 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
     (plan.ti.lambda ?? []).forEach((lambda, i) => number(lambda, `ti.lambda[${i}]`, { min: 0 }));
     (plan.ti.gamma ?? []).forEach((gamma, i) => number(gamma, `ti.gamma[${i}]`, { min: 0, below: 1 }));
     if (plan.ti.pool !== undefined) whole(plan.ti.pool, 'ti.pool', 1);
-    if (plan.ti.form !== undefined && plan.ti.form !== 'paper' && plan.ti.form !== 'normalised') throw fail(`"ti.form" must be "paper" or "normalised", got ${JSON.stringify(plan.ti.form)}`);
+    if (plan.ti.form !== undefined && !SIZE_CONSTRAINT_FORMS.includes(plan.ti.form)) throw fail(`"ti.form" must be one of ${SIZE_CONSTRAINT_FORMS.join(', ')}, got ${JSON.stringify(plan.ti.form)}`);
   }
 }
 

@@ -7,7 +7,7 @@ import { templateClass, templateClassName } from '../../data/template';
 import { backboneFeatures } from '../../inference/features';
 import { prepareCase } from '../../inference/predict';
 import { adapterProbabilities, probabilitiesToMask } from '../../inference/segment';
-import { SizeConstraintForm } from '../../losses/size-constraint';
+import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
 import { dice } from '../../metrics/overlap';
 import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, SupportVolume, adaptToOrgan } from '../../training/adapt';
@@ -27,9 +27,12 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
     --query <image>[=<label>[:<value>]]   the query volume: needed by --ti; with a label its Dice is printed
     --ti                 transductive inference (Eq. 2-3) in the last half of the epochs
     --lambda 1  --gamma 0.25  --ti-pool 2
-    --ti-form paper|normalised   paper (default): Eq. 2 in voxels, which with lambda 1 outweighs the
-                         Dice term by orders of magnitude; normalised (the reference code's): divided
-                         by max(S_hat, S), on the Dice term's scale
+    --ti-form paper|normalised|reference   paper (default): Eq. 2 in voxels added to every support
+                         step, which with lambda 1 outweighs the Dice term by orders of magnitude;
+                         normalised: Eq. 2 divided by max(S_hat, S), on the Dice term's scale;
+                         reference: the authors' code (commit 2a14658), rel = (S - S_hat) / max(S_hat, S)
+                         (max constant), penalty |rel| -/+ gamma outside [-gamma, gamma], as its own
+                         optimizer step once per TI epoch (none inside the margin)
     --epochs 100  --lr (per method: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
     --backend tensorflow|wasm|cpu`;
 
@@ -54,7 +57,7 @@ export async function adaptCommand(options: Options): Promise<void> {
   options.rejectUnknown();
   const organClass = templateClass(organName);
   const organ = templateClassName(organClass);
-  if (form !== 'paper' && form !== 'normalised') throw new FseftError(`--ti-form must be paper or normalised, got '${form}'`);
+  if (!SIZE_CONSTRAINT_FORMS.includes(form)) throw new FseftError(`--ti-form must be ${SIZE_CONSTRAINT_FORMS.join(', ')}, got '${form}'`);
   if (method !== 'generalization' && supportSpecs.length === 0) throw new FseftError('give at least one --support <image>=<label>[:<value>]');
   if (k !== undefined && k > supportSpecs.length) throw new FseftError(`--k ${k} is larger than the ${supportSpecs.length} support volume(s) given`);
   if (ti && !querySpec) throw new FseftError('--ti needs --query <image>');
