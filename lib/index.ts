@@ -85,7 +85,9 @@ export { warmupCosine } from './training/schedule';
 // Few-shot engine: pretraining, adaptation, inference, experiments
 export { pretrain, loadTrainingCases, DEFAULT_PRETRAIN } from './training/pretrain';
 export type { PretrainOptions, TrainingCase, EpochRecord } from './training/pretrain';
-export { adaptToOrgan, estimateTargetSize, sampleCropStarts, DEFAULT_ADAPT, METHOD_LEARNING_RATES } from './training/adapt';
+export { adaptToOrgan, estimateTargetSize, sampleCropStarts, stepDiceLoss, DEFAULT_ADAPT, METHOD_LEARNING_RATES } from './training/adapt';
+export { RECIPES, RECIPE_NAMES, recipeByName, recipesMarkdown } from './training/recipes';
+export type { Recipe, RecipeName } from './training/recipes';
 export type { AdaptOptions, AdaptResult, SupportVolume, StepRecord, TransductiveOptions } from './training/adapt';
 export { runExperiment, readRecords, formatTable } from './training/experiment';
 export type { ExperimentPlan, ExperimentRecord, ExperimentContext } from './training/experiment';

@@ -16,12 +16,13 @@ import { loadAdapter, saveAdapter } from '../lib/adapters/adapter-io';
 import { backboneFeatures } from '../lib/inference/features';
 import { prepareCase } from '../lib/inference/predict';
 import { adapterProbabilities } from '../lib/inference/segment';
-import { DEFAULT_ADAPT, adaptToOrgan } from '../lib/training/adapt';
+import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from '../lib/training/adapt';
+import { RECIPES, recipesMarkdown } from '../lib/training/recipes';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { preprocessCase } from '../lib/transforms/preprocess';
 import { TrainingCase, pretrain } from '../lib/training/pretrain';
 import { readRecords } from '../lib/training/experiment';
-import { CLI, tempDir } from './helpers';
+import { CLI, REPO_ROOT, tempDir } from './helpers';
 
 /**
  * Few-shot commands end to end on a tiny network (F = 12, 32^3 patches) and coarse synthetic CTs
@@ -250,6 +251,38 @@ test("the reference code's TI: one extra step per TI epoch, none while S_hat is 
   assert.ok(outside.result.history[3].sizeLoss! > 0);
   assert.deepEqual(outside.result.history.slice(0, 2).map((h) => h.loss), plain.result.history.slice(0, 2).map((h) => h.loss), 'the support steps before TI are unchanged');
   model.dispose();
+});
+
+test('recipes: the paper recipe is the engine defaults; the reference recipe is the 2a14658 code point by point; plans and explicit values resolve against them', () => {
+  const { paper, reference } = RECIPES;
+  for (const method of ['lp', 'adapter', 'residual-adapter', 'mlp-adapter', 'ft-last', 'ft', 'scratch'] as const) {
+    assert.equal(paper.learningRates[method], METHOD_LEARNING_RATES[method], `paper lr of ${method}`);
+    assert.equal(paper.epochs[method], DEFAULT_ADAPT.epochs);
+  }
+  assert.deepEqual([paper.weightDecay, paper.warmupEpochs, paper.cropsPerStep, paper.bce, paper.dice, paper.head, paper.threshold], [DEFAULT_ADAPT.weightDecay, DEFAULT_ADAPT.warmupEpochs, DEFAULT_ADAPT.cropsPerStep, DEFAULT_ADAPT.bce, 'pooled', 'zero-shot', 0.5]);
+  assert.deepEqual(paper.ti, { form: 'paper', lambda: 1, gamma: 0.25 });
+  assert.deepEqual(
+    ['lp', 'adapter', 'ft-last', 'ft', 'scratch'].map((m) => [reference.learningRates[m as 'lp'], reference.epochs[m as 'lp']]),
+    [[1e-1, 50], [1e-2, 100], [1e-2, 100], [1e-4, 150], [1e-4, 150]],
+  );
+  assert.deepEqual([reference.dice, reference.diceSmooth, reference.bce, reference.head, reference.groundTruthLargestComponent], ['per-crop', 1, false, 'random', true]);
+  assert.deepEqual(reference.ti, { form: 'reference', lambda: 0.1, gamma: 0.3 });
+  assert.ok(Math.abs(reference.threshold - 0.6225) < 1e-4, 'logits > 0.5');
+  for (const recipe of [paper, reference]) for (const field of ['learningRates', 'epochs', 'dice', 'head', 'ti', 'threshold', 'groundTruthLargestComponent']) assert.ok(recipe.sources[field], `${recipe.name}: no source for ${field}`);
+
+  const plan = path.join(work, 'recipe-plan.json');
+  const base = { data: 'data', model: 'model', organs: ['liver'], methods: ['lp'], shots: [1], folds: 1, seeds: [0], queries: 1, epochs: 2, cropsPerStep: 1 };
+  fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'reference' }));
+  assert.equal(fseft('experiment', '--plan', plan).code, 0);
+  fs.writeFileSync(plan, JSON.stringify(base));
+  assert.equal(fseft('experiment', '--plan', plan).code, 0);
+  fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'reference', learningRates: { lp: 0.05 } }));
+  assert.equal(fseft('experiment', '--plan', plan).code, 0);
+  const records = readRecords(path.join(work, 'recipe-plan.records.jsonl'));
+  assert.deepEqual(records.map((r) => [r.recipe, r.learningRate, r.epochs]), [['reference', 0.1, 2], ['paper', 0.01, 2], ['reference', 0.05, 2]]);
+  assert.equal(fs.readFileSync(path.join(REPO_ROOT, 'docs', 'recipes.md'), 'utf8'), recipesMarkdown(), 'docs/recipes.md is out of date: npm run docs:recipes');
+  fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'mine' }));
+  assert.match(fseft('experiment', '--plan', plan).stderr, /plan: "recipe" must be one of paper, reference, got "mine"/);
 });
 
 test('ft, scratch and ft-last train through the network; adapter directories round-trip to the same predictions', async () => {

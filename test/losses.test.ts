@@ -5,6 +5,7 @@ import { switchBackend } from '../lib/backend/backend';
 import { bcePerChannel, diceLossPerChannel, partialLabelLoss } from '../lib/losses/segmentation';
 import { referenceSizePenalty, sizeConstraintLoss } from '../lib/losses/size-constraint';
 import { warmupCosine } from '../lib/training/schedule';
+import { stepDiceLoss } from '../lib/training/adapt';
 
 const close = (a: number, b: number, tolerance = 1e-5) => assert.ok(Math.abs(a - b) <= tolerance, `${a} vs ${b}`);
 
@@ -39,6 +40,20 @@ test("the reference code's TI penalty: both sides of the margin by hand, none in
   close(await gradient(50), -1 / 100);
   close(await gradient(200), 1 / 200);
   assert.throws(() => referenceSizePenalty(tf.scalar(1), 0, 0.3), /target size must be positive/);
+});
+
+test('Dice of a step: pooled over the crops or the mean of per-crop Dice, by hand', async () => {
+  await switchBackend('cpu');
+  // Two one-voxel-pair crops; sigmoid(30) ~ 1, sigmoid(-30) ~ 0.
+  // crop A: prediction [1, 0], target [1, 0] -> Dice 1; crop B (no organ): prediction [1, 0], target [0, 0] -> Dice smooth/(1 + smooth).
+  const crop = (values: number[]) => tf.tensor5d(values, [1, 1, 1, 2, 1]);
+  const logits = [crop([30, -30]), crop([30, -30])];
+  const targets = [crop([1, 0]), crop([0, 0])];
+  // Per crop, smooth 1: A: 1 - (2 + 1)/(1 + 1 + 1) = 0; B: 1 - (0 + 1)/(1 + 0 + 1) = 0.5; mean 0.25.
+  close((await stepDiceLoss(logits, targets, 'per-crop').data())[0], 0.25, 1e-6);
+  // Pooled, smooth 1e-5: intersection 1, sums 2 + 1 -> 1 - 2/3.
+  close((await stepDiceLoss(logits, targets, 'pooled').data())[0], 1 - 2 / 3, 1e-5);
+  tf.dispose([...logits, ...targets]);
 });
 
 test('Dice and BCE losses: values by hand', async () => {

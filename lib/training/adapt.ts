@@ -40,6 +40,13 @@ export interface AdaptOptions {
   seed: number;
   /** Dice + BCE (default) or Dice alone. */
   bce: boolean;
+  /**
+   * 'pooled' (default): one Dice over all crops of a step (smooth 1e-5); 'per-crop': the mean of
+   * each crop's Dice (the reference code, smooth 1), which punishes false positives in crops
+   * without the organ much harder.
+   */
+  dice?: 'pooled' | 'per-crop';
+  diceSmooth?: number;
   /** Transductive inference on this query (Eq. 2-3), active in the last half of the epochs. */
   ti?: TransductiveOptions & { query: BackboneFeatures };
   /**
@@ -194,7 +201,7 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
           }
           const allLogits = tf.concat(logits, 0);
           const allTargets = tf.concat(targets, 0);
-          let segmentation = diceLossPerChannel(allLogits, allTargets).mean() as tf.Scalar;
+          let segmentation = stepDiceLoss(logits, targets, options.dice ?? 'pooled', options.diceSmooth);
           if (options.bce) segmentation = tf.add(segmentation, bcePerChannel(allLogits, allTargets).mean()) as tf.Scalar;
           segmentationValue = segmentation.dataSync()[0];
           if (!withTi) return segmentation;
@@ -232,6 +239,17 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
     if (query) tf.dispose(Object.values(query));
   }
   return { adapter, history, trainableParameters: adapter.trainableParameters, targetSize, seconds: (Date.now() - started) / 1000 };
+}
+
+/**
+ * The Dice term of a support step: one Dice over all crops pooled (smooth 1e-5 by default), or the
+ * mean of each crop's own Dice (smooth 1 by default, the reference code).
+ */
+export function stepDiceLoss(logits: tf.Tensor5D[], targets: tf.Tensor5D[], mode: 'pooled' | 'per-crop', smooth?: number): tf.Scalar {
+  return tf.tidy(() => {
+    if (mode === 'pooled') return diceLossPerChannel(tf.concat(logits, 0), tf.concat(targets, 0), smooth ?? 1e-5).mean() as tf.Scalar;
+    return tf.mean(tf.stack(logits.map((crop, i) => diceLossPerChannel(crop, targets[i], smooth ?? 1).mean()))) as tf.Scalar;
+  });
 }
 
 /**

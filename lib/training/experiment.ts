@@ -11,7 +11,9 @@ import { ModelManifest, ModelPreprocessing, headChannelOf, modelPreprocessing } 
 import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
-import { AdaptOptions, DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from './adapt';
+import { AdaptOptions, adaptToOrgan } from './adapt';
+import { Recipe, RecipeName, RECIPE_NAMES, recipeByName } from './recipes';
+import { largestConnectedComponent } from '../metrics/components';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../losses/size-constraint';
 import { openRecordsForAppend, readRecordLines } from './records';
 import * as crypto from 'node:crypto';
@@ -29,8 +31,10 @@ export interface ExperimentPlan {
   seeds: number[];
   /** Query volumes evaluated per fold (drawn before the supports). */
   queries: number;
-  /** Epochs per k ({"1": 50, "5": 10}) or one number. */
-  epochs: number | Record<string, number>;
+  /** Epochs per k ({"1": 50, "5": 10}) or one number; absent: the recipe's epochs per method. */
+  epochs?: number | Record<string, number>;
+  /** The recipe whose values fill everything the plan leaves out (default 'paper'; docs/recipes.md). */
+  recipe?: RecipeName;
   cropsPerStep?: number;
   learningRates?: Partial<Record<AdaptMethod, number>>;
   ti?: { lambda?: number[]; gamma?: number[]; form?: SizeConstraintForm; pool?: number };
@@ -44,6 +48,8 @@ export interface ExperimentRecord {
   k: number;
   fold: number;
   seed: number;
+  /** The recipe the cell ran under (absent in records made before recipes: 'paper'). */
+  recipe?: RecipeName;
   lambda?: number;
   gamma?: number;
   epochs: number;
@@ -102,18 +108,19 @@ interface Cell {
   ti?: { lambda: number; gamma: number };
 }
 
-function cellsOf(plan: ExperimentPlan): Cell[] {
+function cellsOf(plan: ExperimentPlan, recipe: Recipe): Cell[] {
   const cells: Cell[] = [];
   for (const name of plan.methods) {
     const withTi = name.endsWith('+ti');
     const method = parseMethod(withTi ? name.slice(0, -3) : name);
     if (!withTi) cells.push({ method, label: name });
-    else for (const lambda of plan.ti?.lambda ?? [1]) for (const gamma of plan.ti?.gamma ?? [0.25]) cells.push({ method, label: name, ti: { lambda, gamma } });
+    else for (const lambda of plan.ti?.lambda ?? [recipe.ti.lambda]) for (const gamma of plan.ti?.gamma ?? [recipe.ti.gamma]) cells.push({ method, label: name, ti: { lambda, gamma } });
   }
   return cells;
 }
 
-export function epochsFor(plan: ExperimentPlan, k: number): number {
+export function epochsFor(plan: ExperimentPlan, k: number, method: AdaptMethod = 'lp'): number {
+  if (plan.epochs === undefined) return method === 'generalization' ? 0 : recipeByName(plan.recipe ?? 'paper').epochs[method];
   if (typeof plan.epochs === 'number') return plan.epochs;
   const value = plan.epochs[String(k)];
   if (value === undefined) throw new FseftError(`the plan gives no epochs for k = ${k}`);
@@ -158,7 +165,8 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   const dataset = openDataset(plan.data);
   const fingerprint = context.modelFingerprint ?? weightsFingerprint(context.model);
   const preprocessing = modelPreprocessing(context.manifest);
-  const cells = cellsOf(plan);
+  const recipe = recipeByName(plan.recipe ?? 'paper');
+  const cells = cellsOf(plan, recipe);
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
   const writer = openRecordsForAppend(context.recordsFile, log);
   try {
@@ -187,9 +195,10 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 log(`  skip generalization for ${organName}: the model's head has no ${organName} channel`);
                 continue;
               }
-              const epochs = epochsFor(plan, k);
-              const learningRate = plan.learningRates?.[cell.method] ?? METHOD_LEARNING_RATES[cell.method];
-              const cropsPerStep = plan.cropsPerStep ?? DEFAULT_ADAPT.cropsPerStep;
+              const epochs = epochsFor(plan, k, cell.method);
+              const learningRate = plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : recipe.learningRates[cell.method]);
+              const cropsPerStep = plan.cropsPerStep ?? recipe.cropsPerStep;
+              const tiForm = plan.ti?.form ?? recipe.ti.form;
               const frozen = cell.method !== 'ft' && cell.method !== 'scratch';
               const load = async (entry: (typeof eligible)[number]) => {
                 let found = prepared.get(entry.id + '|' + organName);
@@ -209,7 +218,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 // Everything that changes a number is in the key: a changed plan or model runs the cell again.
                 const settings = {
                   cell: cell.label,
-                  ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: transductiveQuery } : undefined,
+                  ti: cell.ti ? { ...cell.ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: transductiveQuery } : undefined,
                   organ: organName,
                   k,
                   fold,
@@ -217,7 +226,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   epochs,
                   learningRate,
                   cropsPerStep,
-                  defaults: DEFAULT_ADAPT,
+                  recipe: { ...recipe, sources: undefined },
                   data: path.resolve(plan.data),
                   supports: supportEntries.map((e) => e.id),
                   queries: group.map((e) => e.id),
@@ -239,24 +248,30 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 const queryCases = [];
                 for (const entry of group) queryCases.push({ id: entry.id, ...(await load(entry)) });
                 const options: AdaptOptions = {
-                  ...DEFAULT_ADAPT,
                   method: cell.method,
+                  weightDecay: recipe.weightDecay,
+                  warmupEpochs: recipe.warmupEpochs,
+                  bce: recipe.bce,
+                  dice: recipe.dice,
+                  diceSmooth: recipe.diceSmooth,
                   roi: preprocessing.roi,
                   epochs,
                   learningRate,
                   cropsPerStep,
                   seed: seedFrom(seed, 'adapt', fold, k),
                   checkpoint: true,
-                  ti: cell.ti ? { ...cell.ti, form: plan.ti?.form ?? 'paper', pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
+                  ti: cell.ti ? { ...cell.ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
                 };
-                const init = channel !== undefined ? zeroShotRow(context.model, channel) : undefined;
+                // The recipe's head: the pretrained row of the organ, or random (generalization always uses the row).
+                const init = channel !== undefined && (recipe.head === 'zero-shot' || cell.method === 'generalization') ? zeroShotRow(context.model, channel) : undefined;
                 const result = adaptToOrgan(context.model, supports, init, options);
                 const queryDice: Record<string, number> = {};
                 try {
                   for (const q of queryCases) {
                     const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
-                    const mask = probabilitiesToMask(grid, q.prepared.image);
-                    queryDice[q.id] = dice(mask.data, q.prepared.mask!.data);
+                    const mask = probabilitiesToMask(grid, q.prepared.image, recipe.threshold);
+                    const truth = recipe.groundTruthLargestComponent ? largestConnectedComponent(q.prepared.mask!.data, q.prepared.mask!.shape, 26) : q.prepared.mask!.data;
+                    queryDice[q.id] = dice(mask.data, truth);
                     context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
                   }
                 } finally {
@@ -271,6 +286,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   k,
                   fold,
                   seed,
+                  recipe: recipe.name,
                   lambda: cell.ti?.lambda,
                   gamma: cell.ti?.gamma,
                   query: transductiveQuery,
@@ -348,9 +364,11 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
   list(plan.seeds, 'seeds').forEach((seed, i) => whole(seed, `seeds[${i}]`, 0));
   whole(plan.folds, 'folds', 1);
   whole(plan.queries, 'queries', 1);
+  if (plan.recipe !== undefined && !RECIPE_NAMES.includes(plan.recipe)) throw fail(`"recipe" must be one of ${RECIPE_NAMES.join(', ')}, got ${JSON.stringify(plan.recipe)}`);
+  // Without "epochs" the recipe gives them per method.
   if (typeof plan.epochs === 'number') whole(plan.epochs, 'epochs', 1);
   else if (plan.epochs && typeof plan.epochs === 'object') for (const [k, epochs] of Object.entries(plan.epochs)) whole(epochs, `epochs.${k}`, 1);
-  else throw fail(`"epochs" must be a number or a map from k to a number, got ${JSON.stringify(plan.epochs)}`);
+  else if (plan.epochs !== undefined) throw fail(`"epochs" must be a number or a map from k to a number, got ${JSON.stringify(plan.epochs)}`);
   if (plan.cropsPerStep !== undefined) whole(plan.cropsPerStep, 'cropsPerStep', 1);
   for (const [method, rate] of Object.entries(plan.learningRates ?? {})) number(rate, `learningRates.${method}`, { above: 0 });
   if (plan.ti) {

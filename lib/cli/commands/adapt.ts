@@ -10,7 +10,9 @@ import { adapterProbabilities, probabilitiesToMask } from '../../inference/segme
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
 import { dice } from '../../metrics/overlap';
 import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
-import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, SupportVolume, adaptToOrgan } from '../../training/adapt';
+import { SupportVolume, adaptToOrgan } from '../../training/adapt';
+import { recipeByName } from '../../training/recipes';
+import { largestConnectedComponent } from '../../metrics/components';
 import { withOutputDirectory, writeFileAtomic } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { ProgressBar } from '../../util/progress';
@@ -26,14 +28,16 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
     --k N                use the first N supports (error when fewer are given)
     --query <image>[=<label>[:<value>]]   the query volume: needed by --ti; with a label its Dice is printed
     --ti                 transductive inference (Eq. 2-3) in the last half of the epochs
-    --lambda 1  --gamma 0.25  --ti-pool 2
+    --lambda 1  --gamma 0.25  --ti-pool 2   (reference recipe: lambda 0.1, gamma 0.3, form reference)
     --ti-form paper|normalised|reference   paper (default): Eq. 2 in voxels added to every support
                          step, which with lambda 1 outweighs the Dice term by orders of magnitude;
                          normalised: Eq. 2 divided by max(S_hat, S), on the Dice term's scale;
                          reference: the authors' code (commit 2a14658), rel = (S - S_hat) / max(S_hat, S)
                          (max constant), penalty |rel| -/+ gamma outside [-gamma, gamma], as its own
                          optimizer step once per TI epoch (none inside the margin)
-    --epochs 100  --lr (per method: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
+    --recipe paper|reference   every default below from the paper's text (default) or from the
+                         authors' code of the paper's time; see docs/recipes.md. Explicit options win.
+    --epochs (paper: 100)  --lr (paper: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
     --backend tensorflow|wasm|cpu`;
 
 export async function adaptCommand(options: Options): Promise<void> {
@@ -45,13 +49,15 @@ export async function adaptCommand(options: Options): Promise<void> {
   const k = options.integer('k', undefined, { min: 1 });
   const querySpec = options.string('query');
   const ti = options.flag('ti');
-  const lambda = options.number('lambda', 1, { min: 0 })!;
-  const gamma = options.number('gamma', 0.25, { min: 0, below: 1 })!;
-  const form = (options.string('ti-form') ?? 'paper') as SizeConstraintForm;
+  const recipe = recipeByName(options.string('recipe') ?? 'paper');
+  const trained = method === 'generalization' ? undefined : method;
+  const lambda = options.number('lambda', recipe.ti.lambda, { min: 0 })!;
+  const gamma = options.number('gamma', recipe.ti.gamma, { min: 0, below: 1 })!;
+  const form = (options.string('ti-form') ?? recipe.ti.form) as SizeConstraintForm;
   const pool = options.integer('ti-pool', 2, { min: 1 })!;
-  const epochs = options.integer('epochs', DEFAULT_ADAPT.epochs, { min: 1 })!;
-  const learningRate = options.number('lr', METHOD_LEARNING_RATES[method], { above: 0 })!;
-  const crops = options.integer('crops', DEFAULT_ADAPT.cropsPerStep, { min: 1 })!;
+  const epochs = options.integer('epochs', trained ? recipe.epochs[trained] : 1, { min: 1 })!;
+  const learningRate = options.number('lr', trained ? recipe.learningRates[trained] : 0, { above: 0 })!;
+  const crops = options.integer('crops', recipe.cropsPerStep, { min: 1 })!;
   const seed = options.integer('seed', 0, { min: 0 })!;
   const backend = options.string('backend');
   options.rejectUnknown();
@@ -90,17 +96,20 @@ export async function adaptCommand(options: Options): Promise<void> {
 
     const steps = epochs * supports.length;
     const bar = method === 'generalization' ? undefined : new ProgressBar(steps, `${method}${ti ? '+ti' : ''}`);
-    const init = channel !== undefined ? zeroShotRow(model, channel) : undefined;
+    // The recipe's head: the pretrained row of the organ, or random (generalization always uses the row).
+  const init = channel !== undefined && (recipe.head === 'zero-shot' || method === 'generalization') ? zeroShotRow(model, channel) : undefined;
     const result = adaptToOrgan(model, supports, init, {
       method,
       roi: preprocessing.roi,
       epochs,
       learningRate,
-      weightDecay: DEFAULT_ADAPT.weightDecay,
-      warmupEpochs: DEFAULT_ADAPT.warmupEpochs,
+      weightDecay: recipe.weightDecay,
+      warmupEpochs: recipe.warmupEpochs,
       cropsPerStep: crops,
       seed,
-      bce: DEFAULT_ADAPT.bce,
+      bce: recipe.bce,
+      dice: recipe.dice,
+      diceSmooth: recipe.diceSmooth,
       checkpoint: true,
       ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
       onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
@@ -113,14 +122,15 @@ export async function adaptCommand(options: Options): Promise<void> {
     }
     if (preparedQuery?.mask) {
       const grid = adapterProbabilities(result.adapter, { image: preparedQuery.image, features: queryFeatures }, { roi: preprocessing.roi });
-      console.log(`query Dice (preprocessed grid): ${dice(probabilitiesToMask(grid, preparedQuery.image).data, preparedQuery.mask.data).toFixed(4)}`);
+      const truth = recipe.groundTruthLargestComponent ? largestConnectedComponent(preparedQuery.mask.data, preparedQuery.mask.shape, 26) : preparedQuery.mask.data;
+      console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${dice(probabilitiesToMask(grid, preparedQuery.image, recipe.threshold).data, truth).toFixed(4)}`);
     }
     await writeFileAtomic(path.join(out, 'log.jsonl'), result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
     await saveAdapter(result.adapter, out, {
       organ,
       backbone: { fingerprint, featureSize: model.config.featureSize, outChannels: model.config.outChannels },
       preprocessing,
-      training: { k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
+      training: { recipe: recipe.name, k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
       createdAt: new Date().toISOString(),
     });
     console.log(`adapter written to ${out}`);

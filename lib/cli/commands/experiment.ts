@@ -19,7 +19,8 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
   plan.json: { "data": "<dataset>", "organs": ["liver"], "methods": ["lp", "adapter", "adapter+ti"],
     "shots": [1, 5], "folds": 5, "seeds": [0], "queries": 1, "epochs": {"1": 100, "5": 20},
     "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "ti": {"gamma": [0.25], "lambda": [1]},
-    "model": "default" }  (paths relative to the plan)`;
+    "model": "default", "recipe": "paper" }  (paths relative to the plan; what the plan leaves out
+    comes from the recipe, paper or reference: see docs/recipes.md)`;
 
 export const REPORT_HELP = `fseft report <records.jsonl> [...] [--plot <dir>]
   Prints a Table-1 style table from experiment records: Dice per organ and method, averaged over
@@ -42,7 +43,6 @@ export async function experimentCommand(options: Options): Promise<void> {
     folds: plan.folds ?? 1,
     seeds: plan.seeds ?? [0],
     queries: plan.queries ?? 1,
-    epochs: plan.epochs ?? 100,
     data: path.resolve(base, plan.data!),
   };
   const modelName = modelOption ?? (plan.model === undefined || plan.model === 'default' ? 'default' : path.resolve(base, plan.model));

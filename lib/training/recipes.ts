@@ -1,0 +1,157 @@
+import { AdaptMethod } from '../adapters/adapters';
+import { SizeConstraintForm } from '../losses/size-constraint';
+import { FseftError } from '../util/errors';
+
+/**
+ * Named few-shot recipes: every choice that changes a number, in one place, with its source.
+ * `paper` follows the paper's text (MICCAI 2023, sections 2-3); `reference` follows the authors'
+ * code of the paper's time (github jusiro/fewshot-finetuning at commit 2a14658, "O" in
+ * ../shared/reference-notes.md). Explicit options override a recipe's values. docs/recipes.md
+ * prints the same table for readers.
+ */
+export type RecipeName = 'paper' | 'reference';
+export const RECIPE_NAMES: readonly RecipeName[] = ['paper', 'reference'];
+
+export interface Recipe {
+  name: RecipeName;
+  /** Learning rate and epochs per method. */
+  learningRates: Record<Exclude<AdaptMethod, 'generalization'>, number>;
+  epochs: Record<Exclude<AdaptMethod, 'generalization'>, number>;
+  weightDecay: number;
+  warmupEpochs: number;
+  cropsPerStep: number;
+  /** Dice of all crops of a step pooled, or the mean of per-crop Dice; its smoothing; + BCE or not. */
+  dice: 'pooled' | 'per-crop';
+  diceSmooth: number;
+  bce: boolean;
+  /** The probe's and adapters' head: the pretrained head's row of the organ, or random. */
+  head: 'zero-shot' | 'random';
+  ti: { form: SizeConstraintForm; lambda: number; gamma: number };
+  /** Probability above which a voxel is foreground (the reference thresholds logits at 0.5). */
+  threshold: number;
+  /** Experiment Dice against the ground truth reduced to its largest component. */
+  groundTruthLargestComponent: boolean;
+  /** Where each value comes from, by field. */
+  sources: Record<string, string>;
+}
+
+const SIGMOID_HALF = 1 / (1 + Math.exp(-0.5));
+
+export const RECIPES: Record<RecipeName, Recipe> = {
+  paper: {
+    name: 'paper',
+    learningRates: { lp: 1e-2, adapter: 1e-3, 'residual-adapter': 1e-3, 'mlp-adapter': 1e-3, 'ft-last': 1e-4, ft: 1e-4, scratch: 1e-4 },
+    epochs: { lp: 100, adapter: 100, 'residual-adapter': 100, 'mlp-adapter': 100, 'ft-last': 100, ft: 100, scratch: 100 },
+    weightDecay: 1e-5,
+    warmupEpochs: 1,
+    cropsPerStep: 6,
+    dice: 'pooled',
+    diceSmooth: 1e-5,
+    bce: true,
+    head: 'zero-shot',
+    ti: { form: 'paper', lambda: 1, gamma: 0.25 },
+    threshold: 0.5,
+    groundTruthLargestComponent: false,
+    sources: {
+      learningRates:
+        "paper sec. 3: FT and FT-Last 1e-4; the adapter's printed 0.5 is the code's argparse default and diverges, so the kit's 1e-3 (measured); LP 1e-2 (the later code's configs.py)",
+      epochs: 'paper sec. 3: 100 epochs',
+      weightDecay: 'not in the paper: the code\'s 1e-5',
+      warmupEpochs: 'paper sec. 3: cosine decay; one warm-up epoch as the code',
+      cropsPerStep: 'paper sec. 3: 6 patches per volume per iteration',
+      dice: 'paper Eq. 1 names a segmentation loss; the kit pools the crops of a step (MONAI DiceLoss over the batch), + BCE as the universal model [20]',
+      head: 'paper sec. 2: "a new classification head"; the kit starts it from the pretrained row (the later code)',
+      ti: 'paper Eq. 2 (in voxels), lambda 1 (sec. 3), gamma 0.25 (Fig. 2b: a wide range works)',
+      threshold: 'paper sec. 3: probabilities thresholded at 0.5',
+      groundTruthLargestComponent: 'paper sec. 3: only the prediction keeps its largest component',
+    },
+  },
+  reference: {
+    name: 'reference',
+    learningRates: { lp: 1e-1, adapter: 1e-2, 'residual-adapter': 1e-2, 'mlp-adapter': 1e-2, 'ft-last': 1e-2, ft: 1e-4, scratch: 1e-4 },
+    epochs: { lp: 50, adapter: 100, 'residual-adapter': 100, 'mlp-adapter': 100, 'ft-last': 100, ft: 150, scratch: 150 },
+    weightDecay: 1e-5,
+    warmupEpochs: 1,
+    cropsPerStep: 6,
+    dice: 'per-crop',
+    diceSmooth: 1,
+    bce: false,
+    head: 'random',
+    ti: { form: 'reference', lambda: 0.1, gamma: 0.3 },
+    threshold: SIGMOID_HALF,
+    groundTruthLargestComponent: true,
+    sources: {
+      learningRates: 'documents/experiments/experiments_sample.txt at 2a14658: LP 1e-1, adapter 1e-2, FT-Last 1e-2, FT and Scratch 1e-4 (residual and MLP adapters as the adapter)',
+      epochs: 'experiments_sample.txt: LP 50, adapter and FT-Last 100, FT and Scratch 150',
+      weightDecay: 'main_fseft.py: AdamW weight decay 1e-5',
+      warmupEpochs: 'main_fseft.py: one warm-up epoch, cosine',
+      cropsPerStep: 'main_fseft.py: num_samples 6 crops of one volume per iteration (on each of 2 GPUs)',
+      dice: 'main_fseft.py 42-45: sigmoid, Dice per crop with smooth 1, no BCE',
+      head: 'fseft/models/adapters.py 26: the LP and adapter heads start random',
+      ti: 'fseft/transductive/TI_modules.py: ProportionConstraint, a separate step once per epoch; runs with lambda_TI 0.1, margin 0.3 (0.5 for the kidneys)',
+      threshold: 'the evaluation thresholds logits at 0.5, i.e. probability 0.622',
+      groundTruthLargestComponent: 'the evaluation reduces the ground truth to its largest component too',
+    },
+  },
+};
+
+export function recipeByName(name: string): Recipe {
+  const recipe = RECIPES[name as RecipeName];
+  if (!recipe) throw new FseftError(`unknown recipe '${name}'; choose one of ${RECIPE_NAMES.join(', ')}`);
+  return recipe;
+}
+
+/** docs/recipes.md: every choice of every recipe with its value and source (kept in sync by a test). */
+export function recipesMarkdown(): string {
+  const show = (recipe: Recipe, field: keyof Recipe): string => {
+    const value = recipe[field];
+    if (field === 'learningRates' || field === 'epochs') {
+      const table = value as Record<string, number>;
+      return Object.entries(table).map(([method, v]) => `${method} ${v}`).join(', ');
+    }
+    if (field === 'ti') {
+      const ti = value as Recipe['ti'];
+      return `form ${ti.form}, lambda ${ti.lambda}, gamma ${ti.gamma}`;
+    }
+    if (field === 'threshold') return `p > ${Number((value as number).toFixed(4))}`;
+    return String(value);
+  };
+  const fields: Array<[keyof Recipe, string]> = [
+    ['learningRates', 'learning rate per method'],
+    ['epochs', 'epochs per method'],
+    ['weightDecay', 'AdamW weight decay'],
+    ['warmupEpochs', 'warm-up epochs (then cosine)'],
+    ['cropsPerStep', 'crops of one support volume per step'],
+    ['dice', 'Dice of a step'],
+    ['head', 'head of LP and adapters'],
+    ['ti', 'transductive inference'],
+    ['threshold', 'foreground threshold'],
+    ['groundTruthLargestComponent', 'ground truth reduced to its largest component (experiment Dice)'],
+  ];
+  const lines = [
+    '# Few-shot recipes',
+    '',
+    'Made from `lib/training/recipes.ts` (a test keeps this page in sync). `fseft adapt --recipe NAME` and',
+    '`"recipe": "NAME"` in an experiment plan take every value below from the recipe; explicit options',
+    'and plan fields override it. `paper` follows the paper\'s text; `reference` follows the authors\'',
+    'code of the paper\'s time (github jusiro/fewshot-finetuning at commit 2a14658).',
+    '',
+    '| choice | paper | source | reference | source |',
+    '|---|---|---|---|---|',
+  ];
+  for (const [field, label] of fields) {
+    const sourceOf = (recipe: Recipe) => recipe.sources[field] ?? '';
+    const extra = (recipe: Recipe) => (field === 'dice' ? `, smooth ${recipe.diceSmooth}, ${recipe.bce ? '+ BCE' : 'no BCE'}` : '');
+    lines.push(`| ${label} | ${show(RECIPES.paper, field)}${extra(RECIPES.paper)} | ${sourceOf(RECIPES.paper)} | ${show(RECIPES.reference, field)}${extra(RECIPES.reference)} | ${sourceOf(RECIPES.reference)} |`);
+  }
+  lines.push(
+    '',
+    'Each query volume is adapted on its own when TI is on (both recipes): TI is transductive.',
+    '',
+    'Not yet part of `reference` (issue 14): Scratch from the self-supervised Swin encoder (the reference',
+    'starts Scratch from it; the kit starts from random weights), and the Fig. 2a "MLP" adapter as the',
+    'same UnetResBlock with kernel 1 (the kit\'s `mlp-adapter` is the later residual x + W2 ReLU(W1 x)).',
+    '',
+  );
+  return lines.join('\n');
+}
