@@ -110,7 +110,7 @@ test('fseft adapt then predict: the mask lies on the input grid; the adapter rec
   assert.equal(adapt.code, 0, adapt.stderr);
   assert.match(adapt.stdout, /trainable parameters: 13\b/);
   assert.match(adapt.stdout, /TI target size S = \d+ voxels/);
-  assert.match(adapt.stdout, /query Dice \(preprocessed grid\): \d\.\d{4}/);
+  assert.match(adapt.stdout, /query Dice \(preprocessed grid, paper recipe's evaluation\): \d\.\d{4}/);
   const manifest = JSON.parse(fs.readFileSync(path.join(adapterDir, 'adapter.json'), 'utf8'));
   assert.equal(manifest.method, 'lp');
   assert.equal(manifest.organ, 'liver');
