@@ -134,3 +134,25 @@ test('transductive inference pulls the predicted query size into [(1 - gamma) S,
   result.adapter.dispose();
   assert.throws(() => adaptToOrgan(model, [support], undefined, options('ft', { ti })), /transductive inference needs a frozen backbone/);
 });
+
+test('scratch starts from a given Swin encoder (the reference start) and is random elsewhere; other methods refuse one', async () => {
+  await switchBackend('cpu');
+  const config = swinUnetrConfig({ featureSize: 12, outChannels: 29 });
+  const backbone = SwinUNETR.create(config, 0);
+  const encoder = SwinUNETR.create(config, 7);
+  const fromEncoder = Adapter.create('scratch', backbone, undefined, 1, encoder);
+  const random = Adapter.create('scratch', backbone, undefined, 1);
+  const value = (adapter: Adapter, name: string) => Array.from(adapter.variables.get(`network.${name}`)!.dataSync());
+  const encoderName = 'swinViT.layers1.0.blocks.0.attn.qkv.weight';
+  const decoderName = 'decoder1.conv_block.conv1.conv.weight';
+  assert.deepEqual(value(fromEncoder, encoderName), Array.from(encoder.p(encoderName).dataSync()), 'the encoder is copied');
+  assert.notDeepEqual(value(random, encoderName), Array.from(encoder.p(encoderName).dataSync()));
+  assert.deepEqual(value(fromEncoder, decoderName), value(random, decoderName), 'the decoder stays as the seed draws it');
+  assert.notDeepEqual(value(fromEncoder, decoderName), Array.from(encoder.p(decoderName).dataSync()));
+  const other = SwinUNETR.create(swinUnetrConfig({ featureSize: 24, outChannels: 29 }), 0);
+  assert.throws(() => Adapter.create('scratch', backbone, undefined, 1, other), /has swinViT\.patch_embed\.proj\.weight of shape \[8,24\], the network needs \[8,12\]/);
+  const support = syntheticCase([20, 18, 16], 6, 1);
+  assert.throws(() => adaptToOrgan(backbone, [support], undefined, { ...DEFAULT_ADAPT, method: 'lp', roi: ROI, epochs: 1, scratchEncoder: encoder }), /an encoder to start from is for scratch only, not lp/);
+  for (const m of [fromEncoder, random]) m.dispose();
+  for (const m of [backbone, encoder, other]) m.dispose();
+});

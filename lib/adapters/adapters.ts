@@ -55,6 +55,23 @@ export function zeroShotRow(model: SwinUNETR, channel: number): HeadInit {
 }
 
 /**
+ * Copies the Swin encoder of `source` into `target` (same shapes required), e.g. a self-supervised
+ * encoder imported with `fseft import-torch`.
+ */
+function copyEncoder(source: SwinUNETR, target: SwinUNETR): void {
+  let copied = 0;
+  for (const [name, parameter] of target.params) {
+    if (!name.startsWith('swinViT.')) continue;
+    const value = source.params.get(name);
+    if (!value) throw new FseftError(`the encoder to start Scratch from has no ${name}`);
+    if (value.shape.join(',') !== parameter.shape.join(',')) throw new FseftError(`the encoder to start Scratch from has ${name} of shape [${value.shape}], the network needs [${parameter.shape}]`);
+    (parameter as tf.Variable).assign(value);
+    copied++;
+  }
+  if (copied === 0) throw new FseftError('the network has no Swin encoder parameters to start from');
+}
+
+/**
  * A few-shot model for one organ: trainable variables plus a forward pass from crop inputs to
  * one-channel logits. Frozen-backbone methods hold only their own small parameters.
  */
@@ -67,7 +84,11 @@ export class Adapter {
     private readonly network?: SwinUNETR,
   ) {}
 
-  static create(method: AdaptMethod, backbone: SwinUNETR, init: HeadInit | undefined, seed: number): Adapter {
+  /**
+   * `scratchEncoder`: for 'scratch', a model whose Swin encoder (`swinViT.*`) starts the network, as
+   * the reference code starts Scratch from the self-supervised encoder; the rest stays random.
+   */
+  static create(method: AdaptMethod, backbone: SwinUNETR, init: HeadInit | undefined, seed: number, scratchEncoder?: SwinUNETR): Adapter {
     const f = backbone.config.featureSize;
     const rng = new Rng(seed);
     const variables = new Map<string, tf.Variable>();
@@ -92,6 +113,14 @@ export class Adapter {
       network = new SwinUNETR(backbone.config, new Map([...backbone.params].map(([name, p]) => [name, variableOf(p.clone(), true)])));
     } else if (method === 'scratch') {
       network = SwinUNETR.create(backbone.config, seed);
+      if (scratchEncoder) {
+        try {
+          copyEncoder(scratchEncoder, network);
+        } catch (error) {
+          network.dispose();
+          throw error;
+        }
+      }
     }
     if (network && network !== backbone) for (const [name, p] of network.params) variables.set(`network.${name}`, p as tf.Variable);
     const head = method === 'scratch' || !init ? { weight: uniform(f, f), bias: rng.uniform(-1, 1) / Math.sqrt(f) } : init;

@@ -47,6 +47,8 @@ export interface AdaptOptions {
    */
   dice?: 'pooled' | 'per-crop';
   diceSmooth?: number;
+  /** Scratch only: a model whose Swin encoder starts the network (the reference's self-supervised start). */
+  scratchEncoder?: SwinUNETR;
   /** Transductive inference on this query (Eq. 2-3), active in the last half of the epochs. */
   ti?: TransductiveOptions & { query: BackboneFeatures };
   /**
@@ -163,7 +165,8 @@ export function sampleCropStarts(mask: Volume, image: Volume, roi: Shape3, count
 export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], init: HeadInit | undefined, options: AdaptOptions): AdaptResult {
   const started = Date.now();
   if (supports.length === 0) throw new FseftError('no support volumes');
-  const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'));
+  if (options.scratchEncoder && options.method !== 'scratch') throw new FseftError(`an encoder to start from is for scratch only, not ${options.method}`);
+  const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'), options.scratchEncoder);
   const history: StepRecord[] = [];
   if (options.method === 'generalization') return { adapter, history, trainableParameters: 0, seconds: 0 };
   const input = adapter.input;

@@ -7,7 +7,7 @@ import { PreparedCase, prepareCase } from '../inference/predict';
 import { adapterProbabilities, probabilitiesToMask } from '../inference/segment';
 import { dice } from '../metrics/overlap';
 import { Volume } from '../io/volume';
-import { ModelManifest, ModelPreprocessing, headChannelOf, modelPreprocessing } from '../networks/model-io';
+import { ModelManifest, ModelPreprocessing, headChannelOf, loadModel, modelFingerprint, modelPreprocessing } from '../networks/model-io';
 import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
@@ -35,6 +35,8 @@ export interface ExperimentPlan {
   epochs?: number | Record<string, number>;
   /** The recipe whose values fill everything the plan leaves out (default 'paper'; docs/recipes.md). */
   recipe?: RecipeName;
+  /** A model directory whose Swin encoder starts Scratch (the reference's self-supervised start); random when absent. */
+  scratchInit?: string;
   cropsPerStep?: number;
   learningRates?: Partial<Record<AdaptMethod, number>>;
   ti?: { lambda?: number[]; gamma?: number[]; form?: SizeConstraintForm; pool?: number };
@@ -50,6 +52,8 @@ export interface ExperimentRecord {
   seed: number;
   /** The recipe the cell ran under (absent in records made before recipes: 'paper'). */
   recipe?: RecipeName;
+  /** Scratch: what the network started from ('random', or the encoder's model directory and fingerprint). */
+  scratchInit?: string;
   lambda?: number;
   gamma?: number;
   epochs: number;
@@ -167,6 +171,8 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   const preprocessing = modelPreprocessing(context.manifest);
   const recipe = recipeByName(plan.recipe ?? 'paper');
   const cells = cellsOf(plan, recipe);
+  const scratchStart = cells.some((c) => c.method === 'scratch') && plan.scratchInit !== undefined ? { dir: plan.scratchInit, model: loadModel(plan.scratchInit).model, fingerprint: modelFingerprint(plan.scratchInit) } : undefined;
+  const scratchInit = scratchStart ? `${scratchStart.dir} (${scratchStart.fingerprint})` : 'random';
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
   const writer = openRecordsForAppend(context.recordsFile, log);
   try {
@@ -227,6 +233,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   learningRate,
                   cropsPerStep,
                   recipe: { ...recipe, sources: undefined },
+                  scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
                   data: path.resolve(plan.data),
                   supports: supportEntries.map((e) => e.id),
                   queries: group.map((e) => e.id),
@@ -254,6 +261,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   bce: recipe.bce,
                   dice: recipe.dice,
                   diceSmooth: recipe.diceSmooth,
+                  scratchEncoder: cell.method === 'scratch' ? scratchStart?.model : undefined,
                   roi: preprocessing.roi,
                   epochs,
                   learningRate,
@@ -287,6 +295,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   fold,
                   seed,
                   recipe: recipe.name,
+                  scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
                   lambda: cell.ti?.lambda,
                   gamma: cell.ti?.gamma,
                   query: transductiveQuery,
@@ -315,6 +324,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
     return records;
   } finally {
     writer.close();
+    scratchStart?.model.dispose();
   }
 }
 
@@ -354,6 +364,7 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
     }
   };
   if (typeof plan.data !== 'string' || plan.data === '') throw fail('"data" must name a dataset');
+  if (plan.scratchInit !== undefined && (typeof plan.scratchInit !== 'string' || plan.scratchInit === '')) throw fail('"scratchInit" must name a model directory');
   list(plan.organs, 'organs').forEach((organ, i) => {
     if (typeof organ !== 'string') throw fail(`"organs"[${i}] must be an organ name`);
   });

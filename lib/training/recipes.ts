@@ -148,9 +148,13 @@ export function recipesMarkdown(): string {
     '',
     'Each query volume is adapted on its own when TI is on (both recipes): TI is transductive.',
     '',
-    'Not yet part of `reference` (issue 14): Scratch from the self-supervised Swin encoder (the reference',
-    'starts Scratch from it; the kit starts from random weights), and the Fig. 2a "MLP" adapter as the',
-    'same UnetResBlock with kernel 1 (the kit\'s `mlp-adapter` is the later residual x + W2 ReLU(W1 x)).',
+    'Scratch starts from random weights unless a model directory is given (`fseft adapt --init DIR`,',
+    '`"scratchInit": "DIR"` in a plan): then from its Swin encoder, as the reference starts Scratch from',
+    'the self-supervised encoder (import it with `fseft import-torch`); records say which.',
+    '',
+    'Not yet part of `reference` (issue 14): the Fig. 2a "MLP" adapter as the same UnetResBlock with',
+    'kernel 1 (the kit\'s `mlp-adapter` is the later residual x + W2 ReLU(W1 x)), and gamma 0.5 for the',
+    'kidneys (one gamma per plan here).',
     '',
   );
   return lines.join('\n');

@@ -148,6 +148,8 @@ test('options are checked before any work, each error naming the option', () => 
     [[...adapt, '--crops', '0'], /option --crops must be at least 1, got 0/],
     [[...adapt, '--ti-pool', '0'], /option --ti-pool must be at least 1, got 0/],
     [[...adapt, '--gamma', '-1'], /option --gamma must be at least 0 and below 1, got -1/],
+    [[...adapt, '--init', modelDir], /--init starts scratch from a model's Swin encoder; it does not apply to lp/],
+    [[...adapt, '--recipe', 'mine'], /unknown recipe 'mine'; choose one of paper, reference/],
     [['pretrain', '--data', 'x.json', '--out', out, '--epochs', '0'], /option --epochs must be at least 1, got 0/],
     [['pretrain', '--data', 'x.json', '--out', out, '--samples', '0'], /option --samples must be at least 1, got 0/],
     [['import-torch', 'x.pt', '--out', out, '--feature-size', '0'], /option --feature-size must be at least 12, got 0/],

@@ -35,6 +35,8 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
                          reference: the authors' code (commit 2a14658), rel = (S - S_hat) / max(S_hat, S)
                          (max constant), penalty |rel| -/+ gamma outside [-gamma, gamma], as its own
                          optimizer step once per TI epoch (none inside the margin)
+    --init <model dir>   scratch only: start from that model's Swin encoder (e.g. a self-supervised
+                         encoder imported with fseft import-torch), as the reference code; else random
     --recipe paper|reference   every default below from the paper's text (default) or from the
                          authors' code of the paper's time; see docs/recipes.md. Explicit options win.
     --epochs (paper: 100)  --lr (paper: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
@@ -50,6 +52,7 @@ export async function adaptCommand(options: Options): Promise<void> {
   const querySpec = options.string('query');
   const ti = options.flag('ti');
   const recipe = recipeByName(options.string('recipe') ?? 'paper');
+  const scratchInit = options.string('init');
   const trained = method === 'generalization' ? undefined : method;
   const lambda = options.number('lambda', recipe.ti.lambda, { min: 0 })!;
   const gamma = options.number('gamma', recipe.ti.gamma, { min: 0, below: 1 })!;
@@ -67,12 +70,15 @@ export async function adaptCommand(options: Options): Promise<void> {
   if (method !== 'generalization' && supportSpecs.length === 0) throw new FseftError('give at least one --support <image>=<label>[:<value>]');
   if (k !== undefined && k > supportSpecs.length) throw new FseftError(`--k ${k} is larger than the ${supportSpecs.length} support volume(s) given`);
   if (ti && !querySpec) throw new FseftError('--ti needs --query <image>');
+  if (scratchInit !== undefined && method !== 'scratch') throw new FseftError(`--init starts scratch from a model's Swin encoder; it does not apply to ${method}`);
   for (const spec of supportSpecs) if (!spec.label) throw new FseftError(`--support ${spec.image}: give its label as <image>=<label>[:<value>]`);
   if (fs.existsSync(path.join(out, 'adapter.json'))) throw new FseftError('already holds an adapter; choose another --out or delete it', out);
   await withOutputDirectory(out, async () => {
     await initBackend(backend);
 
     const { model, manifest, fingerprint, dir } = loadModelOption(modelName);
+    const scratchEncoder = scratchInit !== undefined ? loadModelOption(scratchInit) : undefined;
+    if (method === 'scratch') console.log(`scratch starts from ${scratchEncoder ? `the Swin encoder of ${scratchEncoder.dir}` : 'random weights (--init <model dir> starts it from a self-supervised encoder)'}`);
     const preprocessing = modelPreprocessing(manifest);
     const channel = headChannelOf(manifest, organClass, organ);
     if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
@@ -110,6 +116,7 @@ export async function adaptCommand(options: Options): Promise<void> {
       bce: recipe.bce,
       dice: recipe.dice,
       diceSmooth: recipe.diceSmooth,
+      scratchEncoder: scratchEncoder?.model,
       checkpoint: true,
       ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
       onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
@@ -130,11 +137,12 @@ export async function adaptCommand(options: Options): Promise<void> {
       organ,
       backbone: { fingerprint, featureSize: model.config.featureSize, outChannels: model.config.outChannels },
       preprocessing,
-      training: { recipe: recipe.name, k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
+      training: { recipe: recipe.name, scratchInit: method === 'scratch' ? (scratchEncoder ? `${scratchEncoder.dir} (${scratchEncoder.fingerprint})` : 'random') : undefined, k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
       createdAt: new Date().toISOString(),
     });
     console.log(`adapter written to ${out}`);
     result.adapter.dispose();
     model.dispose();
+    scratchEncoder?.model.dispose();
   });
 }

@@ -19,7 +19,7 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
   plan.json: { "data": "<dataset>", "organs": ["liver"], "methods": ["lp", "adapter", "adapter+ti"],
     "shots": [1, 5], "folds": 5, "seeds": [0], "queries": 1, "epochs": {"1": 100, "5": 20},
     "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "ti": {"gamma": [0.25], "lambda": [1]},
-    "model": "default", "recipe": "paper" }  (paths relative to the plan; what the plan leaves out
+    "model": "default", "recipe": "paper", "scratchInit": "<model dir>" }  (paths relative to the plan; what the plan leaves out
     comes from the recipe, paper or reference: see docs/recipes.md)`;
 
 export const REPORT_HELP = `fseft report <records.jsonl> [...] [--plot <dir>]
@@ -44,6 +44,7 @@ export async function experimentCommand(options: Options): Promise<void> {
     seeds: plan.seeds ?? [0],
     queries: plan.queries ?? 1,
     data: path.resolve(base, plan.data!),
+    scratchInit: plan.scratchInit === undefined ? undefined : path.resolve(base, plan.scratchInit),
   };
   const modelName = modelOption ?? (plan.model === undefined || plan.model === 'default' ? 'default' : path.resolve(base, plan.model));
   const recordsFile = recordsOption ?? planFile.replace(/\.json$/, '') + '.records.jsonl';
