@@ -246,13 +246,15 @@ console.log('rows: ground truth, ' + METHODS.join(', ') + '; columns: ' + ORGANS
 nb("06-adapters-vs-mlp", [
     md("""# 06 · Spatial adapters against the MLP adapter (the paper's Fig. 2a)
 
-Linear probe, MLP adapter (1x1x1 convolutions), residual spatial adapter and the paper's adapter
-(UnetResBlock, 3x3x3), with their trainable parameter counts. **Synthetic data (simulated phantoms).**"""),
+Linear probe, the paper's adapter (UnetResBlock, 3x3x3) against its kernel-1 version (`adapter-k1`,
+the "MLP" of Fig. 2a in the reference code), and the later code's residual adapters (`mlp-adapter`
+with 1x1x1 and `residual-adapter` with 3x3x3 convolutions), with their trainable parameter counts.
+**Synthetic data (simulated phantoms).**"""),
     code(SETUP),
     code(ADAPT_SETUP),
     code(EXPERIMENT),
     code("""const records = await runPlan('adapters', {
-  organs: ['liver', 'spleen'], methods: ['lp', 'mlp-adapter', 'residual-adapter', 'adapter'], shots: [1], folds: 1, seeds: [0], queries: 1,
+  organs: ['liver', 'spleen'], methods: ['lp', 'adapter-k1', 'adapter', 'mlp-adapter', 'residual-adapter'], shots: [1], folds: 1, seeds: [0], queries: 1,
   epochs: QUICK ? 10 : 40, cropsPerStep: 2,
 });
 await show(fseft.diceBarsSpec(records, 'Dice per adapter type'));

@@ -76,7 +76,7 @@ test('adapter training lowers the support loss and beats the untrained head on t
   const untrained = Adapter.create('lp', model, undefined, 0);
   const before = dice(probabilitiesToMask(adapterProbabilities(untrained, { features: query.features }, { roi: ROI }), query.image).data, query.mask.data);
   untrained.dispose();
-  for (const method of ['lp', 'adapter', 'residual-adapter', 'mlp-adapter']) {
+  for (const method of ['lp', 'adapter', 'adapter-k1', 'residual-adapter', 'mlp-adapter']) {
     const tensorsBefore = tf.memory().numTensors;
     const result = adaptToOrgan(model, [support], undefined, options(method, { epochs: 40, learningRate: method === 'lp' ? 0.3 : 3e-2 }));
     const first = result.history.slice(0, 3).reduce((s, h) => s + h.segmentationLoss, 0) / 3;
@@ -108,6 +108,7 @@ test('trainable parameters: lp F + 1, adapters 2 k^3 F^2 + F + 1, ft-last = deco
   assert.equal(count('adapter'), 2 * 27 * F * F + F + 1);
   assert.equal(count('residual-adapter'), 2 * 27 * F * F + F + 1);
   assert.equal(count('mlp-adapter'), 2 * F * F + F + 1);
+  assert.equal(count('adapter-k1'), 2 * F * F + F + 1);
   // decoder1 = UnetrUpBlock(F, F): transposed conv F*F*8, conv1 2F*F*27, conv2 F*F*27, conv3 2F*F; at F = 48 with the head: 209,713 (paper: 209.6 K).
   assert.equal(count('ft-last'), F * F * 8 + 2 * F * F * 27 + F * F * 27 + 2 * F * F + F + 1);
   assert.throws(() => parseMethod('lora'), /unknown method 'lora'; methods: generalization, scratch, ft, ft-last, lp/);

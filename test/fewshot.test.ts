@@ -255,7 +255,7 @@ test("the reference code's TI: one extra step per TI epoch, none while S_hat is 
 
 test('recipes: the paper recipe is the engine defaults; the reference recipe is the 2a14658 code point by point; plans and explicit values resolve against them', () => {
   const { paper, reference } = RECIPES;
-  for (const method of ['lp', 'adapter', 'residual-adapter', 'mlp-adapter', 'ft-last', 'ft', 'scratch'] as const) {
+  for (const method of ['lp', 'adapter', 'adapter-k1', 'residual-adapter', 'mlp-adapter', 'ft-last', 'ft', 'scratch'] as const) {
     assert.equal(paper.learningRates[method], METHOD_LEARNING_RATES[method], `paper lr of ${method}`);
     assert.equal(paper.epochs[method], DEFAULT_ADAPT.epochs);
   }

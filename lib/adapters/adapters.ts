@@ -4,7 +4,7 @@ import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
 
-export const ADAPT_METHODS = ['generalization', 'scratch', 'ft', 'ft-last', 'lp', 'adapter', 'residual-adapter', 'mlp-adapter'] as const;
+export const ADAPT_METHODS = ['generalization', 'scratch', 'ft', 'ft-last', 'lp', 'adapter', 'adapter-k1', 'residual-adapter', 'mlp-adapter'] as const;
 export type AdaptMethod = (typeof ADAPT_METHODS)[number];
 
 export const METHOD_DESCRIPTIONS: Record<AdaptMethod, string> = {
@@ -14,8 +14,9 @@ export const METHOD_DESCRIPTIONS: Record<AdaptMethod, string> = {
   'ft-last': 'fine-tune the last decoder block and a 1-channel head',
   lp: 'linear probe (1x1x1 conv) on frozen features, from the zero-shot head row',
   adapter: "spatial adapter: MONAI UnetResBlock(F, F, kernel 3) + 1x1x1 head (the paper's)",
+  'adapter-k1': "the same UnetResBlock with kernel 1 + head: the 'MLP' adapter of Fig. 2a in the reference code",
   'residual-adapter': 'x + conv3(ReLU(conv3(x))), second conv zero-initialised, + head',
-  'mlp-adapter': 'x + conv1(ReLU(conv1(x))): the MLP adapter of Fig. 2a, + head',
+  'mlp-adapter': "x + conv1(ReLU(conv1(x))), second conv zero-initialised, + head: the later code's residual MLP adapter",
 };
 
 export function parseMethod(name: string): AdaptMethod {
@@ -97,6 +98,9 @@ export class Adapter {
     if (method === 'adapter') {
       add('adapter.conv1', [3, 3, 3, f, f], uniform(27 * f * f, 27 * f));
       add('adapter.conv2', [3, 3, 3, f, f], uniform(27 * f * f, 27 * f));
+    } else if (method === 'adapter-k1') {
+      add('adapter.conv1', [1, 1, 1, f, f], uniform(f * f, f));
+      add('adapter.conv2', [1, 1, 1, f, f], uniform(f * f, f));
     } else if (method === 'residual-adapter' || method === 'mlp-adapter') {
       const k = method === 'residual-adapter' ? 3 : 1;
       add('adapter.conv1', [k, k, k, f, f], uniform(k ** 3 * f * f, k ** 3 * f));
@@ -181,6 +185,13 @@ export class Adapter {
       // MONAI UnetResBlock(F, F, 3, norm instance): conv-norm-lrelu-conv-norm, + input, lrelu.
       let out = instanceNorm(conv3dSame(x, this.v('adapter.conv1') as tf.Tensor5D), 0.01);
       out = instanceNorm(conv3dSame(out, this.v('adapter.conv2') as tf.Tensor5D));
+      return leakyRelu(tf.add(out, x)) as tf.Tensor5D;
+    }
+    if (this.method === 'adapter-k1') {
+      // The same block with kernel 1: per-voxel products instead of 3x3x3 convolutions.
+      const f = this.featureSize;
+      let out = instanceNorm(linear(x, tf.reshape(this.v('adapter.conv1'), [f, f]) as tf.Tensor2D) as tf.Tensor5D, 0.01);
+      out = instanceNorm(linear(out, tf.reshape(this.v('adapter.conv2'), [f, f]) as tf.Tensor2D) as tf.Tensor5D);
       return leakyRelu(tf.add(out, x)) as tf.Tensor5D;
     }
     if (this.method === 'residual-adapter') {

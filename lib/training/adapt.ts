@@ -100,6 +100,7 @@ export const METHOD_LEARNING_RATES: Record<AdaptMethod, number> = {
   lp: 1e-2,
   adapter: 1e-3,
   'residual-adapter': 1e-3,
+  'adapter-k1': 1e-3,
   'mlp-adapter': 1e-3,
 };
 

@@ -40,8 +40,8 @@ const SIGMOID_HALF = 1 / (1 + Math.exp(-0.5));
 export const RECIPES: Record<RecipeName, Recipe> = {
   paper: {
     name: 'paper',
-    learningRates: { lp: 1e-2, adapter: 1e-3, 'residual-adapter': 1e-3, 'mlp-adapter': 1e-3, 'ft-last': 1e-4, ft: 1e-4, scratch: 1e-4 },
-    epochs: { lp: 100, adapter: 100, 'residual-adapter': 100, 'mlp-adapter': 100, 'ft-last': 100, ft: 100, scratch: 100 },
+    learningRates: { lp: 1e-2, adapter: 1e-3, 'adapter-k1': 1e-3, 'residual-adapter': 1e-3, 'mlp-adapter': 1e-3, 'ft-last': 1e-4, ft: 1e-4, scratch: 1e-4 },
+    epochs: { lp: 100, adapter: 100, 'adapter-k1': 100, 'residual-adapter': 100, 'mlp-adapter': 100, 'ft-last': 100, ft: 100, scratch: 100 },
     weightDecay: 1e-5,
     warmupEpochs: 1,
     cropsPerStep: 6,
@@ -68,8 +68,8 @@ export const RECIPES: Record<RecipeName, Recipe> = {
   },
   reference: {
     name: 'reference',
-    learningRates: { lp: 1e-1, adapter: 1e-2, 'residual-adapter': 1e-2, 'mlp-adapter': 1e-2, 'ft-last': 1e-2, ft: 1e-4, scratch: 1e-4 },
-    epochs: { lp: 50, adapter: 100, 'residual-adapter': 100, 'mlp-adapter': 100, 'ft-last': 100, ft: 150, scratch: 150 },
+    learningRates: { lp: 1e-1, adapter: 1e-2, 'adapter-k1': 1e-2, 'residual-adapter': 1e-2, 'mlp-adapter': 1e-2, 'ft-last': 1e-2, ft: 1e-4, scratch: 1e-4 },
+    epochs: { lp: 50, adapter: 100, 'adapter-k1': 100, 'residual-adapter': 100, 'mlp-adapter': 100, 'ft-last': 100, ft: 150, scratch: 150 },
     weightDecay: 1e-5,
     warmupEpochs: 1,
     cropsPerStep: 6,
@@ -152,9 +152,10 @@ export function recipesMarkdown(): string {
     '`"scratchInit": "DIR"` in a plan): then from its Swin encoder, as the reference starts Scratch from',
     'the self-supervised encoder (import it with `fseft import-torch`); records say which.',
     '',
-    'Not yet part of `reference` (issue 14): the Fig. 2a "MLP" adapter as the same UnetResBlock with',
-    'kernel 1 (the kit\'s `mlp-adapter` is the later residual x + W2 ReLU(W1 x)), and gamma 0.5 for the',
-    'kidneys (one gamma per plan here).',
+    'Fig. 2a\'s "MLP" adapter is `adapter-k1` (the same UnetResBlock with kernel 1, as the reference code);',
+    '`mlp-adapter` is the later code\'s residual x + W2 ReLU(W1 x), a different network.',
+    '',
+    'Not yet part of `reference` (issue 14): gamma 0.5 for the kidneys (one gamma per plan here).',
     '',
   );
   return lines.join('\n');
