@@ -72,6 +72,8 @@ export { AdamW } from './training/adamw';
 
 // Metrics
 export { dice, maskOf } from './metrics/overlap';
+export { stratifiedBootstrapMean } from './metrics/bootstrap';
+export type { MeanInterval, BootstrapOptions } from './metrics/bootstrap';
 export { connectedComponents, largestConnectedComponent } from './metrics/components';
 export { hausdorff95, surfaceDice, surfaceVoxels, squaredDistanceTransform } from './metrics/distance';
 
@@ -89,7 +91,7 @@ export { adaptToOrgan, estimateTargetSize, sampleCropStarts, stepDiceLoss, DEFAU
 export { RECIPES, RECIPE_NAMES, recipeByName, recipesMarkdown } from './training/recipes';
 export type { Recipe, RecipeName } from './training/recipes';
 export type { AdaptOptions, AdaptResult, SupportVolume, StepRecord, TransductiveOptions } from './training/adapt';
-export { runExperiment, readRecords, formatTable } from './training/experiment';
+export { runExperiment, readRecords, formatTable, formatIntervalTable } from './training/experiment';
 export type { ExperimentPlan, ExperimentRecord, ExperimentContext } from './training/experiment';
 export { Adapter, ADAPT_METHODS, METHOD_DESCRIPTIONS, parseMethod, zeroShotRow } from './adapters/adapters';
 export type { AdaptMethod, HeadInit } from './adapters/adapters';

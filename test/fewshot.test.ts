@@ -185,6 +185,9 @@ test('fseft experiment runs a grid, skips finished cells on a rerun, and fseft r
   const report = fseft('report', recordsFile);
   assert.equal(report.code, 0, report.stderr);
   assert.match(report.stdout, /1-shot\nmethod\s+liver\s+mean\s+params\ngeneralization\s+\d\.\d{3}\s+\d\.\d{3}\s+0\nlp\s+\d\.\d{3}\s+\d\.\d{3}\s+13/);
+  const withIntervals = fseft('report', recordsFile, '--intervals');
+  assert.equal(withIntervals.code, 0, withIntervals.stderr);
+  assert.match(withIntervals.stdout, /lp\s+\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]\s+\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]\s+\(n 1\)/);
   const plots = path.join(work, 'plots');
   const plotted = fseft('report', recordsFile, '--plot', plots);
   assert.equal(plotted.code, 0, plotted.stderr);

@@ -4,6 +4,7 @@ import { Shape3 } from '../lib/io/volume';
 import { connectedComponents, largestConnectedComponent } from '../lib/metrics/components';
 import { hausdorff95, squaredDistanceTransform, surfaceDice, surfaceVoxels } from '../lib/metrics/distance';
 import { dice, maskOf } from '../lib/metrics/overlap';
+import { stratifiedBootstrapMean } from '../lib/metrics/bootstrap';
 import { Rng } from '../lib/util/random';
 
 function box(shape: Shape3, from: number[], to: number[]): Uint8Array {
@@ -82,4 +83,24 @@ test('HD95 and surface Dice of shifted boxes: analytic values', () => {
   const cube = box(shape, [1, 1, 1], [4, 4, 4]);
   const surface = surfaceVoxels(cube, shape);
   assert.equal(surface.reduce((s, v) => s + v, 0), 26);
+});
+
+test('bootstrap intervals: constant data gives a point, the interval holds the mean and lies within the data, strata are redrawn within themselves, seeded', () => {
+  const point = stratifiedBootstrapMean([[0.75, 0.75, 0.75]]);
+  assert.deepEqual([point.mean, point.low, point.high, point.n], [0.75, 0.75, 0.75, 3]);
+  const values = [0.2, 0.4, 0.6, 0.8, 1.0];
+  const interval = stratifiedBootstrapMean([values], { seed: 1 });
+  assert.ok(Math.abs(interval.mean - 0.6) < 1e-12);
+  assert.ok(interval.low >= 0.2 && interval.low < 0.6 && interval.high > 0.6 && interval.high <= 1.0, JSON.stringify(interval));
+  // The mean's standard error is sd / sqrt(n) = 0.2828 / sqrt(5) = 0.126 (population sd): a 95 % interval about +-0.25 wide.
+  assert.ok(interval.high - interval.low > 0.3 && interval.high - interval.low < 0.6, JSON.stringify(interval));
+  assert.deepEqual(stratifiedBootstrapMean([values], { seed: 1 }), interval, 'same seed, same interval');
+  // Strata: organ A always 0.25, organ B always 0.75 -> the mean over organs is exactly 0.5 in every
+  // resample (a pooled bootstrap would mix the organs' units and spread it).
+  const stratified = stratifiedBootstrapMean([[0.25, 0.25, 0.25, 0.25], [0.75, 0.75]]);
+  assert.deepEqual([stratified.mean, stratified.low, stratified.high, stratified.n], [0.5, 0.5, 0.5, 6]);
+  // More units, narrower interval.
+  const many = stratifiedBootstrapMean([Array.from({ length: 80 }, (_, i) => values[i % 5])], { seed: 1 });
+  assert.ok(many.high - many.low < (interval.high - interval.low) / 2);
+  assert.ok(Number.isNaN(stratifiedBootstrapMean([[]]).mean));
 });

@@ -24,7 +24,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   predict: { run: predictCommand, help: PREDICT_HELP, flags: [] },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, flags: [] },
   experiment: { run: experimentCommand, help: EXPERIMENT_HELP, flags: [] },
-  report: { run: reportCommand, help: REPORT_HELP, flags: [] },
+  report: { run: reportCommand, help: REPORT_HELP, flags: ['intervals'] },
   demo: { run: demoCommand, help: DEMO_HELP, flags: [] },
 };
 

@@ -14,6 +14,7 @@ import { Rng, seedFrom } from '../util/random';
 import { AdaptOptions, adaptToOrgan } from './adapt';
 import { Recipe, RecipeName, RECIPE_NAMES, recipeByName } from './recipes';
 import { largestConnectedComponent } from '../metrics/components';
+import { BootstrapOptions, MeanInterval, stratifiedBootstrapMean } from '../metrics/bootstrap';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../losses/size-constraint';
 import { openRecordsForAppend, readRecordLines } from './records';
 import * as crypto from 'node:crypto';
@@ -419,6 +420,32 @@ export function formatTable(records: ExperimentRecord[]): string {
       lines.push(row.padEnd(width) + cells.map((v) => (Number.isFinite(v) ? v.toFixed(3) : '-').padStart(10)).join('') + (Number.isFinite(mean) ? mean.toFixed(3) : '-').padStart(10) + String(params).padStart(10));
     }
     lines.push('');
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Table 1 with error bars: per k, method and organ the mean Dice over every query of every fold and
+ * seed with its 95 % bootstrap interval, and the mean over organs with a bootstrap stratified by
+ * organ (each organ's queries redrawn within the organ). Seeded.
+ */
+export function formatIntervalTable(records: ExperimentRecord[], options: BootstrapOptions = {}): string {
+  const organs = [...new Set(records.map((r) => r.organ))];
+  const rowKey = (r: ExperimentRecord) => `${r.method}${r.gamma !== undefined ? ` (g=${r.gamma}, l=${r.lambda})` : ''}`;
+  const shots = [...new Set(records.map((r) => r.k))].sort((a, b) => b - a);
+  const cell = (interval: MeanInterval) => (interval.n === 0 ? '-' : `${interval.mean.toFixed(3)} [${interval.low.toFixed(3)}, ${interval.high.toFixed(3)}]`);
+  const width = Math.max(24, ...records.map((r) => rowKey(r).length + 2));
+  const column = 24;
+  const lines = [`Dice: mean [95 % bootstrap interval] over queries x folds x seeds (n per organ in brackets after the row)`];
+  for (const k of shots) {
+    lines.push('', `${k}-shot`, 'method'.padEnd(width) + organs.map((o) => o.padStart(column)).join('') + 'mean over organs'.padStart(column));
+    const mine = records.filter((r) => r.k === k);
+    for (const row of [...new Set(mine.map(rowKey))]) {
+      const strata = organs.map((organ) => mine.filter((r) => rowKey(r) === row && r.organ === organ).flatMap((r) => Object.values(r.queryDice)));
+      const perOrgan = strata.map((values) => stratifiedBootstrapMean([values], options));
+      const overall = stratifiedBootstrapMean(strata, options);
+      lines.push(row.padEnd(width) + perOrgan.map((i) => cell(i).padStart(column)).join('') + cell(overall).padStart(column) + `  (n ${strata.map((s) => s.length).join('/')})`);
+    }
   }
   return lines.join('\n');
 }

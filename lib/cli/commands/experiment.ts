@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../../backend/backend';
-import { ExperimentPlan, formatTable, readRecords, runExperiment, validatePlan } from '../../training/experiment';
+import { ExperimentPlan, formatIntervalTable, formatTable, readRecords, runExperiment, validatePlan } from '../../training/experiment';
 import { FseftError } from '../../util/errors';
 import { readJsonFile } from '../../util/read-file';
 import { writeFileAtomic } from '../../util/atomic-write';
@@ -22,12 +22,14 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
     "model": "default", "recipe": "paper", "scratchInit": "<model dir>" }  (paths relative to the plan; what the plan leaves out
     comes from the recipe, paper or reference: see docs/recipes.md)`;
 
-export const REPORT_HELP = `fseft report <records.jsonl> [...] [--plot <dir>]
+export const REPORT_HELP = `fseft report <records.jsonl> [...] [--plot <dir>] [--intervals [--seed 0]]
   Prints a Table-1 style table from experiment records: Dice per organ and method, averaged over
   folds and seeds, per k, with the mean over organs and the trainable parameter counts.
   --plot <dir> also writes dice.svg (bars per method and organ), gamma.svg (Dice against gamma,
   when there are TI records with several gammas), table.csv (Table-1 layout) and summary.csv
-  (mean, std and count of Dice per method, organ and k).`;
+  (mean, std and count of Dice per method, organ and k).
+  --intervals prints each mean with its 95 % bootstrap interval over queries x folds x seeds (2000
+  resamples, seeded), and the mean over organs with a bootstrap stratified by organ.`;
 
 export async function experimentCommand(options: Options): Promise<void> {
   const planFile = options.required('plan');
@@ -66,11 +68,13 @@ export async function experimentCommand(options: Options): Promise<void> {
 export async function reportCommand(options: Options): Promise<void> {
   const files = options.positional;
   const plotDir = options.string('plot');
+  const intervals = options.flag('intervals');
+  const seed = options.integer('seed', 0, { min: 0 })!;
   options.rejectUnknown({ positional: true });
   if (files.length === 0) throw new FseftError(`give one or more records files\n${REPORT_HELP}`);
   const records = files.flatMap((f) => readRecords(f));
   if (records.length === 0) throw new FseftError('no records', files.join(', '));
-  console.log(formatTable(records));
+  console.log(intervals ? formatIntervalTable(records, { seed }) : formatTable(records));
   if (!plotDir) return;
   // Everything is rendered before anything is written, and a failed write removes the figures
   // written before it: all of the figures or none.
