@@ -160,7 +160,8 @@ class FeatureCache {
 }
 
 /**
- * Runs every unfinished cell of a plan and appends one record per cell to the records file.
+ * Runs every unfinished cell of a plan and appends one record per cell (per cell and query volume
+ * when TI is on) to the records file.
  * Supports are nested (the k = 1 support is among the k = 5 ones) and drawn per fold from a
  * seeded shuffle; queries are drawn first and never serve as support.
  */
@@ -172,11 +173,14 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   const preprocessing = modelPreprocessing(context.manifest);
   const recipe = recipeByName(plan.recipe ?? 'paper');
   const cells = cellsOf(plan, recipe);
-  const scratchStart = cells.some((c) => c.method === 'scratch') && plan.scratchInit !== undefined ? { dir: plan.scratchInit, model: loadModel(plan.scratchInit).model, fingerprint: modelFingerprint(plan.scratchInit) } : undefined;
-  const scratchInit = scratchStart ? `${scratchStart.dir} (${scratchStart.fingerprint})` : 'random';
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
   const writer = openRecordsForAppend(context.recordsFile, log);
+  let scratchStart: { dir: string; model: SwinUNETR; fingerprint: string } | undefined;
   try {
+    if (cells.some((c) => c.method === 'scratch') && plan.scratchInit !== undefined) {
+      scratchStart = { dir: plan.scratchInit, model: loadModel(plan.scratchInit).model, fingerprint: modelFingerprint(plan.scratchInit) };
+    }
+    const scratchInit = scratchStart ? `${scratchStart.dir} (${scratchStart.fingerprint})` : 'random';
     const done = new Map(readRecords(context.recordsFile, log).map((r) => [r.key, r]));
     const prepared = new Map<string, PreparedCase>();
     const cache = new FeatureCache((context.cacheMiB ?? 2048) * 2 ** 20);
