@@ -88,11 +88,18 @@ export function prepareWasmThreads(threads: number, wasmBackend: { setThreadsCou
     }
   }
   globalThis.Blob = ScriptBlob as typeof Blob;
+  const workerScript = path.join(folder, 'worker.js');
+  let workerScriptWritten = false;
   URL.createObjectURL = (blob: Blob) => {
     if (!(blob instanceof ScriptBlob) || blob.script === undefined) return nativeCreateObjectURL(blob);
     // The worker script: when told to load the main script (a Blob) it asks for an object URL.
-    const workerScript = path.join(folder, 'worker.js');
-    fs.writeFileSync(workerScript, `URL.createObjectURL=()=>${JSON.stringify(mainScript)};URL.revokeObjectURL=()=>{};${blob.script}`);
+    // Emscripten asks once per pool worker, for the same script. It is written once: rewriting the
+    // file (truncate, then write) while an earlier worker was still reading it gave that worker an
+    // empty script, which exited with code 0 before loading, and the module waited for it forever.
+    if (!workerScriptWritten) {
+      fs.writeFileSync(workerScript, `URL.createObjectURL=()=>${JSON.stringify(mainScript)};URL.revokeObjectURL=()=>{};${blob.script}`);
+      workerScriptWritten = true;
+    }
     return workerScript;
   };
   const cpus = nativeCpus();
