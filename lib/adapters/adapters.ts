@@ -95,12 +95,10 @@ export class Adapter {
     const variables = new Map<string, tf.Variable>();
     const add = (name: string, shape: number[], values: Float32Array) => variables.set(name, variableOf(tf.tensor(values, shape), method !== 'generalization'));
     const uniform = (n: number, fanIn: number) => Float32Array.from({ length: n }, () => rng.uniform(-1, 1) / Math.sqrt(fanIn));
-    if (method === 'adapter') {
-      add('adapter.conv1', [3, 3, 3, f, f], uniform(27 * f * f, 27 * f));
-      add('adapter.conv2', [3, 3, 3, f, f], uniform(27 * f * f, 27 * f));
-    } else if (method === 'adapter-k1') {
-      add('adapter.conv1', [1, 1, 1, f, f], uniform(f * f, f));
-      add('adapter.conv2', [1, 1, 1, f, f], uniform(f * f, f));
+    if (method === 'adapter' || method === 'adapter-k1') {
+      const k = method === 'adapter' ? 3 : 1;
+      add('adapter.conv1', [k, k, k, f, f], uniform(k ** 3 * f * f, k ** 3 * f));
+      add('adapter.conv2', [k, k, k, f, f], uniform(k ** 3 * f * f, k ** 3 * f));
     } else if (method === 'residual-adapter' || method === 'mlp-adapter') {
       const k = method === 'residual-adapter' ? 3 : 1;
       add('adapter.conv1', [k, k, k, f, f], uniform(k ** 3 * f * f, k ** 3 * f));
@@ -181,17 +179,14 @@ export class Adapter {
   }
 
   private adapt(x: tf.Tensor5D): tf.Tensor5D {
-    if (this.method === 'adapter') {
-      // MONAI UnetResBlock(F, F, 3, norm instance): conv-norm-lrelu-conv-norm, + input, lrelu.
-      let out = instanceNorm(conv3dSame(x, this.v('adapter.conv1') as tf.Tensor5D), 0.01);
-      out = instanceNorm(conv3dSame(out, this.v('adapter.conv2') as tf.Tensor5D));
-      return leakyRelu(tf.add(out, x)) as tf.Tensor5D;
-    }
-    if (this.method === 'adapter-k1') {
-      // The same block with kernel 1: per-voxel products instead of 3x3x3 convolutions.
+    if (this.method === 'adapter' || this.method === 'adapter-k1') {
+      // MONAI UnetResBlock(F, F, k, norm instance): conv-norm-lrelu-conv-norm, + input, lrelu; with
+      // kernel 1 the convolutions are per-voxel products.
       const f = this.featureSize;
-      let out = instanceNorm(linear(x, tf.reshape(this.v('adapter.conv1'), [f, f]) as tf.Tensor2D) as tf.Tensor5D, 0.01);
-      out = instanceNorm(linear(out, tf.reshape(this.v('adapter.conv2'), [f, f]) as tf.Tensor2D) as tf.Tensor5D);
+      const conv = (input: tf.Tensor5D, name: string): tf.Tensor5D =>
+        this.method === 'adapter' ? conv3dSame(input, this.v(name) as tf.Tensor5D) : (linear(input, tf.reshape(this.v(name), [f, f]) as tf.Tensor2D) as tf.Tensor5D);
+      let out = instanceNorm(conv(x, 'adapter.conv1'), 0.01);
+      out = instanceNorm(conv(out, 'adapter.conv2'));
       return leakyRelu(tf.add(out, x)) as tf.Tensor5D;
     }
     if (this.method === 'residual-adapter') {

@@ -83,11 +83,10 @@ function sourceStamp(entry: object): string {
   };
   collect(entry);
   return files
-    .filter((file) => fs.statSync(file, { throwIfNoEntry: false })?.isFile())
     .sort()
-    .map((file) => {
-      const stat = fs.statSync(file);
-      return `${file}:${stat.size}:${Math.round(stat.mtimeMs)}`;
+    .flatMap((file) => {
+      const stat = fs.statSync(file, { throwIfNoEntry: false });
+      return stat?.isFile() ? [`${file}:${stat.size}:${Math.round(stat.mtimeMs)}`] : [];
     })
     .join('|');
 }

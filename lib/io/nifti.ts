@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { promisify } from 'node:util';
-import { Affine, affineSpacing } from './affine';
+import { Affine, affineSpacing, invertAffine } from './affine';
 import { DatatypeName, INT64_CODES, datatypeByCode, datatypeByName, datatypeOfArray, describeDatatypeCode } from './nifti-datatypes';
 import { Shape3, Volume, VoxelArray } from './volume';
 import { FseftError } from '../util/errors';
@@ -230,12 +230,7 @@ async function parseHeader(file: string, bytes: Buffer, compressed: boolean): Pr
   const shape: Shape3 = [size(1), size(2), size(3)];
   const pixdim: [number, number, number] = [1, 2, 3].map((d) => Math.abs(header.pixDims[d]) || 1) as [number, number, number];
   const { affine, source } = headerAffine(header, shape, pixdim);
-  const m = affine;
-  const determinant =
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-  if (!Number.isFinite(determinant) || determinant === 0 || m.some((row) => row.some((v) => !Number.isFinite(v)))) {
-    throw new FseftError(`the ${source} affine is singular or not finite (${JSON.stringify(m.slice(0, 3))}): voxel positions cannot be computed`, file);
-  }
+  if (!invertible(affine)) throw new FseftError(`the ${source} affine is singular or not finite (${JSON.stringify(affine.slice(0, 3))}): voxel positions cannot be computed`, file);
   const slope = header.scl_slope;
   const info: NiftiInfo = {
     file,
@@ -285,6 +280,17 @@ function headerAffine(header: NiftiHeader, shape: Shape3, pixdim: [number, numbe
     [0, 0, 0, 1],
   ];
   return { affine, source: 'base' };
+}
+
+/** Whether every voxel position can be computed and mapped back: finite entries, and the inverse that resampling takes exists. */
+function invertible(affine: Affine): boolean {
+  if (affine.some((row) => row.some((v) => !Number.isFinite(v)))) return false;
+  try {
+    invertAffine(affine);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function quaternionToRotation(b: number, c: number, d: number): number[][] {

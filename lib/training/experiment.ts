@@ -1,19 +1,17 @@
 import * as path from 'node:path';
-import { AdaptMethod, parseMethod, zeroShotRow } from '../adapters/adapters';
+import { AdaptMethod, parseMethod } from '../adapters/adapters';
 import { Dataset, loadCase, openDataset } from '../data/datasets';
 import { templateClass, templateClassName } from '../data/template';
 import { BackboneFeatures, backboneFeatures, featureBytes } from '../inference/features';
 import { PreparedCase, prepareCase } from '../inference/predict';
-import { adapterProbabilities, probabilitiesToMask } from '../inference/segment';
-import { dice } from '../metrics/overlap';
+import { adapterProbabilities } from '../inference/segment';
 import { Volume } from '../io/volume';
 import { ModelManifest, ModelPreprocessing, headChannelOf, loadModel, modelFingerprint, modelPreprocessing } from '../networks/model-io';
 import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
 import { AdaptOptions, adaptToOrgan } from './adapt';
-import { Recipe, RecipeName, RECIPE_NAMES, recipeByName } from './recipes';
-import { largestConnectedComponent } from '../metrics/components';
+import { Recipe, RecipeName, RECIPE_NAMES, recipeByName, recipeHead, recipeQueryDice, recipeTraining } from './recipes';
 import { BootstrapOptions, MeanInterval, stratifiedBootstrapMean } from '../metrics/bootstrap';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../losses/size-constraint';
 import { openRecordsForAppend, readRecordLines } from './records';
@@ -124,8 +122,8 @@ function cellsOf(plan: ExperimentPlan, recipe: Recipe): Cell[] {
   return cells;
 }
 
-export function epochsFor(plan: ExperimentPlan, k: number, method: AdaptMethod = 'lp'): number {
-  if (plan.epochs === undefined) return method === 'generalization' ? 0 : recipeByName(plan.recipe ?? 'paper').epochs[method];
+export function epochsFor(plan: ExperimentPlan, k: number, method: AdaptMethod, recipe: Recipe): number {
+  if (plan.epochs === undefined) return method === 'generalization' ? 0 : recipe.epochs[method];
   if (typeof plan.epochs === 'number') return plan.epochs;
   const value = plan.epochs[String(k)];
   if (value === undefined) throw new FseftError(`the plan gives no epochs for k = ${k}`);
@@ -206,7 +204,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 log(`  skip generalization for ${organName}: the model's head has no ${organName} channel`);
                 continue;
               }
-              const epochs = epochsFor(plan, k, cell.method);
+              const epochs = epochsFor(plan, k, cell.method, recipe);
               const learningRate = plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : recipe.learningRates[cell.method]);
               const cropsPerStep = plan.cropsPerStep ?? recipe.cropsPerStep;
               const tiForm = plan.ti?.form ?? recipe.ti.form;
@@ -261,11 +259,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 for (const entry of group) queryCases.push({ id: entry.id, ...(await load(entry)) });
                 const options: AdaptOptions = {
                   method: cell.method,
-                  weightDecay: recipe.weightDecay,
-                  warmupEpochs: recipe.warmupEpochs,
-                  bce: recipe.bce,
-                  dice: recipe.dice,
-                  diceSmooth: recipe.diceSmooth,
+                  ...recipeTraining(recipe),
                   scratchEncoder: cell.method === 'scratch' ? scratchStart?.model : undefined,
                   roi: preprocessing.roi,
                   epochs,
@@ -275,16 +269,13 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   checkpoint: true,
                   ti: cell.ti ? { ...cell.ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
                 };
-                // The recipe's head: the pretrained row of the organ, or random (generalization always uses the row).
-                const init = channel !== undefined && (recipe.head === 'zero-shot' || cell.method === 'generalization') ? zeroShotRow(context.model, channel) : undefined;
-                const result = adaptToOrgan(context.model, supports, init, options);
+                const result = adaptToOrgan(context.model, supports, recipeHead(recipe, context.model, channel, cell.method), options);
                 const queryDice: Record<string, number> = {};
                 try {
                   for (const q of queryCases) {
                     const grid = adapterProbabilities(result.adapter, { image: q.prepared.image, features: q.features }, { roi: preprocessing.roi });
-                    const mask = probabilitiesToMask(grid, q.prepared.image, recipe.threshold);
-                    const truth = recipe.groundTruthLargestComponent ? largestConnectedComponent(q.prepared.mask!.data, q.prepared.mask!.shape, 26) : q.prepared.mask!.data;
-                    queryDice[q.id] = dice(mask.data, truth);
+                    const { dice, mask } = recipeQueryDice(recipe, grid, q.prepared);
+                    queryDice[q.id] = dice;
                     context.onPrediction?.({ method: cell.label, organ: organName, k, fold, seed }, q.prepared, mask);
                   }
                 } finally {

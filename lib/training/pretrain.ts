@@ -91,9 +91,9 @@ export interface EpochRecord {
 
 /**
  * Pretrains SwinUNETR on partially labelled datasets with the masked loss of Eq. 1, AdamW and a
- * warm-up + cosine schedule. After every epoch the model directory `outDir` holds loadable weights,
- * the optimizer state and `train-state.json`; calling again with the same options resumes after the
- * last finished epoch. One JSON line per epoch goes to `outDir/log.jsonl`.
+ * warm-up + cosine schedule. Every epoch is committed in one step to `outDir/resume/epoch-N`
+ * (weights, optimizer state, `train-state.json`, log), then `outDir` itself holds the loadable
+ * weights and `log.jsonl`; calling again with the same options resumes after the last committed epoch.
  */
 export async function pretrain(
   cases: TrainingCase[],

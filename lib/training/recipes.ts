@@ -1,6 +1,13 @@
-import { AdaptMethod } from '../adapters/adapters';
+import { AdaptMethod, HeadInit, zeroShotRow } from '../adapters/adapters';
 import { SizeConstraintForm } from '../losses/size-constraint';
+import { largestConnectedComponent } from '../metrics/components';
+import { dice } from '../metrics/overlap';
+import type { SwinUNETR } from '../networks/swin-unetr';
+import type { FeatureGrid } from '../networks/volume-tensor';
+import { probabilitiesToMask } from '../inference/segment';
+import type { PreparedCase } from '../inference/predict';
 import { FseftError } from '../util/errors';
+import type { AdaptOptions } from './adapt';
 
 /**
  * Named few-shot recipes: every choice that changes a number, in one place, with its source.
@@ -94,6 +101,28 @@ export const RECIPES: Record<RecipeName, Recipe> = {
     },
   },
 };
+
+/** The training options a recipe fixes for every method (AdaptOptions' loss and schedule fields). */
+export function recipeTraining(recipe: Recipe): Pick<AdaptOptions, 'weightDecay' | 'warmupEpochs' | 'bce' | 'dice' | 'diceSmooth'> {
+  return { weightDecay: recipe.weightDecay, warmupEpochs: recipe.warmupEpochs, bce: recipe.bce, dice: recipe.dice, diceSmooth: recipe.diceSmooth };
+}
+
+/** The head a recipe starts from: the organ's pretrained row, or random (generalization always uses the row). */
+export function recipeHead(recipe: Recipe, model: SwinUNETR, channel: number | undefined, method: AdaptMethod): HeadInit | undefined {
+  if (channel === undefined) return undefined;
+  return recipe.head === 'zero-shot' || method === 'generalization' ? zeroShotRow(model, channel) : undefined;
+}
+
+/**
+ * Dice of a query under the recipe's evaluation: its threshold, the prediction's largest
+ * component, and (reference) the ground truth's largest component. Returns the mask as well.
+ */
+export function recipeQueryDice(recipe: Recipe, probabilities: FeatureGrid, query: PreparedCase): { dice: number; mask: ReturnType<typeof probabilitiesToMask> } {
+  const mask = probabilitiesToMask(probabilities, query.image, recipe.threshold);
+  const truth = query.mask!;
+  const reference = recipe.groundTruthLargestComponent ? largestConnectedComponent(truth.data, truth.shape, 26) : truth.data;
+  return { dice: dice(mask.data, reference), mask };
+}
 
 export function recipeByName(name: string): Recipe {
   const recipe = RECIPES[name as RecipeName];

@@ -13,10 +13,12 @@ export interface RecordsRead<T> {
   records: T[];
   /** Bytes of a torn last line (no newline, not JSON) that were ignored; 0 when none. */
   tornBytes: number;
+  /** The last record is whole but has no newline (the next append must start a line). */
+  unterminated: boolean;
 }
 
 export function readRecordLines<T>(file: string): RecordsRead<T> {
-  if (!fs.existsSync(file)) return { records: [], tornBytes: 0 };
+  if (!fs.existsSync(file)) return { records: [], tornBytes: 0, unterminated: false };
   const text = fs.readFileSync(file, 'utf8');
   const lines = text.split('\n');
   const last = lines.pop() ?? '';
@@ -29,13 +31,13 @@ export function readRecordLines<T>(file: string): RecordsRead<T> {
       throw new FseftError(`line ${index + 1} is not JSON (${JSON.stringify(line.slice(0, 60))}${line.length > 60 ? '...' : ''})`, file);
     }
   });
-  if (!last.trim()) return { records, tornBytes: 0 };
+  if (!last.trim()) return { records, tornBytes: 0, unterminated: last !== '' };
   // Text after the last newline: a complete record written without its newline, or a torn one.
   try {
     records.push(JSON.parse(last) as T);
-    return { records, tornBytes: 0 };
+    return { records, tornBytes: 0, unterminated: true };
   } catch {
-    return { records, tornBytes: Buffer.byteLength(last) };
+    return { records, tornBytes: Buffer.byteLength(last), unterminated: false };
   }
 }
 
@@ -56,12 +58,11 @@ export function openRecordsForAppend(file: string, log: (line: string) => void =
   const release = () => fs.rmSync(lockFile, { force: true });
   process.once('exit', release);
   try {
-    const { tornBytes } = readRecordLines(file);
+    const { tornBytes, unterminated } = readRecordLines(file);
     if (tornBytes > 0) {
-      const size = fs.statSync(file).size;
-      fs.truncateSync(file, size - tornBytes);
+      fs.truncateSync(file, fs.statSync(file).size - tornBytes);
       log(`  ${file}: removed a torn last line of ${tornBytes} bytes (an interrupted write); its cell will run again`);
-    } else if (fs.existsSync(file) && fs.statSync(file).size > 0 && !fs.readFileSync(file).subarray(-1).equals(Buffer.from('\n'))) {
+    } else if (unterminated) {
       fs.appendFileSync(file, '\n');
     }
   } catch (error) {

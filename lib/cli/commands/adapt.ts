@@ -1,18 +1,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ADAPT_METHODS, parseMethod, zeroShotRow } from '../../adapters/adapters';
+import { ADAPT_METHODS, parseMethod } from '../../adapters/adapters';
 import { saveAdapter } from '../../adapters/adapter-io';
 import { initBackend } from '../../backend/backend';
 import { templateClass, templateClassName } from '../../data/template';
 import { backboneFeatures } from '../../inference/features';
 import { prepareCase } from '../../inference/predict';
-import { adapterProbabilities, probabilitiesToMask } from '../../inference/segment';
+import { adapterProbabilities } from '../../inference/segment';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
-import { dice } from '../../metrics/overlap';
 import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { SupportVolume, adaptToOrgan } from '../../training/adapt';
-import { recipeByName } from '../../training/recipes';
-import { largestConnectedComponent } from '../../metrics/components';
+import { recipeByName, recipeHead, recipeQueryDice, recipeTraining } from '../../training/recipes';
 import { withOutputDirectory, writeFileAtomic } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { ProgressBar } from '../../util/progress';
@@ -102,20 +100,14 @@ export async function adaptCommand(options: Options): Promise<void> {
 
     const steps = epochs * supports.length;
     const bar = method === 'generalization' ? undefined : new ProgressBar(steps, `${method}${ti ? '+ti' : ''}`);
-    // The recipe's head: the pretrained row of the organ, or random (generalization always uses the row).
-  const init = channel !== undefined && (recipe.head === 'zero-shot' || method === 'generalization') ? zeroShotRow(model, channel) : undefined;
-    const result = adaptToOrgan(model, supports, init, {
+    const result = adaptToOrgan(model, supports, recipeHead(recipe, model, channel, method), {
       method,
       roi: preprocessing.roi,
       epochs,
       learningRate,
-      weightDecay: recipe.weightDecay,
-      warmupEpochs: recipe.warmupEpochs,
+      ...recipeTraining(recipe),
       cropsPerStep: crops,
       seed,
-      bce: recipe.bce,
-      dice: recipe.dice,
-      diceSmooth: recipe.diceSmooth,
       scratchEncoder: scratchEncoder?.model,
       checkpoint: true,
       ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
@@ -129,8 +121,7 @@ export async function adaptCommand(options: Options): Promise<void> {
     }
     if (preparedQuery?.mask) {
       const grid = adapterProbabilities(result.adapter, { image: preparedQuery.image, features: queryFeatures }, { roi: preprocessing.roi });
-      const truth = recipe.groundTruthLargestComponent ? largestConnectedComponent(preparedQuery.mask.data, preparedQuery.mask.shape, 26) : preparedQuery.mask.data;
-      console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${dice(probabilitiesToMask(grid, preparedQuery.image, recipe.threshold).data, truth).toFixed(4)}`);
+      console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${recipeQueryDice(recipe, grid, preparedQuery).dice.toFixed(4)}`);
     }
     await writeFileAtomic(path.join(out, 'log.jsonl'), result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
     await saveAdapter(result.adapter, out, {

@@ -30,9 +30,10 @@ export async function predictCommand(options: Options): Promise<void> {
   const backend = options.string('backend');
   options.rejectUnknown();
   if (!adapterDir && !organName) throw new FseftError('give --adapter <dir> or --organ <name> (generalization)');
-  if (!/\.nii(\.gz)?$/.test(out)) throw new FseftError('--out must end in .nii or .nii.gz', out);
+  for (const [option, file] of [['out', out], ['probabilities', probabilitiesFile]] as const) {
+    if (file !== undefined && !/\.nii(\.gz)?$/.test(file)) throw new FseftError(`--${option} must end in .nii or .nii.gz`, file);
+  }
   if (!fs.existsSync(image)) throw new FseftError('not found', image);
-  if (probabilitiesFile !== undefined && !/\.nii(\.gz)?$/.test(probabilitiesFile)) throw new FseftError('--probabilities must end in .nii or .nii.gz', probabilitiesFile);
   refuseOverwritingInputs([out, ...(probabilitiesFile ? [probabilitiesFile] : [])], [image]);
   await initBackend(backend);
   const { model, manifest, fingerprint } = loadModelOption(modelName);

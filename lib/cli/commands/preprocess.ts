@@ -45,7 +45,6 @@ export async function preprocessCommand(options: Options): Promise<void> {
     window: window ?? [-175, 250],
     cropForeground: crop,
   };
-  if (compressionLevel !== undefined && !(compressionLevel >= 1 && compressionLevel <= 9)) throw new FseftError('--compression-level must be 1..9');
 
   if (data) {
     await ensureWritableDirectory(out);
