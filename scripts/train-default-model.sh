@@ -1,17 +1,44 @@
 #!/usr/bin/env bash
-# Reproduces data/models/default, the small foundation model the demo uses (about 2 h on 2 cores):
-# a synthetic partially labelled collection (6 source datasets, seed 1000, never the demo's seed),
-# preprocessed at 4 mm, then SwinUNETR F = 12 pretrained on 32^3 patches with the masked loss of
-# Eq. 1 (Dice + BCE): 16 epochs sampling positives anywhere in the labels, then 10 epochs with
-# class-balanced sampling so that small organs are seen as often as the liver.
+# Reproduces data/models/default, the small foundation model the demo uses. Every stage resumes
+# where it stopped, so the script may be run again after an interruption (over several sittings).
+#
+# Stages 1-2 (about 2 h on 2 cores): the first default model. A synthetic partially labelled
+#   collection (6 source datasets x 4 volumes, seed 1000, never the demo's seed) at 4 mm, SwinUNETR
+#   F = 12 on 32^3 patches, Dice + BCE: 16 epochs with patches anywhere in the labels, then 10 with
+#   class-balanced patches.
+# Stage 3: continued with the reference pretraining recipe (docs/recipes.md: uniform dataset
+#   sampling, 4:1 patches, zoom on the Decathlon-like datasets, batch 2, lr 5e-4, smooth-1 Dice) on
+#   12 volumes per source dataset (the last of each held out: per-class validation Dice after every
+#   epoch in $out/model/log.jsonl). FSEFT_STAGE2=<model dir> starts stage 3 from an existing stage-2
+#   model instead of training stages 1-2 (the shipped model was continued from the previous
+#   data/models/default, git commit fd4f4ce, which stages 1-2 reproduce).
+#
+# FSEFT_TINY=1 runs every stage on tiny settings (2 volumes per dataset, 8 mm, one epoch of one
+# step): the test suite checks that the script works end to end in under a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/default-model}
-npm run build --silent
-node dist/lib/cli/main.js synth --collection --out "$out/raw" --cases 4 --target-cases 1 --seed 1000 --spacing-scale 2
-node dist/lib/cli/main.js preprocess --data "$out/raw/collection.json" --out "$out/prep" --spacing 4
-node dist/lib/cli/main.js pretrain --data "$out/prep/collection.json" --out "$out/stage1" \
-  --feature-size 12 --roi 32 --epochs 16 --samples 2 --lr 5e-4 --bce --no-checkpoint --seed 0
-node dist/lib/cli/main.js pretrain --data "$out/prep/collection.json" --out "$out/model" --init "$out/stage1" \
-  --feature-size 12 --roi 32 --epochs 10 --samples 2 --lr 3e-4 --bce --balance-classes --no-checkpoint --seed 1
-echo "model: $out/model (copy config.json, weights.safetensors and log.jsonl to data/models/default)"
+fseft="node dist/lib/cli/main.js"
+[ -n "${FSEFT_SKIP_BUILD:-}" ] || npm run build --silent
+if [ -n "${FSEFT_TINY:-}" ]; then
+  cases=(2 3) spacing=8 e1=1 e2=1 e3=1 steps=1 samples=1
+else
+  cases=(4 12) spacing=4 e1=16 e2=10 e3=16 steps=100 samples=2
+fi
+stage2=${FSEFT_STAGE2:-$out/stage2}
+if [ -z "${FSEFT_STAGE2:-}" ]; then
+  $fseft synth --collection --out "$out/raw" --cases "${cases[0]}" --target-cases 1 --seed 1000 --spacing-scale 2
+  $fseft preprocess --data "$out/raw/collection.json" --out "$out/prep" --spacing "$spacing"
+  $fseft pretrain --data "$out/prep/collection.json" --out "$out/stage1" \
+    --feature-size 12 --roi 32 --epochs "$e1" --samples "$samples" --lr 5e-4 --bce --no-checkpoint --seed 0
+  $fseft pretrain --data "$out/prep/collection.json" --out "$stage2" --init "$out/stage1" \
+    --feature-size 12 --roi 32 --epochs "$e2" --samples "$samples" --lr 3e-4 --bce --balance-classes --no-checkpoint --seed 1
+fi
+$fseft synth --collection --out "$out/raw12" --cases "${cases[1]}" --target-cases 4 --seed 1000 --spacing-scale 2
+$fseft preprocess --data "$out/raw12/collection.json" --out "$out/prep12" --spacing "$spacing"
+$fseft preprocess --data "$out/raw12/synth-target" --out "$out/prep12-target" --spacing "$spacing"
+$fseft pretrain --recipe reference --data "$out/prep12/collection.json" --out "$out/model" --init "$stage2" \
+  --feature-size 12 --roi 32 --epochs "$e3" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 2
+$fseft validate --model "$out/model" --data "$out/prep12/collection.json" --val-cases 1 --out "$out/model/validation-source.json"
+$fseft validate --model "$out/model" --data "$out/prep12-target/collection.json" --out "$out/model/validation-target.json"
+echo "model: $out/model (copy config.json, weights.safetensors, log.jsonl and validation-*.json to data/models/default)"

@@ -17,7 +17,8 @@ import { backboneFeatures } from '../lib/inference/features';
 import { prepareCase } from '../lib/inference/predict';
 import { adapterProbabilities } from '../lib/inference/segment';
 import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from '../lib/training/adapt';
-import { RECIPES, recipesMarkdown } from '../lib/training/recipes';
+import { RECIPES } from '../lib/training/recipes';
+import { recipesPage } from '../lib/training/pretrain-recipes';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { preprocessCase } from '../lib/transforms/preprocess';
 import { TrainingCase, pretrain } from '../lib/training/pretrain';
@@ -283,7 +284,7 @@ test('recipes: the paper recipe is the engine defaults; the reference recipe is 
   assert.equal(fseft('experiment', '--plan', plan).code, 0);
   const records = readRecords(path.join(work, 'recipe-plan.records.jsonl'));
   assert.deepEqual(records.map((r) => [r.recipe, r.learningRate, r.epochs]), [['reference', 0.1, 2], ['paper', 0.01, 2], ['reference', 0.05, 2]]);
-  assert.equal(fs.readFileSync(path.join(REPO_ROOT, 'docs', 'recipes.md'), 'utf8'), recipesMarkdown(), 'docs/recipes.md is out of date: npm run docs:recipes');
+  assert.equal(fs.readFileSync(path.join(REPO_ROOT, 'docs', 'recipes.md'), 'utf8'), recipesPage(), 'docs/recipes.md is out of date: npm run docs:recipes');
   fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'mine' }));
   assert.match(fseft('experiment', '--plan', plan).stderr, /plan: "recipe" must be one of paper, reference, got "mine"/);
 });

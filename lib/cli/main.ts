@@ -12,6 +12,7 @@ import { INFO_HELP, infoCommand } from './commands/info';
 import { PREPROCESS_HELP, preprocessCommand } from './commands/preprocess';
 import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
 import { SYNTH_HELP, synthCommand } from './commands/synth';
+import { VALIDATE_HELP, validateCommand } from './commands/validate';
 
 const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help: string; flags: string[] }> = {
   info: { run: infoCommand, help: INFO_HELP, flags: ['json'] },
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
   'import-torch': { run: importTorchCommand, help: IMPORT_TORCH_HELP, flags: ['strict', 'normalize'] },
   pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint', 'balance-classes'] },
+  validate: { run: validateCommand, help: VALIDATE_HELP, flags: [] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
   adapt: { run: adaptCommand, help: ADAPT_HELP, flags: ['ti'] },
   predict: { run: predictCommand, help: PREDICT_HELP, flags: [] },

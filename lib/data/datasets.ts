@@ -5,6 +5,7 @@ import { Volume, sameGrid } from '../io/volume';
 import { FseftError } from '../util/errors';
 import { annotationVector, findTemplateClass, normaliseName, templateClass } from './template';
 import { readJsonFile } from '../util/read-file';
+import { SidedPair, unsidedPair } from './left-right';
 
 /** One labelled (or unlabelled) CT of a dataset. */
 export interface CaseEntry {
@@ -28,6 +29,11 @@ export interface Dataset {
   /** Template classes (1-based) this dataset annotates. */
   annotated: number[];
   cases: CaseEntry[];
+  /**
+   * Structures labelled without a side ('kidney'): stored as the right class, split into right and
+   * left at the midline when the case is preprocessed (RAS, foreground crop).
+   */
+  leftRight?: SidedPair[];
 }
 
 /** A case loaded into memory, with its label already in template classes. */
@@ -108,9 +114,12 @@ export function readMsdDataset(dir: string): Dataset {
     typeof value === 'string' ? { value: Number(key), organ: value } : { value: Number(Array.isArray(value) ? value[0] : value), organ: key },
   );
   const labelMap: Record<number, number> = {};
+  const leftRight: SidedPair[] = [];
   for (const { value, organ } of pairs) {
     if (value === 0 || normaliseName(organ) === 'background') continue;
-    const cls = findTemplateClass(organ) ?? tumourClassFor(name, organ);
+    const sided = findTemplateClass(organ) === undefined ? unsidedPair(organ) : undefined;
+    if (sided) leftRight.push(sided);
+    const cls = sided?.right ?? findTemplateClass(organ) ?? tumourClassFor(name, organ);
     if (cls === undefined) {
       throw new FseftError(`label ${value} '${organ}' has no class in the 29-class template; rename it in dataset.json or use a pair list with an explicit "labels" map`, descriptor);
     }
@@ -133,7 +142,7 @@ export function readMsdDataset(dir: string): Dataset {
     });
   }
   if (cases.length === 0) throw new FseftError('dataset has no training cases', descriptor);
-  return { name, format: 'msd', labelMap, annotated: uniqueSorted(Object.values(labelMap)), cases };
+  return withSides({ name, format: 'msd', labelMap, annotated: uniqueSorted(Object.values(labelMap)), cases }, leftRight);
 }
 
 /** MSD names tumours "cancer"/"tumour"; the task name tells which template class they are. */
@@ -185,8 +194,15 @@ export function readPairList(file: string): Dataset {
   const json = readJsonFile(file) as { name?: string; labels?: Record<string, string>; cases?: Array<{ id?: string; image?: string; label?: string }> };
   if (!json.labels || !Array.isArray(json.cases)) throw new FseftError('a pair list needs "labels" ({"1": "liver"}) and "cases" ([{"image", "label"}])', file);
   const labelMap: Record<number, number> = {};
+  const leftRight: SidedPair[] = [];
   for (const [value, organ] of Object.entries(json.labels)) {
     if (Number(value) === 0) continue;
+    const sided = findTemplateClass(organ) === undefined ? unsidedPair(organ) : undefined;
+    if (sided) {
+      leftRight.push(sided);
+      labelMap[Number(value)] = sided.right;
+      continue;
+    }
     try {
       labelMap[Number(value)] = templateClass(organ);
     } catch (error) {
@@ -202,7 +218,7 @@ export function readPairList(file: string): Dataset {
       label: entry.label ? path.resolve(base, entry.label) : undefined,
     };
   });
-  return { name: json.name ?? caseIdOf(file), format: 'pairs', labelMap, annotated: uniqueSorted(Object.values(labelMap)), cases };
+  return withSides({ name: json.name ?? caseIdOf(file), format: 'pairs', labelMap, annotated: uniqueSorted(Object.values(labelMap)), cases }, leftRight);
 }
 
 /** The dataset's annotation vector w_n (Eq. 1). */
@@ -271,6 +287,12 @@ function subjectDirectories(dir: string): string[] {
 /** Case id from a file name: the name without directories and NIfTI/JSON extensions. */
 export function caseIdOf(file: string): string {
   return path.basename(file).replace(/(\.nii(\.gz)?|\.json)$/, '');
+}
+
+/** Adds the left classes of unsided structures to what the dataset annotates. */
+function withSides(dataset: Dataset, leftRight: SidedPair[]): Dataset {
+  if (leftRight.length === 0) return dataset;
+  return { ...dataset, leftRight, annotated: uniqueSorted([...dataset.annotated, ...leftRight.map((p) => p.left)]) };
 }
 
 function uniqueSorted(values: number[]): number[] {

@@ -5,6 +5,7 @@ import { PreprocessOptions, preprocessCase } from '../transforms/preprocess';
 import { writeFileAtomic } from '../util/atomic-write';
 import { Rng, seedFrom } from '../util/random';
 import { CaseEntry, Dataset, loadCase } from './datasets';
+import { splitLeftRight } from './left-right';
 import { generatePhantom, institutionByName } from './synth/phantom';
 
 /** One case to preprocess into `outDir` (image.nii.gz, label.nii.gz, case.json). */
@@ -45,6 +46,7 @@ export async function runPreprocessJob(job: PreprocessJob): Promise<PreprocessRe
   const started = Date.now();
   const loaded = await loadCase(job.dataset, job.entry);
   const result = preprocessCase({ image: loaded.image, label: loaded.label, imageFile: loaded.imageFile, labelFile: loaded.labelFile }, job.options);
+  if (result.label && job.dataset.leftRight) result.label = splitLeftRight(result.label, job.dataset.leftRight);
   const imageFile = path.join(job.outDir, 'image.nii.gz');
   const labelFile = result.label ? path.join(job.outDir, 'label.nii.gz') : undefined;
   await Promise.all([

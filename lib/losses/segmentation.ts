@@ -29,6 +29,8 @@ export function bcePerChannel(logits: tf.Tensor, target: tf.Tensor): tf.Tensor1D
 export interface PartialLabelLossOptions {
   /** Add binary cross-entropy to the Dice loss of each class (the universal model's Dice + BCE); default false (Dice, as the paper). */
   bce?: boolean;
+  /** Smoothing of each class's Dice; default 1e-5 (MONAI), the reference's BinaryDice3D uses 1. */
+  diceSmooth?: number;
 }
 
 /**
@@ -43,7 +45,7 @@ export function partialLabelLoss(logits: tf.Tensor, target: tf.Tensor, annotatio
   const count = weights.reduce((a, b) => a + b, 0);
   if (count === 0) throw new Error('the annotation vector marks no class: nothing to learn from this volume');
   return tf.tidy(() => {
-    let perClass: tf.Tensor = diceLossPerChannel(logits, target);
+    let perClass: tf.Tensor = diceLossPerChannel(logits, target, options.diceSmooth);
     if (options.bce) perClass = tf.add(perClass, bcePerChannel(logits, target));
     return tf.div(tf.sum(tf.mul(perClass, tf.tensor1d(weights))), count) as tf.Scalar;
   });

@@ -9,6 +9,8 @@ import { ModelPreprocessing, loadModel, saveModel } from '../networks/model-io';
 import { SwinUNETR, swinUnetrConfig } from '../networks/swin-unetr';
 import { labelToMultiHot, volumeToTensor } from '../networks/volume-tensor';
 import { randShiftIntensity } from '../transforms/intensity';
+import { randZoom } from '../transforms/zoom';
+import { validationDice } from './validation';
 import { randCropByClassBalance, randCropByPosNegLabel, randFlip, randRotate90 } from '../transforms/random';
 import { ensureWritableDirectory } from '../util/atomic-write';
 import { FseftError } from '../util/errors';
@@ -18,12 +20,14 @@ import { AdamW } from './adamw';
 import { warmupCosine } from './schedule';
 import { CommitStage, checkpointLog, commitEpoch, readCheckpoint, restoreOptimizer } from './train-state';
 
+export type PretrainSampling = 'case' | 'uniform-dataset';
+
 export interface PretrainOptions {
   featureSize: number;
   /** Patch size, each divisible by 32. */
   roi: Shape3;
   epochs: number;
-  /** Patches per volume per epoch (RandCropByPosNegLabel num_samples); one optimizer step each. */
+  /** Patches per drawn volume (RandCropByPosNegLabel num_samples). */
   samplesPerVolume: number;
   learningRate: number;
   weightDecay: number;
@@ -39,7 +43,35 @@ export interface PretrainOptions {
   balanceClasses?: boolean;
   /** Start from this model directory's weights instead of a random initialisation (continued pretraining). */
   init?: string;
+  /**
+   * `case`: every volume once per epoch, one step per patch. `uniform-dataset` (the reference's
+   * UniformDataset): each draw picks a dataset (every dataset equally often, whatever its size),
+   * then one of its volumes at random.
+   */
+  sampling?: PretrainSampling;
+  /** uniform-dataset: optimizer steps per epoch; default volumes / batch (the reference's epoch). */
+  stepsPerEpoch?: number;
+  /** Patches per optimizer step, gradients averaged (the reference's batch size). */
+  batch?: number;
+  /** Positive : negative patch centres (RandCropByPosNegLabel pos, neg). */
+  pos?: number;
+  neg?: number;
+  /** RandZoomd on volumes of datasets whose name matches `datasets` (a case-insensitive pattern). */
+  zoom?: { prob: number; minZoom: number; maxZoom: number; datasets: string };
+  rotate90Prob?: number;
+  flipProb?: number;
+  shiftOffset?: number;
+  shiftProb?: number;
+  /** Smoothing of the per-class Dice (MONAI 1e-5, the reference's BinaryDice3D 1). */
+  diceSmooth?: number;
+  /** The warm-up starts at this fraction of the learning rate (the reference: 1 / warm-up epochs). */
+  warmupStart?: number;
+  /** Held-out volumes scored after every epoch (per-class Dice of the model's head). */
+  validation?: TrainingCase[];
 }
+
+/** Sampling, augmentation and loss details of the kit's first recipe; a run that names none of them behaves as before. */
+export const KIT_SAMPLING = { sampling: 'case' as PretrainSampling, stepsPerEpoch: 0, batch: 1, pos: 1, neg: 1, zoom: undefined, rotate90Prob: 0.1, flipProb: 0.1, shiftOffset: 0.1, shiftProb: 0.2, diceSmooth: 1e-5, warmupStart: 0 };
 
 export const DEFAULT_PRETRAIN: Omit<PretrainOptions, 'preprocessing'> = {
   featureSize: 48,
@@ -86,7 +118,39 @@ export interface EpochRecord {
   loss: number;
   /** Mean Dice loss per annotated class over the epoch's patches (template names). */
   classLoss: Record<string, number>;
+  /** Per-class Dice of the model's head on the held-out volumes after this epoch. */
+  validation?: { dice: Record<string, number>; seconds: number };
   seconds: number;
+}
+
+type Resolved = Required<Omit<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses'>> & Pick<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses'>;
+
+/** Options with the kit's sampling and augmentation wherever a run names none. */
+export function resolvePretrainOptions(options: PretrainOptions): Resolved {
+  const resolved = { ...KIT_SAMPLING, ...withoutUndefined(options) } as Resolved;
+  if (!(resolved.batch >= 1 && Number.isInteger(resolved.batch))) throw new FseftError(`batch must be a positive integer, got ${resolved.batch}`);
+  if (!(resolved.pos >= 0 && resolved.neg >= 0 && resolved.pos + resolved.neg > 0)) throw new FseftError(`pos:neg must be non-negative and not both zero, got ${resolved.pos}:${resolved.neg}`);
+  if (resolved.zoom && !(resolved.zoom.minZoom >= 1 && resolved.zoom.maxZoom >= resolved.zoom.minZoom)) throw new FseftError(`zoom range must satisfy 1 <= min <= max, got ${resolved.zoom.minZoom}..${resolved.zoom.maxZoom}`);
+  return resolved;
+}
+
+/** Optimizer steps per epoch: every patch of every volume (case), or the reference's volumes / batch (uniform-dataset). */
+export function stepsPerEpochOf(options: Resolved, volumes: number): number {
+  if (options.sampling === 'case') return Math.ceil((volumes * options.samplesPerVolume) / options.batch);
+  return options.stepsPerEpoch > 0 ? options.stepsPerEpoch : Math.max(1, Math.ceil(volumes / options.batch));
+}
+
+/**
+ * The volumes one epoch draws, in order. `uniform-dataset` gives every dataset the same number of
+ * draws (shuffled), each a volume of that dataset drawn at random, as the reference's UniformDataset.
+ */
+export function epochDraws<T extends { dataset: string }>(cases: readonly T[], draws: number, sampling: PretrainSampling, rng: Rng): T[] {
+  if (sampling === 'case') return rng.shuffle([...cases]);
+  const byDataset = new Map<string, T[]>();
+  for (const c of cases) byDataset.set(c.dataset, [...(byDataset.get(c.dataset) ?? []), c]);
+  const datasets = [...byDataset.values()];
+  const order = rng.shuffle(Array.from({ length: draws }, (_, i) => i % datasets.length));
+  return order.map((d) => datasets[d][rng.int(datasets[d].length)]);
 }
 
 /**
@@ -104,69 +168,82 @@ export async function pretrain(
 ): Promise<SwinUNETR> {
   if (cases.length === 0) throw new FseftError('no training cases');
   for (const n of options.roi) if (n % 32 !== 0) throw new FseftError(`--roi ${options.roi.join(',')}: every size must be divisible by 32`);
+  const o = resolvePretrainOptions(options);
   await ensureWritableDirectory(outDir);
-  const recorded = { ...options, cases: cases.map((c) => `${c.dataset}/${c.id}`) };
+  const { validation, ...settings } = o;
+  const recorded = { ...settings, cases: cases.map((c) => `${c.dataset}/${c.id}`), ...(validation ? { validation: validation.map((c) => `${c.dataset}/${c.id}`) } : {}) };
   const checkpoint = readCheckpoint(outDir);
   const previous = checkpoint?.state;
   let model: SwinUNETR;
   if (checkpoint && previous) {
-    if (JSON.stringify(previous.options) !== JSON.stringify(recorded)) {
+    if (JSON.stringify(previous.options) !== JSON.stringify(recorded) && JSON.stringify(previous.options) !== JSON.stringify(legacyRecorded(options, cases))) {
       throw new FseftError('holds a run with other options or data; choose another --out, or delete it to start over', outDir);
     }
     model = loadModel(checkpoint.dir).model;
-  } else if (options.init) {
-    model = loadModel(options.init).model;
-    if (model.config.featureSize !== options.featureSize || model.config.outChannels !== TEMPLATE_SIZE) {
-      throw new FseftError(`has feature size ${model.config.featureSize} and ${model.config.outChannels} outputs; pretraining needs ${options.featureSize} and ${TEMPLATE_SIZE}`, options.init);
+  } else if (o.init) {
+    model = loadModel(o.init).model;
+    if (model.config.featureSize !== o.featureSize || model.config.outChannels !== TEMPLATE_SIZE) {
+      throw new FseftError(`has feature size ${model.config.featureSize} and ${model.config.outChannels} outputs; pretraining needs ${o.featureSize} and ${TEMPLATE_SIZE}`, o.init);
     }
   } else {
-    model = SwinUNETR.create(swinUnetrConfig({ featureSize: options.featureSize, outChannels: TEMPLATE_SIZE }), options.seed);
+    model = SwinUNETR.create(swinUnetrConfig({ featureSize: o.featureSize, outChannels: TEMPLATE_SIZE }), o.seed);
   }
   const variables = new Map([...model.params].map(([name, p]) => [name, p as tf.Variable]));
-  const optimizer = new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
+  const optimizer = new AdamW({ learningRate: o.learningRate, weightDecay: o.weightDecay });
   if (checkpoint) restoreOptimizer(checkpoint.dir, optimizer, variables);
   const logLines = checkpoint && checkpoint.dir !== outDir ? checkpointLog(checkpoint) : legacyLog(outDir, previous?.epoch ?? 0);
 
-  const stepsPerEpoch = cases.length * options.samplesPerVolume;
-  const totalSteps = stepsPerEpoch * options.epochs;
+  const stepsPerEpoch = stepsPerEpochOf(o, cases.length);
+  const totalSteps = stepsPerEpoch * o.epochs;
+  const zoomPattern = o.zoom ? new RegExp(o.zoom.datasets, 'i') : undefined;
   const firstEpoch = previous ? previous.epoch : 0;
   let step = previous ? previous.step : 0;
   const bar = new ProgressBar(totalSteps - step, firstEpoch > 0 ? `pretrain (resumed at epoch ${firstEpoch + 1})` : 'pretrain');
+  let lastValidation = '';
   try {
-    for (let epoch = firstEpoch; epoch < options.epochs; epoch++) {
+    for (let epoch = firstEpoch; epoch < o.epochs; epoch++) {
       const started = Date.now();
       // One generator per epoch: a resumed run draws exactly the patches an uninterrupted one would.
-      const rng = new Rng(seedFrom(options.seed, 'pretrain-epoch', epoch));
+      const rng = new Rng(seedFrom(o.seed, 'pretrain-epoch', epoch));
       let lossSum = 0;
       const classSum = new Float64Array(TEMPLATE_SIZE);
       const classCount = new Float64Array(TEMPLATE_SIZE);
-      for (const trainingCase of rng.shuffle(cases)) {
-        const crop = { roi: options.roi, numSamples: options.samplesPerVolume };
-        const patches = options.balanceClasses ? randCropByClassBalance(trainingCase.image, trainingCase.label, rng, crop) : randCropByPosNegLabel(trainingCase.image, trainingCase.label, rng, crop);
-        for (const patch of patches) {
-          optimizer.learningRate = warmupCosine(step, totalSteps, options.warmupEpochs * stepsPerEpoch, options.learningRate);
-          let [image, label] = randRotate90([patch.image, patch.label] as [Volume, Volume], rng, { prob: 0.1, maxK: 3 });
-          [image, label] = randFlip([image, label] as [Volume, Volume], rng, { prob: 0.1, axes: [rng.int(3)] });
-          image = randShiftIntensity(image as Volume<Float32Array>, rng, 0.1, 0.2);
-          const { loss, perClass } = trainStep(model, optimizer, variables, image, label, trainingCase.annotation, options, rng);
-          lossSum += loss;
-          trainingCase.annotation.forEach((w, c) => {
+      const patches = epochPatches(cases, stepsPerEpoch * o.batch, o, zoomPattern, rng);
+      for (let s = 0; s < stepsPerEpoch; s++) {
+        optimizer.learningRate = learningRateAt(step, totalSteps, o.warmupEpochs * stepsPerEpoch, o);
+        const batch: Array<{ image: Volume; label: Volume; annotation: Uint8Array }> = [];
+        for (let b = 0; b < o.batch; b++) {
+          const next = patches.next();
+          if (next.done) break;
+          batch.push(next.value);
+        }
+        if (batch.length === 0) break;
+        const { loss, perClass } = trainStep(model, optimizer, variables, batch, o, rng);
+        lossSum += loss;
+        for (const [index, item] of batch.entries()) {
+          item.annotation.forEach((w, c) => {
             if (w) {
-              classSum[c] += perClass[c];
+              classSum[c] += perClass[index][c];
               classCount[c]++;
             }
           });
-          step++;
-          bar.tick(`epoch ${epoch + 1}/${options.epochs} loss ${loss.toFixed(4)}`);
         }
+        step++;
+        bar.tick(`epoch ${epoch + 1}/${o.epochs} loss ${loss.toFixed(4)}${lastValidation}`);
       }
       const classLoss: Record<string, number> = {};
       classCount.forEach((n, c) => {
         if (n > 0) classLoss[TEMPLATE_CLASSES[c]] = classSum[c] / n;
       });
-      const record: EpochRecord = { epoch: epoch + 1, step, learningRate: optimizer.learningRate, loss: lossSum / stepsPerEpoch, classLoss, seconds: (Date.now() - started) / 1000 };
+      const record: EpochRecord = { epoch: epoch + 1, step, learningRate: optimizer.learningRate, loss: lossSum / stepsPerEpoch, classLoss, seconds: 0 };
+      if (validation && validation.length > 0) {
+        const result = validationDice(model, validation, o.roi);
+        record.validation = { dice: result.dice, seconds: result.seconds };
+        lastValidation = ` | val ${Object.entries(result.dice).map(([name, d]) => `${name} ${d.toFixed(2)}`).join(' ')}`;
+      }
+      record.seconds = (Date.now() - started) / 1000;
       logLines.push(JSON.stringify(record));
-      const provenance = { createdAt: new Date().toISOString(), origin: 'pretrain', seed: options.seed, notes: [`epoch ${epoch + 1} of ${options.epochs}`] };
+      const provenance = { createdAt: new Date().toISOString(), origin: 'pretrain', seed: o.seed, notes: [`epoch ${epoch + 1} of ${o.epochs}`] };
       await commitEpoch(
         outDir,
         {
@@ -174,7 +251,7 @@ export async function pretrain(
           optimizer,
           variables,
           logLines,
-          saveModelTo: (dir) => saveModel(model, dir, provenance, { preprocessing: options.preprocessing }),
+          saveModelTo: (dir) => saveModel(model, dir, provenance, { preprocessing: o.preprocessing }),
         },
         onCommitStage && ((stage) => onCommitStage(stage, epoch + 1)),
       );
@@ -190,45 +267,105 @@ export async function pretrain(
   return model;
 }
 
+/** Warm-up from `warmupStart` x the rate to the rate, then cosine to 0, per step. */
+function learningRateAt(step: number, totalSteps: number, warmupSteps: number, o: Resolved): number {
+  if (step < warmupSteps) return o.learningRate * (o.warmupStart + ((1 - o.warmupStart) * step) / Math.max(1, warmupSteps));
+  return warmupCosine(step, totalSteps, warmupSteps, o.learningRate);
+}
+
+/** The augmented patches of one epoch, drawn lazily: zoom (some datasets), crop, rotate, flip, shift. */
+function* epochPatches(cases: TrainingCase[], count: number, o: Resolved, zoomPattern: RegExp | undefined, rng: Rng): Generator<{ image: Volume; label: Volume; annotation: Uint8Array }> {
+  const draws = epochDraws(cases, Math.ceil(count / o.samplesPerVolume), o.sampling, rng);
+  for (const trainingCase of draws) {
+    let image: Volume<Float32Array> = trainingCase.image;
+    let label: Volume<Uint8Array> = trainingCase.label;
+    if (o.zoom && zoomPattern!.test(trainingCase.dataset)) [image, label] = randZoom(image, label, rng, o.zoom);
+    const crop = { roi: o.roi, numSamples: o.samplesPerVolume, pos: o.pos, neg: o.neg };
+    const patches = o.balanceClasses ? randCropByClassBalance(image, label, rng, crop) : randCropByPosNegLabel(image, label, rng, crop);
+    for (const patch of patches) {
+      let [patchImage, patchLabel] = randRotate90([patch.image, patch.label] as [Volume, Volume], rng, { prob: o.rotate90Prob, maxK: 3 });
+      if (o.flipProb > 0) [patchImage, patchLabel] = randFlip([patchImage, patchLabel] as [Volume, Volume], rng, { prob: o.flipProb, axes: [rng.int(3)] });
+      patchImage = randShiftIntensity(patchImage as Volume<Float32Array>, rng, o.shiftOffset, o.shiftProb);
+      yield { image: patchImage, label: patchLabel, annotation: trainingCase.annotation };
+    }
+  }
+}
+
+/** The options a run recorded before sampling and augmentation became options (so that it still resumes). */
+function legacyRecorded(options: PretrainOptions, cases: TrainingCase[]): object {
+  return { ...options, cases: cases.map((c) => `${c.dataset}/${c.id}`) };
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The reference's BinaryDice3D smooth-1 Dice or MONAI's 1e-5, per class, masked as Eq. 1. */
+function trainStep(
+  model: SwinUNETR,
+  optimizer: AdamW,
+  variables: Map<string, tf.Variable>,
+  batch: Array<{ image: Volume; label: Volume; annotation: Uint8Array }>,
+  o: Resolved,
+  rng: Rng,
+): { loss: number; perClass: Float32Array[] } {
+  const list = [...variables.values()];
+  const byName = new Map(list.map((v) => [v.name, v]));
+  const summed = new Map<tf.Variable, tf.Tensor>();
+  const perClass: Float32Array[] = [];
+  let lossSum = 0;
+  try {
+    for (const item of batch) {
+      const x = volumeToTensor(item.image);
+      const target = labelToMultiHot(item.label, TEMPLATE_SIZE);
+      let perClassTensor: tf.Tensor | undefined;
+      try {
+        const { value, grads } = tf.variableGrads(() => {
+          const { logits, features } = model.forward(x, { checkpoint: o.checkpoint, training: { rng } });
+          features.dispose();
+          perClassTensor = tf.keep(diceLossPerChannel(logits, target, o.diceSmooth));
+          return partialLabelLoss(logits, target, item.annotation, { bce: o.bce, diceSmooth: o.diceSmooth });
+        }, list);
+        const loss = value.dataSync()[0];
+        value.dispose();
+        if (!Number.isFinite(loss)) {
+          tf.dispose(Object.values(grads));
+          throw new FseftError(`the loss became ${loss}; lower --lr`);
+        }
+        lossSum += loss;
+        perClass.push(perClassTensor!.dataSync() as Float32Array);
+        for (const [name, g] of Object.entries(grads)) {
+          const variable = byName.get(name)!;
+          const earlier = summed.get(variable);
+          if (earlier) {
+            summed.set(variable, tf.add(earlier, g));
+            tf.dispose([earlier, g]);
+          } else {
+            summed.set(variable, g);
+          }
+        }
+      } finally {
+        tf.dispose([x, target]);
+        perClassTensor?.dispose();
+      }
+    }
+    if (batch.length > 1) {
+      for (const [variable, g] of summed) {
+        summed.set(variable, tf.div(g, batch.length));
+        g.dispose();
+      }
+    }
+    optimizer.apply(summed);
+    summed.clear();
+    return { loss: lossSum / batch.length, perClass };
+  } finally {
+    tf.dispose([...summed.values()]);
+  }
+}
+
 /** The log of a run from before per-epoch checkpoints: its lines up to the finished epoch. */
 function legacyLog(outDir: string, finishedEpochs: number): string[] {
   const file = path.join(outDir, 'log.jsonl');
   if (finishedEpochs === 0 || !fs.existsSync(file)) return [];
   return fs.readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').slice(0, finishedEpochs);
-}
-
-function trainStep(
-  model: SwinUNETR,
-  optimizer: AdamW,
-  variables: Map<string, tf.Variable>,
-  image: Volume,
-  label: Volume,
-  annotation: Uint8Array,
-  options: PretrainOptions,
-  rng: Rng,
-): { loss: number; perClass: Float32Array } {
-  const x = volumeToTensor(image);
-  const target = labelToMultiHot(label, TEMPLATE_SIZE);
-  let perClassTensor: tf.Tensor | undefined;
-  try {
-    const list = [...variables.values()];
-    const { value, grads } = tf.variableGrads(() => {
-      const { logits, features } = model.forward(x, { checkpoint: options.checkpoint, training: { rng } });
-      features.dispose();
-      perClassTensor = tf.keep(diceLossPerChannel(logits, target));
-      return partialLabelLoss(logits, target, annotation, { bce: options.bce });
-    }, list);
-    const loss = value.dataSync()[0];
-    value.dispose();
-    if (!Number.isFinite(loss)) {
-      tf.dispose(Object.values(grads));
-      throw new FseftError(`the loss became ${loss}; lower --lr`);
-    }
-    const byName = new Map(list.map((v) => [v.name, v]));
-    optimizer.apply(new Map(Object.entries(grads).map(([name, g]) => [byName.get(name)!, g])));
-    return { loss, perClass: perClassTensor!.dataSync() as Float32Array };
-  } finally {
-    tf.dispose([x, target]);
-    perClassTensor?.dispose();
-  }
 }

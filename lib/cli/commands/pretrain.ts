@@ -3,7 +3,9 @@ import * as path from 'node:path';
 import { initBackend } from '../../backend/backend';
 import { readCollection } from '../../data/datasets';
 import { CT_WINDOW } from '../../transforms/intensity';
-import { DEFAULT_PRETRAIN, loadTrainingCases, pretrain } from '../../training/pretrain';
+import { DEFAULT_PRETRAIN, PretrainSampling, loadTrainingCases, pretrain, resolvePretrainOptions, stepsPerEpochOf } from '../../training/pretrain';
+import { pretrainRecipeByName } from '../../training/pretrain-recipes';
+import { splitValidation } from '../../training/validation';
 import { ModelPreprocessing } from '../../networks/model-io';
 import { FseftError } from '../../util/errors';
 import { readJsonFile } from '../../util/read-file';
@@ -16,14 +18,23 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
   'fseft preprocess --data <collection> --out <dir>' (labels in the 29-class template). The model
   directory is loadable after every epoch; rerunning the same command resumes after the last
   finished epoch. One JSON line per epoch goes to <model dir>/log.jsonl.
-  Options:
+  Options (defaults from --recipe; docs/recipes.md lists both recipes with their sources):
+    --recipe kit|reference  kit: every volume once per epoch, patches 1:1 (default);
+                           reference: the authors' code (uniform datasets, 4:1, zoom, batch 2, lr 5e-4)
     --feature-size 48      SwinUNETR feature size (multiple of 12)
     --roi 96 | 96,96,64    patch size, divisible by 32
-    --epochs 100  --samples 2 (patches per volume per epoch, positive:negative 1:1)
-    --lr 1e-4  --weight-decay 1e-5  --warmup-epochs 1  --seed 0
-    --bce                  Dice + BCE per class (the universal model's loss)
-    --balance-classes      centre positive patches on a uniformly drawn organ (small organs seen as
-                           often as the liver; MONAI RandCropByLabelClasses) instead of any labelled voxel
+    --epochs N  --lr X  --weight-decay X  --warmup-epochs N  --warmup-start F  --seed 0
+    --sampling case|uniform-dataset   every volume per epoch, or each dataset equally often
+    --steps N              uniform-dataset: optimizer steps per epoch (default volumes / batch)
+    --batch N              patches per optimizer step (gradients averaged)
+    --samples N            patches per drawn volume
+    --pos-neg 4:1          positive : negative patch centres
+    --zoom P,MIN,MAX  --zoom-datasets <pattern>   RandZoom on datasets whose name matches
+    --rotate P  --flip P  --shift OFFSET,P        augmentation probabilities
+    --dice-smooth X  --bce Dice smoothing; + BCE per class
+    --balance-classes      centre positive patches on a uniformly drawn organ (RandCropByLabelClasses)
+    --val-cases N          hold out the last N volumes of every dataset; per-class Dice of the
+                           model's head on them after every epoch (log.jsonl and the progress line)
     --init <model dir>     continue from a model's weights instead of a random initialisation
     --no-checkpoint        keep activations instead of recomputing them (faster, more memory)
     --backend tensorflow|wasm|cpu`;
@@ -31,33 +42,67 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
 export async function pretrainCommand(options: Options): Promise<void> {
   const data = options.required('data');
   const out = options.required('out');
+  const recipe = pretrainRecipeByName(options.string('recipe') ?? 'kit').values;
   const roiList = options.numberList('roi', [1, 3]);
+  const posNeg = options.string('pos-neg');
+  const zoomList = options.numberList('zoom', [3]);
+  const shiftList = options.numberList('shift', [2]);
   const settings = {
-    featureSize: options.integer('feature-size', DEFAULT_PRETRAIN.featureSize, { min: 12 })!,
-    roi: (roiList ? (roiList.length === 1 ? [roiList[0], roiList[0], roiList[0]] : roiList) : DEFAULT_PRETRAIN.roi) as Shape3,
-    epochs: options.integer('epochs', DEFAULT_PRETRAIN.epochs, { min: 1 })!,
-    samplesPerVolume: options.integer('samples', DEFAULT_PRETRAIN.samplesPerVolume, { min: 1 })!,
-    learningRate: options.number('lr', DEFAULT_PRETRAIN.learningRate, { above: 0 })!,
-    weightDecay: options.number('weight-decay', DEFAULT_PRETRAIN.weightDecay, { min: 0 })!,
-    warmupEpochs: options.number('warmup-epochs', DEFAULT_PRETRAIN.warmupEpochs, { min: 0 })!,
-    seed: options.integer('seed', DEFAULT_PRETRAIN.seed, { min: 0 })!,
-    bce: options.flag('bce', DEFAULT_PRETRAIN.bce),
+    featureSize: options.integer('feature-size', recipe.featureSize, { min: 12 })!,
+    roi: (roiList ? (roiList.length === 1 ? [roiList[0], roiList[0], roiList[0]] : roiList) : recipe.roi) as Shape3,
+    epochs: options.integer('epochs', recipe.epochs, { min: 1 })!,
+    samplesPerVolume: options.integer('samples', recipe.samplesPerVolume, { min: 1 })!,
+    learningRate: options.number('lr', recipe.learningRate, { above: 0 })!,
+    weightDecay: options.number('weight-decay', recipe.weightDecay, { min: 0 })!,
+    warmupEpochs: options.number('warmup-epochs', recipe.warmupEpochs, { min: 0 })!,
+    warmupStart: options.number('warmup-start', recipe.warmupStart, { min: 0, max: 1 })!,
+    seed: options.integer('seed', 0, { min: 0 })!,
+    bce: options.flag('bce', recipe.bce),
+    diceSmooth: options.number('dice-smooth', recipe.diceSmooth, { above: 0 })!,
     checkpoint: options.flag('checkpoint', DEFAULT_PRETRAIN.checkpoint),
     balanceClasses: options.flag('balance-classes'),
     init: options.string('init'),
+    sampling: parseSampling(options.string('sampling') ?? recipe.sampling),
+    stepsPerEpoch: options.integer('steps', recipe.stepsPerEpoch, { min: 0 })!,
+    batch: options.integer('batch', recipe.batch, { min: 1 })!,
+    ...(posNeg ? parsePosNeg(posNeg) : { pos: recipe.pos, neg: recipe.neg }),
+    zoom: zoomList ? { prob: zoomList[0], minZoom: zoomList[1], maxZoom: zoomList[2], datasets: options.string('zoom-datasets') ?? recipe.zoom?.datasets ?? '.' } : recipe.zoom,
+    rotate90Prob: options.number('rotate', recipe.rotate90Prob, { min: 0, max: 1 })!,
+    flipProb: options.number('flip', recipe.flipProb, { min: 0, max: 1 })!,
+    shiftOffset: shiftList ? shiftList[0] : recipe.shiftOffset,
+    shiftProb: shiftList ? shiftList[1] : recipe.shiftProb,
   };
+  if (!zoomList && settings.zoom && options.string('zoom-datasets')) settings.zoom = { ...settings.zoom, datasets: options.string('zoom-datasets')! };
+  const valCases = options.integer('val-cases', 0, { min: 0 })!;
   const backend = options.string('backend');
   options.rejectUnknown();
   await initBackend(backend as never);
   const datasets = readCollection(data);
   const preprocessing = { ...collectionPreprocessing(data), roi: settings.roi };
-  const cases = await loadTrainingCases(datasets);
-  console.log(`pretraining on ${cases.length} volumes from ${datasets.length} datasets (${datasets.map((d) => d.name).join(', ')}), ${settings.epochs} epochs x ${cases.length * settings.samplesPerVolume} patches of ${settings.roi.join('x')}`);
-  await pretrain(cases, out, { ...settings, preprocessing }, (record) => {
+  const { train, validation } = splitValidation(await loadTrainingCases(datasets), valCases);
+  const run = { ...settings, preprocessing, validation: validation.length > 0 ? validation : undefined };
+  const steps = stepsPerEpochOf(resolvePretrainOptions(run), train.length);
+  console.log(
+    `pretraining on ${train.length} volumes from ${datasets.length} datasets (${datasets.map((d) => d.name).join(', ')})${validation.length ? `, validating on ${validation.length}` : ''}: ` +
+      `${settings.epochs} epochs x ${steps} steps of ${settings.batch} patch(es) of ${settings.roi.join('x')} (${settings.sampling} sampling)`,
+  );
+  await pretrain(train, out, run, (record) => {
     const classes = Object.entries(record.classLoss).map(([name, v]) => `${name} ${v.toFixed(3)}`).join(', ');
-    console.log(`epoch ${record.epoch}: loss ${record.loss.toFixed(4)} (${record.seconds.toFixed(0)} s; per class: ${classes})`);
+    const dice = record.validation ? `; validation Dice: ${Object.entries(record.validation.dice).map(([name, v]) => `${name} ${v.toFixed(3)}`).join(', ')}` : '';
+    console.log(`epoch ${record.epoch}: loss ${record.loss.toFixed(4)} (${record.seconds.toFixed(0)} s; Dice loss per class: ${classes}${dice})`);
   });
   console.log(`model written to ${out}`);
+}
+
+function parseSampling(value: string): PretrainSampling {
+  if (value !== 'case' && value !== 'uniform-dataset') throw new FseftError(`--sampling must be case or uniform-dataset, got '${value}'`);
+  return value;
+}
+
+function parsePosNeg(value: string): { pos: number; neg: number } {
+  const match = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(value);
+  if (!match || Number(match[1]) + Number(match[2]) === 0) throw new FseftError(`--pos-neg must look like 4:1, got '${value}'`);
+  return { pos: Number(match[1]), neg: Number(match[2]) };
 }
 
 /** The spacing and window the collection was preprocessed with (from its pair lists). */
