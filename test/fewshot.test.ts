@@ -17,7 +17,7 @@ import { backboneFeatures } from '../lib/inference/features';
 import { prepareCase } from '../lib/inference/predict';
 import { adapterProbabilities } from '../lib/inference/segment';
 import { DEFAULT_ADAPT, METHOD_LEARNING_RATES, adaptToOrgan } from '../lib/training/adapt';
-import { RECIPES } from '../lib/training/recipes';
+import { RECIPES, recipeGamma } from '../lib/training/recipes';
 import { recipesPage } from '../lib/training/pretrain-recipes';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { preprocessCase } from '../lib/transforms/preprocess';
@@ -270,7 +270,9 @@ test('recipes: the paper recipe is the engine defaults; the reference recipe is 
     [[1e-1, 50], [1e-2, 100], [1e-2, 100], [1e-4, 150], [1e-4, 150]],
   );
   assert.deepEqual([reference.dice, reference.diceSmooth, reference.bce, reference.head, reference.groundTruthLargestComponent], ['per-crop', 1, false, 'random', true]);
-  assert.deepEqual(reference.ti, { form: 'reference', lambda: 0.1, gamma: 0.3 });
+  assert.deepEqual(reference.ti, { form: 'reference', lambda: 0.1, gamma: 0.3, gammaByOrgan: { rkidney: 0.5, lkidney: 0.5 } });
+  assert.deepEqual(['lkidney', 'rkidney', 'liver'].map((o) => recipeGamma(reference, o)), [0.5, 0.5, 0.3]);
+  assert.deepEqual(['lkidney', 'liver'].map((o) => recipeGamma(paper, o)), [0.25, 0.25]);
   assert.ok(Math.abs(reference.threshold - 0.6225) < 1e-4, 'logits > 0.5');
   for (const recipe of [paper, reference]) for (const field of ['learningRates', 'epochs', 'dice', 'head', 'ti', 'threshold', 'groundTruthLargestComponent']) assert.ok(recipe.sources[field], `${recipe.name}: no source for ${field}`);
 
@@ -284,6 +286,12 @@ test('recipes: the paper recipe is the engine defaults; the reference recipe is 
   assert.equal(fseft('experiment', '--plan', plan).code, 0);
   const records = readRecords(path.join(work, 'recipe-plan.records.jsonl'));
   assert.deepEqual(records.map((r) => [r.recipe, r.learningRate, r.epochs]), [['reference', 0.1, 2], ['paper', 0.01, 2], ['reference', 0.05, 2]]);
+  // TI takes the recipe's margin for the organ unless the plan gives one for all organs.
+  fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'reference', methods: ['lp+ti'] }));
+  assert.equal(fseft('experiment', '--plan', plan).code, 0);
+  fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'reference', methods: ['lp+ti'], ti: { gamma: [0.2] } }));
+  assert.equal(fseft('experiment', '--plan', plan).code, 0);
+  assert.deepEqual(readRecords(path.join(work, 'recipe-plan.records.jsonl')).slice(3).map((r) => [r.method, r.gamma, r.lambda]), [['lp+ti', 0.3, 0.1], ['lp+ti', 0.2, 0.1]]);
   assert.equal(fs.readFileSync(path.join(REPO_ROOT, 'docs', 'recipes.md'), 'utf8'), recipesPage(), 'docs/recipes.md is out of date: npm run docs:recipes');
   fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'mine' }));
   assert.match(fseft('experiment', '--plan', plan).stderr, /plan: "recipe" must be one of paper, reference, got "mine"/);

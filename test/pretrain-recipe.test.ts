@@ -202,6 +202,9 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   const source = JSON.parse(fs.readFileSync(path.join(out, 'model', 'validation-source.json'), 'utf8'));
   assert.ok('lkidney' in source.dice && 'liver' in source.dice, 'the source table has every organ');
   assert.match(run.stdout, /\| all \(6\) \|/);
+  const provenance = JSON.parse(fs.readFileSync(path.join(out, 'model', 'config.json'), 'utf8')).provenance;
+  assert.deepEqual(Object.keys(provenance.validation), ['source-held-out', 'target-site-b']);
+  assert.equal(provenance.validation['source-held-out'].dice.liver, Math.round(source.dice.liver * 1e4) / 1e4);
   const again = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'train-default-model.sh'), out], { encoding: 'utf8', env, cwd: REPO_ROOT });
   assert.equal(again.status, 0, again.stderr.slice(-3000));
   assert.equal(fs.readFileSync(path.join(out, 'model', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'a finished run is not trained again');

@@ -28,6 +28,8 @@ export interface ModelProvenance {
   encoderOnly?: boolean;
   seed?: number;
   notes?: string[];
+  /** Per-organ Dice of the model's own head on labelled data, by name (`fseft validate --record NAME`). */
+  validation?: Record<string, { data: string; valCases: number; volumes: number; dice: Record<string, number>; at: string }>;
 }
 
 /** `config.json` of a model directory. */

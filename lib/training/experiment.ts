@@ -11,7 +11,7 @@ import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
 import { AdaptOptions, adaptToOrgan } from './adapt';
-import { Recipe, RecipeName, RECIPE_NAMES, recipeByName, recipeHead, recipeQueryDice, recipeTraining } from './recipes';
+import { Recipe, RecipeName, RECIPE_NAMES, recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from './recipes';
 import { BootstrapOptions, MeanInterval, stratifiedBootstrapMean } from '../metrics/bootstrap';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../losses/size-constraint';
 import { openRecordsForAppend, readRecordLines } from './records';
@@ -108,7 +108,8 @@ export function readRecords(file: string, log: (line: string) => void = (line) =
 interface Cell {
   method: AdaptMethod;
   label: string;
-  ti?: { lambda: number; gamma: number };
+  /** gamma undefined: the recipe's margin for each organ. */
+  ti?: { lambda: number; gamma?: number };
 }
 
 function cellsOf(plan: ExperimentPlan, recipe: Recipe): Cell[] {
@@ -117,7 +118,7 @@ function cellsOf(plan: ExperimentPlan, recipe: Recipe): Cell[] {
     const withTi = name.endsWith('+ti');
     const method = parseMethod(withTi ? name.slice(0, -3) : name);
     if (!withTi) cells.push({ method, label: name });
-    else for (const lambda of plan.ti?.lambda ?? [recipe.ti.lambda]) for (const gamma of plan.ti?.gamma ?? [recipe.ti.gamma]) cells.push({ method, label: name, ti: { lambda, gamma } });
+    else for (const lambda of plan.ti?.lambda ?? [recipe.ti.lambda]) for (const gamma of plan.ti?.gamma ?? [undefined]) cells.push({ method, label: name, ti: { lambda, gamma } });
   }
   return cells;
 }
@@ -222,12 +223,13 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
               // adaptation (same supports, same seed) and its own record. Other methods adapt once and
               // are scored on every query.
               const groups = cell.ti ? queries.map((query) => [query]) : [queries];
+              const ti = cell.ti && { lambda: cell.ti.lambda, gamma: cell.ti.gamma ?? recipeGamma(recipe, organName) };
               for (const group of groups) {
                 const transductiveQuery = cell.ti ? group[0].id : undefined;
                 // Everything that changes a number is in the key: a changed plan or model runs the cell again.
                 const settings = {
                   cell: cell.label,
-                  ti: cell.ti ? { ...cell.ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: transductiveQuery } : undefined,
+                  ti: ti ? { ...ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: transductiveQuery } : undefined,
                   organ: organName,
                   k,
                   fold,
@@ -244,7 +246,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   model: fingerprint,
                 };
                 const digest = crypto.createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
-                const key = [cell.label, organName, k, fold, seed, cell.ti?.lambda ?? '', cell.ti?.gamma ?? '', transductiveQuery ?? '', digest].join('|');
+                const key = [cell.label, organName, k, fold, seed, ti?.lambda ?? '', ti?.gamma ?? '', transductiveQuery ?? '', digest].join('|');
                 const previous = done.get(key);
                 if (previous) {
                   records.push(previous);
@@ -267,7 +269,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   cropsPerStep,
                   seed: seedFrom(seed, 'adapt', fold, k),
                   checkpoint: true,
-                  ti: cell.ti ? { ...cell.ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
+                  ti: ti ? { ...ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
                 };
                 const result = adaptToOrgan(context.model, supports, recipeHead(recipe, context.model, channel, cell.method), options);
                 const queryDice: Record<string, number> = {};
@@ -292,8 +294,8 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   seed,
                   recipe: recipe.name,
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
-                  lambda: cell.ti?.lambda,
-                  gamma: cell.ti?.gamma,
+                  lambda: ti?.lambda,
+                  gamma: ti?.gamma,
                   query: transductiveQuery,
                   epochs,
                   learningRate,

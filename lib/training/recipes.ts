@@ -33,7 +33,8 @@ export interface Recipe {
   bce: boolean;
   /** The probe's and adapters' head: the pretrained head's row of the organ, or random. */
   head: 'zero-shot' | 'random';
-  ti: { form: SizeConstraintForm; lambda: number; gamma: number };
+  /** TI: size-term form, weight, margin, and margins that differ by organ (template names). */
+  ti: { form: SizeConstraintForm; lambda: number; gamma: number; gammaByOrgan?: Record<string, number> };
   /** Probability above which a voxel is foreground (the reference thresholds logits at 0.5). */
   threshold: number;
   /** Experiment Dice against the ground truth reduced to its largest component. */
@@ -84,7 +85,7 @@ export const RECIPES: Record<RecipeName, Recipe> = {
     diceSmooth: 1,
     bce: false,
     head: 'random',
-    ti: { form: 'reference', lambda: 0.1, gamma: 0.3 },
+    ti: { form: 'reference', lambda: 0.1, gamma: 0.3, gammaByOrgan: { rkidney: 0.5, lkidney: 0.5 } },
     threshold: SIGMOID_HALF,
     groundTruthLargestComponent: true,
     sources: {
@@ -124,6 +125,11 @@ export function recipeQueryDice(recipe: Recipe, probabilities: FeatureGrid, quer
   return { dice: dice(mask.data, reference), mask };
 }
 
+/** The recipe's TI margin for an organ: its own where the recipe has one (reference: 0.5 for the kidneys). */
+export function recipeGamma(recipe: Recipe, organ: string): number {
+  return recipe.ti.gammaByOrgan?.[organ] ?? recipe.ti.gamma;
+}
+
 export function recipeByName(name: string): Recipe {
   const recipe = RECIPES[name as RecipeName];
   if (!recipe) throw new FseftError(`unknown recipe '${name}'; choose one of ${RECIPE_NAMES.join(', ')}`);
@@ -140,7 +146,8 @@ export function recipesMarkdown(): string {
     }
     if (field === 'ti') {
       const ti = value as Recipe['ti'];
-      return `form ${ti.form}, lambda ${ti.lambda}, gamma ${ti.gamma}`;
+      const byOrgan = Object.entries(ti.gammaByOrgan ?? {}).map(([organ, g]) => `${organ} ${g}`).join(', ');
+      return `form ${ti.form}, lambda ${ti.lambda}, gamma ${ti.gamma}${byOrgan ? ` (${byOrgan})` : ''}`;
     }
     if (field === 'threshold') return `p > ${Number((value as number).toFixed(4))}`;
     return String(value);
@@ -184,7 +191,8 @@ export function recipesMarkdown(): string {
     'Fig. 2a\'s "MLP" adapter is `adapter-k1` (the same UnetResBlock with kernel 1, as the reference code);',
     '`mlp-adapter` is the later code\'s residual x + W2 ReLU(W1 x), a different network.',
     '',
-    'Not yet part of `reference` (issue 14): gamma 0.5 for the kidneys (one gamma per plan here).',
+    'A gamma given on the command line (`--gamma`) or in a plan (`ti.gamma`) applies to every organ;',
+    'otherwise each organ takes its recipe margin (reference: 0.5 for the kidneys, 0.3 for the rest).',
     '',
   );
   return lines.join('\n');

@@ -10,7 +10,7 @@ import { adapterProbabilities } from '../../inference/segment';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
 import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { SupportVolume, adaptToOrgan } from '../../training/adapt';
-import { recipeByName, recipeHead, recipeQueryDice, recipeTraining } from '../../training/recipes';
+import { recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from '../../training/recipes';
 import { withOutputDirectory, writeFileAtomic } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { ProgressBar } from '../../util/progress';
@@ -26,7 +26,7 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
     --k N                use the first N supports (error when fewer are given)
     --query <image>[=<label>[:<value>]]   the query volume: needed by --ti; with a label its Dice is printed
     --ti                 transductive inference (Eq. 2-3) in the last half of the epochs
-    --lambda 1  --gamma 0.25  --ti-pool 2   (reference recipe: lambda 0.1, gamma 0.3, form reference)
+    --lambda 1  --gamma 0.25  --ti-pool 2   (reference: lambda 0.1, gamma 0.3, 0.5 for kidneys)
     --ti-form paper|normalised|reference   paper (default): Eq. 2 in voxels added to every support
                          step, which with lambda 1 outweighs the Dice term by orders of magnitude;
                          normalised: Eq. 2 divided by max(S_hat, S), on the Dice term's scale;
@@ -53,7 +53,7 @@ export async function adaptCommand(options: Options): Promise<void> {
   const scratchInit = options.string('init');
   const trained = method === 'generalization' ? undefined : method;
   const lambda = options.number('lambda', recipe.ti.lambda, { min: 0 })!;
-  const gamma = options.number('gamma', recipe.ti.gamma, { min: 0, below: 1 })!;
+  const gamma = options.number('gamma', recipeGamma(recipe, templateClassName(templateClass(organName))), { min: 0, below: 1 })!;
   const form = (options.string('ti-form') ?? recipe.ti.form) as SizeConstraintForm;
   const pool = options.integer('ti-pool', 2, { min: 1 })!;
   const epochs = options.integer('epochs', trained ? recipe.epochs[trained] : 1, { min: 1 })!;

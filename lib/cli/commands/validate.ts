@@ -1,24 +1,27 @@
 import * as path from 'node:path';
 import { initBackend } from '../../backend/backend';
 import { readCollection } from '../../data/datasets';
-import { loadModel, resolveModelDir } from '../../networks/model-io';
+import { ModelManifest, loadModel, resolveModelDir } from '../../networks/model-io';
+import { readJsonFile } from '../../util/read-file';
 import { loadTrainingCases } from '../../training/pretrain';
 import { ValidationResult, splitValidation, validationDice } from '../../training/validation';
 import { writeFileAtomic } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
 
-export const VALIDATE_HELP = `fseft validate --model <dir|default> --data <preprocessed collection.json> [--val-cases N] [--out result.json]
+export const VALIDATE_HELP = `fseft validate --model <dir|default> --data <preprocessed collection.json> [--val-cases N] [--out result.json] [--record NAME]
   The foundation model's own segmentation of every class each dataset annotates (its head,
   probability > 0.5, largest component), scored by Dice on the preprocessed volumes: a table of
   mean Dice per organ and dataset. --val-cases N scores only the last N volumes of each dataset
-  (the ones 'fseft pretrain --val-cases N' held out). --out writes every per-volume figure as JSON.`;
+  (the ones 'fseft pretrain --val-cases N' held out). --out writes every per-volume figure as JSON;
+  --record NAME stores the per-organ means in the model's config.json (provenance.validation.NAME).`;
 
 export async function validateCommand(options: Options): Promise<void> {
   const modelName = options.required('model');
   const data = options.required('data');
   const valCases = options.integer('val-cases', 0, { min: 0 })!;
   const out = options.string('out');
+  const record = options.string('record');
   const backend = options.string('backend');
   options.rejectUnknown();
   await initBackend(backend as never);
@@ -42,10 +45,20 @@ export async function validateCommand(options: Options): Promise<void> {
   const pooled = pooledDice([...results.values()]);
   lines.push(`| all (${scored.length}) | ${organs.map((o) => (o in pooled ? pooled[o].toFixed(3) : '-')).join(' | ')} |`);
   console.log(lines.join('\n'));
+  if (record) {
+    const manifestFile = path.join(resolveModelDir(modelName), 'config.json');
+    const stored = readJsonFile(manifestFile) as ModelManifest;
+    stored.provenance.validation = { ...stored.provenance.validation, [record]: { data, valCases, volumes: scored.length, dice: roundAll(pooled), at: new Date().toISOString() } };
+    await writeFileAtomic(manifestFile, JSON.stringify(stored, null, 2));
+  }
   if (out) {
     const report = { model: path.resolve(resolveModelDir(modelName)), data: path.resolve(data), valCases, dice: pooled, datasets: Object.fromEntries(results) };
     await writeFileAtomic(out, JSON.stringify(report, null, 2));
   }
+}
+
+function roundAll(values: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Math.round(v * 1e4) / 1e4]));
 }
 
 /** Mean Dice per organ over every scored volume that annotates it. */
