@@ -39,6 +39,6 @@ $fseft preprocess --data "$out/raw12/collection.json" --out "$out/prep12" --spac
 $fseft preprocess --data "$out/raw12/synth-target" --out "$out/prep12-target" --spacing "$spacing"
 $fseft pretrain --recipe reference --data "$out/prep12/collection.json" --out "$out/model" --init "$stage2" \
   --feature-size 12 --roi 32 --epochs "$e3" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 2
-$fseft validate --model "$out/model" --data "$out/prep12/collection.json" --val-cases 1 --out "$out/model/validation-source.json"
-$fseft validate --model "$out/model" --data "$out/prep12-target/collection.json" --out "$out/model/validation-target.json"
+$fseft validate --model "$out/model" --data "$out/prep12/collection.json" --val-cases 1 --out "$out/model/validation-source.json" --record source-held-out
+$fseft validate --model "$out/model" --data "$out/prep12-target/collection.json" --out "$out/model/validation-target.json" --record target-site-b
 echo "model: $out/model (copy config.json, weights.safetensors, log.jsonl and validation-*.json to data/models/default)"
