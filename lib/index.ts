@@ -4,6 +4,10 @@
  * Layout convention: a `Volume` stores voxel (i, j, k) at data[i + nx * (j + ny * k)], shape
  * [nx, ny, nz] in NIfTI array order, with an affine to RAS+ millimetres (see lib/io/volume.ts).
  */
+
+// The common path: load a model, adapt it, segment, evaluate (lib/api.ts).
+export { load, evaluate, FoundationModel, AdaptedModel } from './api';
+export type { AdaptRequest, LabelledCT, Segmentation, Evaluation } from './api';
 export { Volume, valueRange, sameGrid } from './io/volume';
 export type { VoxelArray, Shape3 } from './io/volume';
 export type { Affine, Vec3 } from './io/affine';

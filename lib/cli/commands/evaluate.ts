@@ -1,8 +1,7 @@
 import { readNifti } from '../../io/nifti';
 import { parseLabelSpec } from '../../inference/predict';
 import { sameGrid } from '../../io/volume';
-import { hausdorff95, surfaceDice } from '../../metrics/distance';
-import { dice } from '../../metrics/overlap';
+import { evaluate } from '../../api';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
 
@@ -23,19 +22,16 @@ export async function evaluateCommand(options: Options): Promise<void> {
   if (!sameGrid(p, l)) {
     throw new FseftError(`geometry differs from ${pred.file}: shape ${l.shape.join('x')} vs ${p.shape.join('x')} or a different affine; resample the prediction onto the label's grid first`, label.file);
   }
-  const binary = (data: ArrayLike<number>, value?: number) => Uint8Array.from(data as ArrayLike<number>, (v) => (value === undefined ? (v !== 0 ? 1 : 0) : v === value ? 1 : 0));
-  const pm = binary(p.data, pred.value);
-  const lm = binary(l.data, label.value);
-  if (label.value !== undefined && !lm.some((v) => v)) throw new FseftError(`label value ${label.value} does not occur in the label`, label.file);
-  const spacing = l.spacing;
+  if (label.value !== undefined && !(l.data as ArrayLike<number> as number[]).some((v) => v === label.value)) throw new FseftError(`label value ${label.value} does not occur in the label`, label.file);
+  const scores = evaluate(p, l, { predictionValue: pred.value, labelValue: label.value, tolerance });
   const result = {
     pred: predSpec,
     label: labelSpec,
-    dice: dice(pm, lm),
-    hd95_mm: hausdorff95(pm, lm, l.shape, spacing),
-    surface_dice: surfaceDice(pm, lm, l.shape, spacing, tolerance),
+    dice: scores.dice,
+    hd95_mm: scores.hd95,
+    surface_dice: scores.surfaceDice,
     tolerance_mm: tolerance,
-    voxels: { pred: pm.reduce((a, b) => a + b, 0), label: lm.reduce((a, b) => a + b, 0) },
+    voxels: { pred: scores.voxels.prediction, label: scores.voxels.label },
   };
   console.log(JSON.stringify(result, (_, v) => (typeof v === 'number' && Number.isNaN(v) ? null : v)));
 }
