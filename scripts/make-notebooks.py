@@ -128,68 +128,60 @@ console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCo
 nb("03-few-shot-adaptation", [
     md("""# 03 · Few-shot adaptation
 
-Pick the organ, k, the method, and TI's lambda and gamma in the next cell, then run the notebook.
-The frozen backbone's features are computed once per volume; the adapter trains on crops of them.
-**Synthetic data (simulated phantoms).**"""),
+Pick the organ, k, the method, the recipe, and TI's lambda and gamma in the next cell, then run the
+notebook. It uses the kit's high-level API: `fseft.load` a foundation model, `model.adapt` it to an
+organ from k labelled CTs, `adapted.segment` a new CT (the mask comes back on the CT's own grid), and
+`fseft.evaluate` the mask. The frozen backbone's features are computed once per volume; the adapter
+trains on crops of them. **Synthetic data (simulated phantoms).**"""),
     code(SETUP),
     code("""// Settings: change and re-run.
 const ORGAN = 'liver';
 const K = 1;
 const METHOD: fseft.AdaptMethod = 'adapter';
+// Every choice left out below comes from the recipe: 'paper' (the paper's text) or 'reference' (the authors' code); docs/recipes.md.
+const RECIPE: fseft.RecipeName = 'paper';
 const USE_TI = true;
 const LAMBDA = 1;
 const GAMMA = 0.25;
-// 'normalised' (the reference code's) keeps the size term on the Dice term's scale; 'paper' is in voxels.
-const TI_FORM: 'paper' | 'normalised' = 'normalised';
+// 'normalised' keeps the size term on the Dice term's scale; 'paper' is in voxels; 'reference' is the authors' per-epoch step.
+const TI_FORM: fseft.SizeConstraintForm = 'normalised';
 const EPOCHS = QUICK ? 12 : 60;"""),
-    code(ADAPT_SETUP),
-    code("""const target = await fseft.writeSynthDataset(path.join(WORK, 'target-03'), { name: 'site-b', cases: K + 1, seed: 3, institution: 'site-b', spacingScale: 2 }, { progress: false });
+    code("""const model = await fseft.load('default');
+console.log(`default model: F = ${model.network.config.featureSize}, ${model.network.parameterCount} parameters, ${JSON.stringify(model.preprocessing)}`);
+const target = await fseft.writeSynthDataset(path.join(WORK, 'target-03'), { name: 'site-b', cases: K + 1, seed: 3, institution: 'site-b', spacingScale: 2 }, { progress: false });
+// The synthetic labels hold template classes: the organ's value is its class.
 const organClass = fseft.templateClass(ORGAN);
-const prepare = async (i: number) => {
-  const labelled = await fseft.loadCase(target, target.cases[i]);
-  return fseft.prepareCase(target.cases[i].image, preprocessing, { volume: labelled.label!, value: organClass, file: labelled.labelFile! }, target.cases[i].id);
-};
-const query = await prepare(K);
-const supports = [] as fseft.SupportVolume[];
-for (let i = 0; i < K; i++) {
-  const p = await prepare(i);
-  supports.push({ id: p.id, image: p.image, mask: p.mask!, features: fseft.backboneFeatures(model, p.image, { roi: preprocessing.roi, decoderInputs: METHOD === 'ft-last' }) });
-}
-const queryFeatures = fseft.backboneFeatures(model, query.image, { roi: preprocessing.roi, decoderInputs: METHOD === 'ft-last' });
-console.log(`backbone features: ${queryFeatures.seconds.toFixed(1)} s per volume, computed once`);"""),
-    code("""const before = fseft.tensorMemory().numTensors;
-const channel = fseft.headChannelOf(manifest, organClass, ORGAN);
-const init = channel === undefined ? undefined : fseft.zeroShotRow(model, channel);
-const result = fseft.adaptToOrgan(model, supports, init, {
-  ...fseft.DEFAULT_ADAPT, method: METHOD, roi: preprocessing.roi, epochs: EPOCHS, cropsPerStep: 2,
-  learningRate: fseft.METHOD_LEARNING_RATES[METHOD],
-  ti: USE_TI ? { lambda: LAMBDA, gamma: GAMMA, form: TI_FORM, pool: 2, query: queryFeatures } : undefined,
+const supports = target.cases.slice(0, K).map((c) => ({ image: c.image, label: c.label!, value: organClass }));
+const queryCase = target.cases[K];"""),
+    code("""const adapted = await model.adapt({
+  organ: ORGAN, supports, method: METHOD, recipe: RECIPE, epochs: EPOCHS, cropsPerStep: 2,
+  ti: USE_TI ? { query: queryCase.image, lambda: LAMBDA, gamma: GAMMA, form: TI_FORM } : undefined,
 });
-console.log(`${METHOD}${USE_TI ? '+TI' : ''}: ${result.trainableParameters} trainable parameters, ${result.history.length} steps in ${result.seconds.toFixed(1)} s`);
+console.log(`${METHOD}${USE_TI ? '+TI' : ''} (${RECIPE} recipe): ${adapted.trainableParameters} trainable parameters, ${adapted.history.length} steps in ${adapted.seconds.toFixed(1)} s`);
 await show({ $schema: 'https://vega.github.io/schema/vega-lite/v5.json', title: 'support loss per step', width: 380, height: 200,
-  data: { values: result.history }, mark: 'line', encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'segmentationLoss', type: 'quantitative' } } });"""),
-    code("""const generalization = fseft.Adapter.create('generalization', model, init, 0);
-const predict = (adapter: fseft.Adapter) => fseft.probabilitiesToMask(fseft.adapterProbabilities(adapter, { image: query.image, features: queryFeatures }, { roi: preprocessing.roi }), query.image);
-const predicted = predict(result.adapter);
-const baseline = predict(generalization);
+  data: { values: adapted.history }, mark: 'line', encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'segmentationLoss', type: 'quantitative' } } });"""),
+    code("""const before = fseft.tensorMemory().numTensors;
+const predicted = await adapted.segment(queryCase.image);
+const baseline = await model.segment(queryCase.image, { organ: ORGAN });   // generalization: the model's own head
+const truth = await fseft.readNifti(queryCase.label!);
 const { DataFrame } = await import('danfojs-node');
-new DataFrame([
-  { method: 'generalization', dice: fseft.dice(baseline.data, query.mask!.data), voxels: baseline.data.reduce((a, b) => a + b, 0) },
-  { method: `${METHOD}${USE_TI ? '+TI' : ''}`, dice: fseft.dice(predicted.data, query.mask!.data), voxels: predicted.data.reduce((a, b) => a + b, 0) },
-  { method: 'ground truth', dice: 1, voxels: query.mask!.data.reduce((a, b) => a + b, 0) },
-]).print();"""),
-    code("""const slice = fseft.largestMaskSlice(query.mask!);
-const supportSlice = fseft.largestMaskSlice(supports[0].mask);
+const row = (method: string, mask: fseft.Volume) => ({ method, ...fseft.evaluate(mask, truth, { labelValue: organClass }) });
+new DataFrame([row('generalization', baseline.mask), row(`${METHOD}${USE_TI ? '+TI' : ''}`, predicted.mask)].map(({ voxels, ...scores }) => ({ ...scores, voxels: voxels.prediction, truth: voxels.label }))).print();
+await predicted.save(path.join(WORK, `query-${ORGAN}.nii.gz`));"""),
+    code("""// Overlays on the query CT's own grid (site-b stores LPS at 1 x 1 x 3 mm; shown in the radiological view).
+const image = await fseft.readNifti(queryCase.image);
+const truthMask = truth.withData(Uint8Array.from(truth.data as ArrayLike<number>, (v) => (v === organClass ? 1 : 0)));
+const slice = fseft.largestMaskSlice(truthMask);
 await show({ hconcat: [
-  fseft.sliceOverlaySpec(supports[0].image, [{ mask: supports[0].mask, color: [40, 200, 60], label: 'support label' }], { slice: supportSlice, title: 'support (label)' }),
-  fseft.sliceOverlaySpec(query.image, [], { slice, title: 'query' }),
-  fseft.sliceOverlaySpec(query.image, [{ mask: predicted, color: [230, 30, 30], label: 'prediction' }], { slice, title: 'prediction' }),
-  fseft.sliceOverlaySpec(query.image, [{ mask: query.mask!, color: [40, 200, 60], label: 'ground truth' }], { slice, title: 'ground truth' }),
+  fseft.sliceOverlaySpec(image, [], { slice, title: 'query' }),
+  fseft.sliceOverlaySpec(image, [{ mask: baseline.mask, color: [230, 30, 30], label: 'generalization' }], { slice, title: 'generalization' }),
+  fseft.sliceOverlaySpec(image, [{ mask: predicted.mask, color: [230, 30, 30], label: 'prediction' }], { slice, title: `${METHOD}${USE_TI ? '+TI' : ''}` }),
+  fseft.sliceOverlaySpec(image, [{ mask: truthMask, color: [40, 200, 60], label: 'ground truth' }], { slice, title: 'ground truth' }),
 ] });"""),
-    code("""// Re-running the cells above does not leak tensors: everything they create is released here.
-result.adapter.dispose();
-generalization.dispose();
-console.log(`tensors before training ${before}, now ${fseft.tensorMemory().numTensors}`);"""),
+    code("""// Predicting leaves no tensors behind; the adapter and the model are released here.
+console.log(`tensors before predicting ${before}, after ${fseft.tensorMemory().numTensors}`);
+adapted.dispose();
+model.dispose();"""),
 ])
 
 EXPERIMENT = """const runPlan = async (name: string, plan: Omit<fseft.ExperimentPlan, 'data'>, onPrediction?: fseft.ExperimentContext['onPrediction']) => {

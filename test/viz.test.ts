@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { Volume } from '../lib/io/volume';
 import { ExperimentRecord } from '../lib/training/experiment';
-import { diceBarsSpec, gammaCurveSpec, histogramSpec, overlayGridSpec, renderSvg, sliceOverlaySpec, trainingCurvesSpec } from '../lib/viz/charts';
+import { diceBarsSpec, gammaCurveSpec, histogramSpec, labelledGridSpec, overlayGridSpec, renderSvg, sliceOverlaySpec, trainingCurvesSpec } from '../lib/viz/charts';
 import { overlaySlice, largestMaskSlice } from '../lib/viz/overlay';
 import { frameToCsv, summaryFrame, table1Frame } from '../lib/viz/tables';
 import { diagonalAffine } from './helpers';
@@ -84,6 +84,18 @@ test('every chart is a valid vega-lite spec that renders to SVG', async () => {
   assert.match(gammaSvg, /stroke-dasharray="6,4"/);
   assert.equal((gammaSvg.match(/aria-roledescription="line mark"/g) ?? []).length, 2);
   assert.match(await renderSvg(specs.overlay), /<image[^>]+href="data:image\/png;base64,/);
+});
+
+test('the qualitative grid names its rows (methods) and columns (organs), and zooms its panels', async () => {
+  const { image, mask } = squareCase();
+  const cell = { image, mask, slice: 1 };
+  const spec = labelledGridSpec([[{ ...cell, color: [40, 200, 60] }, cell], [cell, undefined]], ['ground truth', 'adapter+ti'], ['liver', 'spleen'], { zoom: 3 });
+  const svg = await renderSvg(spec);
+  for (const label of ['ground truth', 'adapter+ti', 'liver', 'spleen']) assert.ok(svg.includes(`>${label}</text>`), `the figure shows '${label}'`);
+  assert.equal((svg.match(/<image /g) ?? []).length, 3, 'three panels (a missing cell is left out)');
+  const width = Number(/<image[^>]+width="(\d+)"/.exec(svg)![1]);
+  assert.equal(width, image.shape[0] * 3, 'panels at 3 pixels per voxel');
+  assert.throws(() => labelledGridSpec([[cell]], ['a', 'b'], ['liver']), /one label per row/);
 });
 
 test('tables: danfojs frames of the records (mean and std over folds, Table-1 layout, CSV)', async () => {

@@ -35,6 +35,32 @@ export function overlayGridSpec(panels: Array<{ title: string; image: Volume; ma
   };
 }
 
+/**
+ * A labelled grid of slice overlays, e.g. the paper's Fig. 3: one row per method (its name on the
+ * left), one column per organ (its name on top), each panel at `zoom` pixels per voxel.
+ */
+export function labelledGridSpec(
+  rows: Array<Array<{ image: Volume; mask?: Volume; color?: [number, number, number]; slice: number } | undefined>>,
+  rowLabels: string[],
+  columnLabels: string[],
+  options: { zoom?: number; window?: [number, number]; title?: string } = {},
+): VegaLiteSpec {
+  if (rowLabels.length !== rows.length || rows.some((row) => row.length !== columnLabels.length)) throw new Error('one label per row and per column');
+  return {
+    $schema: SCHEMA,
+    ...(options.title ? { title: options.title } : {}),
+    vconcat: rows.map((row, r) => ({
+      title: { text: rowLabels[r], orient: 'left', anchor: 'middle', fontSize: 13 },
+      hconcat: row.flatMap((cell, c) => {
+        if (!cell) return [];
+        const spec = sliceOverlaySpec(cell.image, cell.mask ? [{ mask: cell.mask, color: cell.color ?? [230, 30, 30], label: rowLabels[r] }] : [], { slice: cell.slice, zoom: options.zoom, window: options.window, title: r === 0 ? columnLabels[c] : '' });
+        delete spec.$schema;
+        return [spec];
+      }),
+    })),
+  };
+}
+
 function imageSpec(url: string, width: number, height: number, title: string, layers: Array<{ color: [number, number, number]; label: string }>): VegaLiteSpec {
   return {
     $schema: SCHEMA,

@@ -13,7 +13,7 @@ import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
 import { DEFAULT_ADAPT, adaptToOrgan } from '../../training/adapt';
 import { ExperimentPlan, formatTable, runExperiment } from '../../training/experiment';
 import { writeFileAtomic } from '../../util/atomic-write';
-import { tiledSlicesPng } from '../../viz/charts';
+import { VegaLiteSpec, labelledGridSpec, renderSvg } from '../../viz/charts';
 import { largestMaskSlice } from '../../viz/overlay';
 import { Options } from '../args';
 import { loadModelOption } from './model-options';
@@ -89,9 +89,9 @@ export async function demoCommand(options: Options): Promise<void> {
 
   const figures = path.join(out, 'figures');
   const figure = qualitativeFigure(figureCells, organs, ['generalization', 'adapter', 'adapter+ti']);
-  if (figure) await writeFileAtomic(path.join(figures, 'qualitative.png'), figure);
+  if (figure) await writeFileAtomic(path.join(figures, 'qualitative.svg'), await renderSvg(figure));
   await writeFileAtomic(path.join(out, 'table.txt'), `${SYNTHETIC_NOTICE}\n\n${table}`);
-  console.log(`\n5. written: ${recordsFile}, ${path.join(out, 'table.txt')}${figure ? `, ${path.join(figures, 'qualitative.png')} (rows: ground truth, ${['generalization', 'adapter', 'adapter+ti'].join(', ')}; columns: organs)` : ''}`);
+  console.log(`\n5. written: ${recordsFile}, ${path.join(out, 'table.txt')}${figure ? `, ${path.join(figures, 'qualitative.svg')} (rows: ground truth, ${['generalization', 'adapter', 'adapter+ti'].join(', ')}; columns: organs)` : ''}`);
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(0)} s. ${SYNTHETIC_NOTICE}`);
   model.dispose();
 }
@@ -114,24 +114,21 @@ async function measureCaching(model: Parameters<typeof backboneFeatures>[0], man
   return { featureSeconds: features.seconds, cached: run(true, 6), uncached: run(false, 3) };
 }
 
-/** The paper's Fig. 3 layout as a PNG: rows ground truth then `methods`, one column per organ. */
-function qualitativeFigure(cells: Map<string, { query: PreparedCase; mask: Volume<Uint8Array> }>, organs: string[], methods: string[]): Buffer | undefined {
-  type Cell = { image: Volume; mask: Volume; color?: [number, number, number] };
-  const columns: Cell[][] = [];
-  const sliceOf = new Map<Volume, number>();
-  for (const organ of organs) {
-    const first = cells.get(`${methods[0]}|${organ}`);
-    if (!first) continue;
-    const truth = first.query.mask!;
-    sliceOf.set(first.query.image, largestMaskSlice(truth));
-    const column: Cell[] = [{ image: first.query.image, mask: truth, color: [40, 200, 60] }];
-    for (const method of methods) {
+/**
+ * The paper's Fig. 3 layout: rows ground truth then `methods` (labelled on the left), one column
+ * per organ (labelled on top), the query's axial slice where the organ is largest.
+ */
+function qualitativeFigure(cells: Map<string, { query: PreparedCase; mask: Volume<Uint8Array> }>, organs: string[], methods: string[]): VegaLiteSpec | undefined {
+  const shown = organs.filter((organ) => cells.has(`${methods[0]}|${organ}`));
+  if (shown.length === 0) return undefined;
+  const rows = ['ground truth', ...methods].map((method) =>
+    shown.map((organ) => {
+      const first = cells.get(`${methods[0]}|${organ}`)!;
+      const slice = largestMaskSlice(first.query.mask!);
+      if (method === 'ground truth') return { image: first.query.image, mask: first.query.mask!, color: [40, 200, 60] as [number, number, number], slice };
       const cell = cells.get(`${method}|${organ}`);
-      if (cell) column.push({ image: cell.query.image, mask: cell.mask });
-    }
-    columns.push(column);
-  }
-  if (columns.length === 0) return undefined;
-  const rows = columns[0].map((_, r) => columns.map((column) => column[r]).filter(Boolean));
-  return tiledSlicesPng(rows, (image) => sliceOf.get(image) ?? 0);
+      return cell && { image: cell.query.image, mask: cell.mask, slice };
+    }),
+  );
+  return labelledGridSpec(rows, ['ground truth', ...methods], shown, { zoom: 3, title: 'query volume, axial slice where the organ is largest (synthetic data)' });
 }
