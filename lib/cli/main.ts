@@ -12,6 +12,7 @@ import { INFO_HELP, infoCommand } from './commands/info';
 import { PREPROCESS_HELP, preprocessCommand } from './commands/preprocess';
 import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
 import { SYNTH_HELP, synthCommand } from './commands/synth';
+import { REPRODUCE_HELP, reproduceCommand } from './commands/reproduce';
 import { VALIDATE_HELP, validateCommand } from './commands/validate';
 
 const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help: string; flags: string[] }> = {
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, flags: [] },
   experiment: { run: experimentCommand, help: EXPERIMENT_HELP, flags: [] },
   report: { run: reportCommand, help: REPORT_HELP, flags: ['intervals'] },
+  reproduce: { run: reproduceCommand, help: REPRODUCE_HELP, flags: [] },
   demo: { run: demoCommand, help: DEMO_HELP, flags: [] },
 };
 

@@ -32,6 +32,13 @@ export interface ExperimentPlan {
   queries: number;
   /** Epochs per k ({"1": 50, "5": 10}) or one number; absent: the recipe's epochs per method. */
   epochs?: number | Record<string, number>;
+  /**
+   * Without "epochs", a compute budget on the recipe's epochs per method: "equal-steps" gives every
+   * k the optimizer steps of k = 1 (epochs / k, as one epoch is one step per support volume), and
+   * "epochScale" multiplies them (e.g. 0.5). Records keep the epochs each cell ran.
+   */
+  budget?: 'equal-steps';
+  epochScale?: number;
   /** The recipe whose values fill everything the plan leaves out (default 'paper'; docs/recipes.md). */
   recipe?: RecipeName;
   /** A model directory whose Swin encoder starts Scratch (the reference's self-supervised start); random when absent. */
@@ -124,7 +131,11 @@ function cellsOf(plan: ExperimentPlan, recipe: Recipe): Cell[] {
 }
 
 export function epochsFor(plan: ExperimentPlan, k: number, method: AdaptMethod, recipe: Recipe): number {
-  if (plan.epochs === undefined) return method === 'generalization' ? 0 : recipe.epochs[method];
+  if (plan.epochs === undefined) {
+    if (method === 'generalization') return 0;
+    const scaled = recipe.epochs[method] * (plan.epochScale ?? 1);
+    return Math.max(1, Math.round(plan.budget === 'equal-steps' ? scaled / k : scaled));
+  }
   if (typeof plan.epochs === 'number') return plan.epochs;
   const value = plan.epochs[String(k)];
   if (value === undefined) throw new FseftError(`the plan gives no epochs for k = ${k}`);
@@ -379,6 +390,9 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
   else if (plan.epochs && typeof plan.epochs === 'object') for (const [k, epochs] of Object.entries(plan.epochs)) whole(epochs, `epochs.${k}`, 1);
   else if (plan.epochs !== undefined) throw fail(`"epochs" must be a number or a map from k to a number, got ${JSON.stringify(plan.epochs)}`);
   if (plan.cropsPerStep !== undefined) whole(plan.cropsPerStep, 'cropsPerStep', 1);
+  if (plan.budget !== undefined && plan.budget !== 'equal-steps') throw fail(`"budget" must be "equal-steps", got ${JSON.stringify(plan.budget)}`);
+  if (plan.epochScale !== undefined) number(plan.epochScale, 'epochScale', { above: 0 });
+  if ((plan.budget !== undefined || plan.epochScale !== undefined) && plan.epochs !== undefined) throw fail('"budget" and "epochScale" scale the recipe\'s epochs: drop "epochs", or drop them');
   for (const [method, rate] of Object.entries(plan.learningRates ?? {})) number(rate, `learningRates.${method}`, { above: 0 });
   if (plan.ti) {
     (plan.ti.lambda ?? []).forEach((lambda, i) => number(lambda, `ti.lambda[${i}]`, { min: 0 }));
