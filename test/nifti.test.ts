@@ -3,6 +3,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import * as crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { gzipParallel, niftiExtension, parseCompression } from '../lib/io/gzip';
 import { readNifti, readNiftiInfo, writeNifti } from '../lib/io/nifti';
 import { DATATYPES } from '../lib/io/nifti-datatypes';
 import { Volume } from '../lib/io/volume';
@@ -177,4 +180,39 @@ test('real example: header facts of example_ct_sm', { skip: EXAMPLE_SKIP }, asyn
   assert.equal(info.datatype, 'int16');
   assert.equal(info.affineSource, 'sform');
   assert.deepEqual(info.pixdim, [3, 3, 3]);
+});
+
+test('parallel gzip: one gzip member that zlib, fflate (nifti-reader-js) and Python read back byte for byte', async () => {
+  // 9 MiB of mixed content: three 4 MiB chunks deflated on their own, joined under one header.
+  const nifti = await import('nifti-reader-js');
+  const data = Buffer.alloc(9 << 20);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 27 ^ (i >> 12);
+  for (const level of [0, 1, 6, 9]) {
+    const packed = await gzipParallel(data, level);
+    assert.equal(packed[0], 0x1f);
+    assert.ok(zlib.gunzipSync(packed).equals(data), `zlib reads level ${level}`);
+    const viaFflate = Buffer.from(nifti.decompress(packed.buffer.slice(packed.byteOffset, packed.byteOffset + packed.length) as ArrayBuffer) as ArrayBuffer);
+    assert.ok(viaFflate.equals(data), `fflate (single-member readers) reads level ${level}: ${viaFflate.length} bytes`);
+  }
+  const python = spawnSync('python3', ['-c', 'import gzip,sys,hashlib; sys.stdout.write(hashlib.sha256(gzip.decompress(sys.stdin.buffer.read())).hexdigest())'], { input: await gzipParallel(data, 1) });
+  if (python.status === 0) assert.equal(python.stdout.toString(), crypto.createHash('sha256').update(data).digest('hex'), "Python's gzip (nibabel's reader) agrees");
+  assert.ok(zlib.gunzipSync(await gzipParallel(Buffer.alloc(0), 1)).length === 0, 'an empty input is a valid gzip');
+});
+
+test('compression: none, fast, best and levels round-trip; best is smallest; none writes stored gzip or plain .nii', async () => {
+  const dir = tempDir();
+  const shape: [number, number, number] = [40, 30, 20];
+  const volume = new Volume(Float32Array.from({ length: 40 * 30 * 20 }, (_, i) => Math.round(Math.sin(i / 50) * 100) / 7), shape, [[1.5, 0, 0, -3], [0, 1.5, 0, 4], [0, 0, 2, 5], [0, 0, 0, 1]]);
+  const sizes: Record<string, number> = {};
+  for (const compression of ['none', 'fast', 'best', 3] as const) {
+    const file = path.join(dir, `v-${compression}.nii.gz`);
+    await writeNifti(file, volume, { compression });
+    sizes[compression] = fs.statSync(file).size;
+    assert.deepEqual((await readNifti(file)).data, volume.data, `${compression} round-trips`);
+  }
+  assert.ok(sizes.best <= sizes.fast && sizes.fast < sizes.none, JSON.stringify(sizes));
+  assert.equal(niftiExtension('none'), '.nii');
+  assert.equal(niftiExtension('fast'), '.nii.gz');
+  assert.throws(() => parseCompression('fastest'), /none, fast, best or a level 0-9/);
+  assert.equal(parseCompression('7'), 7);
 });

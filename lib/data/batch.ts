@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PreprocessOptions } from '../transforms/preprocess';
+import { Compression } from '../io/gzip';
 import { writeFileAtomic } from '../util/atomic-write';
 import { FseftError } from '../util/errors';
 import { ProgressBar } from '../util/progress';
@@ -57,10 +58,10 @@ export async function runJobs<R>(jobs: Job[], describe: (job: Job) => string, op
 export async function preprocessDatasets(
   datasets: Dataset[],
   outDir: string,
-  options: PreprocessOptions & { compressionLevel?: number } = {},
+  options: PreprocessOptions & { compression?: Compression } = {},
   batch: BatchOptions = {},
 ): Promise<PreprocessRecord[]> {
-  const { compressionLevel, ...preprocessOptions } = options;
+  const { compression, ...preprocessOptions } = options;
   const jobs: Job[] = datasets.flatMap((dataset) =>
     dataset.cases.map((entry) => ({
       kind: 'preprocess' as const,
@@ -68,7 +69,7 @@ export async function preprocessDatasets(
       entry,
       outDir: path.join(outDir, safeName(dataset.name), safeName(entry.id)),
       options: preprocessOptions,
-      compressionLevel,
+      compression,
     })),
   );
   const records = await runJobs<PreprocessRecord>(jobs, (job) => (job.kind === 'preprocess' ? `${job.dataset.name}/${job.entry.id}` : ''), { label: 'preprocess', ...batch });

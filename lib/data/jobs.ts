@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeNifti } from '../io/nifti';
+import { Compression, niftiExtension } from '../io/gzip';
 import { PreprocessOptions, preprocessCase } from '../transforms/preprocess';
 import { writeFileAtomic } from '../util/atomic-write';
 import { Rng, seedFrom } from '../util/random';
@@ -15,7 +16,7 @@ export interface PreprocessJob {
   entry: CaseEntry;
   outDir: string;
   options: PreprocessOptions;
-  compressionLevel?: number;
+  compression?: Compression;
 }
 
 export interface PreprocessRecord {
@@ -47,11 +48,11 @@ export async function runPreprocessJob(job: PreprocessJob): Promise<PreprocessRe
   const loaded = await loadCase(job.dataset, job.entry);
   const result = preprocessCase({ image: loaded.image, label: loaded.label, imageFile: loaded.imageFile, labelFile: loaded.labelFile }, job.options);
   if (result.label && job.dataset.leftRight) result.label = splitLeftRight(result.label, job.dataset.leftRight);
-  const imageFile = path.join(job.outDir, 'image.nii.gz');
-  const labelFile = result.label ? path.join(job.outDir, 'label.nii.gz') : undefined;
+  const imageFile = path.join(job.outDir, `image${niftiExtension(job.compression)}`);
+  const labelFile = result.label ? path.join(job.outDir, `label${niftiExtension(job.compression)}`) : undefined;
   await Promise.all([
-    writeNifti(imageFile, result.image, { compressionLevel: job.compressionLevel }),
-    result.label && labelFile ? writeNifti(labelFile, result.label, { compressionLevel: job.compressionLevel }) : undefined,
+    writeNifti(imageFile, result.image, { compression: job.compression }),
+    result.label && labelFile ? writeNifti(labelFile, result.label, { compression: job.compression }) : undefined,
   ]);
   const record: PreprocessRecord = {
     id: job.entry.id,

@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
-import { promisify } from 'node:util';
 import { Affine, affineSpacing, invertAffine } from './affine';
 import { DatatypeName, INT64_CODES, datatypeByCode, datatypeByName, datatypeOfArray, describeDatatypeCode } from './nifti-datatypes';
 import { Shape3, Volume, VoxelArray } from './volume';
@@ -8,8 +7,8 @@ import { FseftError } from '../util/errors';
 import { writeFileAtomic } from '../util/atomic-write';
 import { readError } from '../util/read-file';
 import { limitFromEnvironment } from '../util/limits';
+import { Compression, DEFAULT_COMPRESSION, compressionLevel, gzipParallel } from './gzip';
 
-const gzip = promisify(zlib.gzip);
 
 type NiftiReaderModule = typeof import('nifti-reader-js', { with: { 'resolution-mode': 'import' } });
 type NiftiHeader = ReturnType<NiftiReaderModule['readHeader']>;
@@ -372,8 +371,8 @@ export interface WriteNiftiOptions {
   datatype?: DatatypeName;
   /** Store `(value - inter) / slope` and set scl_slope/scl_inter (integer datatypes). */
   scale?: { slope: number; inter: number };
-  /** gzip level for `.nii.gz` (1 fastest .. 9 smallest); default 6. */
-  compressionLevel?: number;
+  /** Compression of `.nii.gz` (none | fast | best | level 0-9); default fast (level 1, on all cores). */
+  compression?: Compression;
   description?: string;
   /** Transform codes written to the header; both default to 1 (scanner anatomical). */
   sformCode?: number;
@@ -386,7 +385,7 @@ export interface WriteNiftiOptions {
  */
 export async function writeNifti(file: string, volume: Volume, options: WriteNiftiOptions = {}): Promise<void> {
   const encoded = encodeNifti(file, volume, options);
-  const payload = file.endsWith('.gz') ? await gzip(encoded, { level: options.compressionLevel ?? 6 }) : encoded;
+  const payload = file.endsWith('.gz') ? await gzipParallel(encoded, compressionLevel(options.compression ?? DEFAULT_COMPRESSION)) : encoded;
   await writeFileAtomic(file, payload);
 }
 

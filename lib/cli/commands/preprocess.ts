@@ -9,12 +9,14 @@ import { ensureWritableDirectory, withOutputDirectory } from '../../util/atomic-
 import { refuseOverwritingInputs } from '../../util/paths';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
+import { Compression, niftiExtension, parseCompression } from '../../io/gzip';
 
 export const PREPROCESS_HELP = `fseft preprocess --image <ct.nii.gz> [--label <seg.nii.gz>] --out <dir> [options]
 fseft preprocess --data <dataset dir | pairs.json | collection.json> --out <dir> [--workers N] [options]
   The paper's preprocessing (MONAI chain): orientation RAS, resampling to --spacing (trilinear
   image, nearest label), HU --window scaled to [0, 1] with clipping, crop to the foreground.
-  One case writes <dir>/image.nii.gz (float32) and <dir>/label.nii.gz (uint8, values kept).
+  One case writes <dir>/image.nii.gz (float32) and <dir>/label.nii.gz (uint8, values kept);
+  .nii with --compression none.
   A dataset or collection is processed in parallel into <dir>/<dataset>/<case>/ with a progress
   bar; a rerun skips finished cases. Labels of datasets are translated to the 29-class template.
   Options:
@@ -22,7 +24,8 @@ fseft preprocess --data <dataset dir | pairs.json | collection.json> --out <dir>
     --window=-175,250           HU window mapped to [0, 1] (default -175,250)
     --no-crop                   keep the whole resampled field of view
     --frame N                   read frame N of a 4-D image
-    --compression-level 1..9    gzip level of the outputs (default 6)
+    --compression fast          none (plain .nii), fast (zlib level 1, default), best (level 9) or
+                                a level 0-9; gzip runs on all cores
     --workers N                 parallel workers for datasets (default: all cores)`;
 
 export async function preprocessCommand(options: Options): Promise<void> {
@@ -32,7 +35,13 @@ export async function preprocessCommand(options: Options): Promise<void> {
   const out = options.string('out');
   const frame = options.integer('frame', undefined, { min: 0 });
   const workers = options.integer('workers', undefined, { min: 1 });
-  const compressionLevel = options.integer('compression-level', undefined, { min: 1, max: 9 });
+  const compressionOption = options.string('compression');
+  let compression: Compression | undefined;
+  try {
+    compression = compressionOption === undefined ? undefined : parseCompression(compressionOption);
+  } catch (error) {
+    throw new FseftError((error as Error).message);
+  }
   const spacingList = options.numberList('spacing', [1, 3]);
   const window = options.numberList('window', [2]) as [number, number] | undefined;
   const crop = options.flag('crop', true);
@@ -50,7 +59,7 @@ export async function preprocessCommand(options: Options): Promise<void> {
     await ensureWritableDirectory(out);
     const datasets: Dataset[] = fs.statSync(data, { throwIfNoEntry: false })?.isFile() && isCollectionManifest(data) ? readCollection(data) : [openDataset(data)];
     const started = Date.now();
-    const records = await preprocessDatasets(datasets, out, { ...preprocessOptions, compressionLevel }, { workers });
+    const records = await preprocessDatasets(datasets, out, { ...preprocessOptions, compression }, { workers });
     const skipped = records.filter((r) => r.skipped).length;
     console.log(
       `preprocessed ${records.length - skipped} case(s), skipped ${skipped} already done, from ${datasets.length} dataset(s) in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${path.join(out, 'collection.json')}`,
@@ -59,8 +68,8 @@ export async function preprocessCommand(options: Options): Promise<void> {
   }
 
   if (fs.statSync(image!, { throwIfNoEntry: false })?.isDirectory()) throw new FseftError('is a directory; use --data for a dataset', image);
-  const imageOut = path.join(out, 'image.nii.gz');
-  const labelOut = path.join(out, 'label.nii.gz');
+  const imageOut = path.join(out, `image${niftiExtension(compression)}`);
+  const labelOut = path.join(out, `label${niftiExtension(compression)}`);
   refuseOverwritingInputs([imageOut, labelOut], [image!, ...(label ? [label] : [])]);
   await withOutputDirectory(out, async () => {
     const started = Date.now();
@@ -69,8 +78,8 @@ export async function preprocessCommand(options: Options): Promise<void> {
     const result = preprocessCase({ image: source, label: sourceLabel, imageFile: image, labelFile: label }, preprocessOptions);
     // Both files or neither: each write is atomic, and a failure removes what was already written.
     try {
-      await writeNifti(imageOut, result.image, { compressionLevel });
-      if (result.label) await writeNifti(labelOut, result.label, { compressionLevel });
+      await writeNifti(imageOut, result.image, { compression });
+      if (result.label) await writeNifti(labelOut, result.label, { compression });
     } catch (error) {
       await Promise.all([imageOut, labelOut].map((f) => fs.promises.rm(f, { force: true })));
       throw error;
