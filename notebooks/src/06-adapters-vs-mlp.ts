@@ -1,0 +1,46 @@
+// %% [markdown]
+// # 06 · Spatial adapters against the MLP adapter (the paper's Fig. 2a)
+//
+// Linear probe, the paper's adapter (UnetResBlock, 3x3x3) against its kernel-1 version (`adapter-k1`,
+// the "MLP" of Fig. 2a in the reference code), and the later code's residual adapters (`mlp-adapter`
+// with 1x1x1 and `residual-adapter` with 3x3x3 convolutions), with their trainable parameter counts.
+// **Synthetic data (simulated phantoms).**
+
+// %%
+import * as tslab from 'tslab';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as fseft from '../dist/lib';
+
+// Small settings when FSEFT_QUICK=1 (CI); larger ones otherwise.
+const QUICK = process.env.FSEFT_QUICK === '1';
+const WORK = path.resolve('../runs/notebooks');
+fs.mkdirSync(WORK, { recursive: true });
+await fseft.initBackend();
+const show = async (spec: fseft.VegaLiteSpec) => tslab.display.html(await fseft.renderSvg(spec));
+console.log(`quick settings: ${QUICK}; outputs in ${WORK}`);
+
+// %%
+const loaded = fseft.loadModel(fseft.resolveModelDir('default'));
+const model = loaded.model;
+const manifest = loaded.manifest;
+const preprocessing = fseft.modelPreprocessing(manifest);
+console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCount} parameters, ${JSON.stringify(preprocessing)}`);
+
+// %%
+const runPlan = async (name: string, plan: Omit<fseft.ExperimentPlan, 'data'>, onPrediction?: fseft.ExperimentContext['onPrediction']) => {
+  const target = await fseft.writeSynthDataset(path.join(WORK, 'target-shared'), { name: 'site-b', cases: 3, seed: 11, institution: 'site-b', spacingScale: 2 }, { progress: false });
+  const recordsFile = path.join(WORK, `${name}.records.jsonl`);
+  // (tslab does not resolve earlier cells' variables in shorthand properties: write model: model.)
+  return fseft.runExperiment({ ...plan, data: path.join(WORK, 'target-shared') }, { model: model, manifest: manifest, recordsFile, onPrediction,
+    onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k}${r.gamma !== undefined ? ` gamma ${r.gamma}` : ''}: Dice ${r.dice.toFixed(3)}`) });
+};
+
+// %%
+const records = await runPlan('adapters', {
+  organs: ['liver', 'spleen'], methods: ['lp', 'adapter-k1', 'adapter', 'mlp-adapter', 'residual-adapter'], shots: [1], folds: 1, seeds: [0], queries: 1,
+  epochs: QUICK ? 10 : 40, cropsPerStep: 2,
+});
+await show(fseft.diceBarsSpec(records, 'Dice per adapter type'));
+const { DataFrame } = await import('danfojs-node');
+new DataFrame([...new Map(records.map((r) => [r.method, { method: r.method, trainable: r.trainableParameters }])).values()]).print();
