@@ -23,6 +23,8 @@ export class AdamW {
   readonly beta2: number;
   readonly epsilon: number;
   readonly weightDecay: number;
+  /** Per-variable multipliers of the learning rate (PyTorch parameter groups); 1 when absent. */
+  readonly rateScale = new Map<tf.Variable, number>();
 
   constructor(options: AdamWOptions) {
     this.learningRate = options.learningRate;
@@ -37,8 +39,8 @@ export class AdamW {
     this.step++;
     const correction1 = 1 - this.beta1 ** this.step;
     const correction2 = 1 - this.beta2 ** this.step;
-    const lr = this.learningRate;
     for (const [variable, gradient] of gradients) {
+      const lr = this.learningRate * (this.rateScale.get(variable) ?? 1);
       let state = this.moments.get(variable);
       if (!state) {
         state = { m: variableOf(tf.zerosLike(variable), false), v: variableOf(tf.zerosLike(variable), false) };

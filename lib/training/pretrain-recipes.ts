@@ -63,6 +63,7 @@ export const PRETRAIN_RECIPES: Record<PretrainRecipeName, PretrainRecipe> = {
       flipProb: 0,
       shiftOffset: 0.1,
       shiftProb: 0.2,
+      headRateScale: 1,
     },
     sources: {
       featureSize: 'main_pretrain.py: SwinUNETR feature_size 48',
@@ -74,6 +75,7 @@ export const PRETRAIN_RECIPES: Record<PretrainRecipeName, PretrainRecipe> = {
       warmupEpochs: 'main_pretrain.py: LinearWarmupCosineAnnealingLR, 10 warm-up epochs, then cosine',
       warmupStart: 'main_pretrain.py: warmup_start_lr = lr / warmup_epochs',
       bce: 'main_pretrain.py: Dice loss only',
+      headRateScale: 'main_pretrain.py: one learning rate for every parameter',
       diceSmooth: 'utils/losses.py BinaryDice3D: smooth 1, per crop and class, masked by the annotation vector',
       sampling: 'pretrain/datasets/utils.py UniformDataset: each dataset as often as any other, a random volume of it',
       stepsPerEpoch: 'UniformDataset has one item per volume; an epoch is volumes / batch steps',
@@ -124,6 +126,7 @@ export function pretrainRecipesMarkdown(): string {
     ['warmupStart', 'warm-up starts at this fraction of the rate', '--warmup-start'],
     ['diceSmooth', 'Dice smoothing', '--dice-smooth'],
     ['bce', '+ BCE', '--bce'],
+    ['headRateScale', 'output head learning-rate multiplier', '--head-lr-scale'],
   ];
   const value = (recipe: PretrainRecipe, field: keyof PretrainRecipeValues): string => {
     if (field === 'pos') return `${recipe.values.pos} : ${recipe.values.neg}`;

@@ -68,10 +68,16 @@ export interface PretrainOptions {
   warmupStart?: number;
   /** Held-out volumes scored after every epoch (per-class Dice of the model's head). */
   validation?: TrainingCase[];
+  /**
+   * Multiplies the learning rate of the output head (out.conv). The decoder's features are
+   * instance-normalised (no affine), so the logits' range is the head's weights: under Adam, whose
+   * steps are about lr whatever the gradient, they grow by about lr per step.
+   */
+  headRateScale?: number;
 }
 
 /** Sampling, augmentation and loss details of the kit's first recipe; a run that names none of them behaves as before. */
-export const KIT_SAMPLING = { sampling: 'case' as PretrainSampling, stepsPerEpoch: 0, batch: 1, pos: 1, neg: 1, zoom: undefined, rotate90Prob: 0.1, flipProb: 0.1, shiftOffset: 0.1, shiftProb: 0.2, diceSmooth: 1e-5, warmupStart: 0 };
+export const KIT_SAMPLING = { headRateScale: 1, sampling: 'case' as PretrainSampling, stepsPerEpoch: 0, batch: 1, pos: 1, neg: 1, zoom: undefined, rotate90Prob: 0.1, flipProb: 0.1, shiftOffset: 0.1, shiftProb: 0.2, diceSmooth: 1e-5, warmupStart: 0 };
 
 export const DEFAULT_PRETRAIN: Omit<PretrainOptions, 'preprocessing'> = {
   featureSize: 48,
@@ -190,6 +196,7 @@ export async function pretrain(
   }
   const variables = new Map([...model.params].map(([name, p]) => [name, p as tf.Variable]));
   const optimizer = new AdamW({ learningRate: o.learningRate, weightDecay: o.weightDecay });
+  if (o.headRateScale !== 1) for (const [name, variable] of variables) if (name.startsWith('out.')) optimizer.rateScale.set(variable, o.headRateScale);
   if (checkpoint) restoreOptimizer(checkpoint.dir, optimizer, variables);
   const logLines = checkpoint && checkpoint.dir !== outDir ? checkpointLog(checkpoint) : legacyLog(outDir, previous?.epoch ?? 0);
 

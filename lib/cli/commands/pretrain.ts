@@ -32,6 +32,7 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
     --zoom P,MIN,MAX  --zoom-datasets <pattern>   RandZoom on datasets whose name matches
     --rotate P  --flip P  --shift OFFSET,P        augmentation probabilities
     --dice-smooth X  --bce Dice smoothing; + BCE per class
+    --head-lr-scale S      the output head's learning rate is S x --lr (default 1)
     --balance-classes      centre positive patches on a uniformly drawn organ (RandCropByLabelClasses)
     --val-cases N          hold out the last N volumes of every dataset; per-class Dice of the
                            model's head on them after every epoch (log.jsonl and the progress line)
@@ -71,6 +72,7 @@ export async function pretrainCommand(options: Options): Promise<void> {
     flipProb: options.number('flip', recipe.flipProb, { min: 0, max: 1 })!,
     shiftOffset: shiftList ? shiftList[0] : recipe.shiftOffset,
     shiftProb: shiftList ? shiftList[1] : recipe.shiftProb,
+    headRateScale: options.number('head-lr-scale', recipe.headRateScale, { above: 0 })!,
   };
   if (!zoomList && settings.zoom && options.string('zoom-datasets')) settings.zoom = { ...settings.zoom, datasets: options.string('zoom-datasets')! };
   const valCases = options.integer('val-cases', 0, { min: 0 })!;
