@@ -9,6 +9,7 @@ import { CheckpointMode, SwinUNETR, stackSubgrids, swinUnetrConfig, swinUnetrPar
 import { biasIndex, effectiveWindow, maskOfWindows, relativePositionIndex, windowPlan } from '../lib/networks/swin-windows';
 import { AdamW } from '../lib/training/adamw';
 import { Rng } from '../lib/util/random';
+import { maxAbsDifference } from './helpers';
 
 const random = (shape: number[], seed: number) => {
   const rng = new Rng(seed);
@@ -315,4 +316,17 @@ test('UnetResBlock by hand: identity kernels give lrelu(norm(lrelu(norm(x))) + x
     expected.forEach((e, p) => assert.ok(Math.abs(out[p * 12 + c] - e) < 1e-4, `channel ${c} voxel ${p}: ${out[p * 12 + c]} vs ${e}`));
   }
   model.dispose();
+});
+
+test('AdamW per-variable rate multipliers: a scaled variable takes a proportionally larger step', () => {
+  const plain = tf.variable(tf.tensor1d([1, -2]));
+  const scaled = tf.variable(tf.tensor1d([1, -2]));
+  const optimizer = new AdamW({ learningRate: 0.01, weightDecay: 0 });
+  optimizer.rateScale.set(scaled, 20);
+  optimizer.apply(new Map([[plain, tf.tensor1d([0.3, -5])], [scaled, tf.tensor1d([0.3, -5])]]));
+  // Adam's first step is lr * sign(g) (bias-corrected m / sqrt(v) = g / |g|).
+  assert.ok(maxAbsDifference(plain.dataSync(), [0.99, -1.99]) < 1e-6);
+  assert.ok(maxAbsDifference(scaled.dataSync(), [0.8, -1.8]) < 1e-5);
+  optimizer.dispose();
+  tf.dispose([plain, scaled]);
 });
