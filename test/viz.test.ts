@@ -89,9 +89,9 @@ test('every chart is a valid vega-lite spec that renders to SVG', async () => {
 test('the qualitative grid names its rows (methods) and columns (organs), and zooms its panels', async () => {
   const { image, mask } = squareCase();
   const cell = { image, mask, slice: 1 };
-  const spec = labelledGridSpec([[{ ...cell, color: [40, 200, 60] }, cell], [cell, undefined]], ['ground truth', 'adapter+ti'], ['liver', 'spleen'], { zoom: 3 });
+  const spec = labelledGridSpec([[{ ...cell, color: [40, 200, 60] }, cell], [{ ...cell, caption: 'Dice 0.812' }, undefined]], ['ground truth', 'adapter+ti'], ['liver', 'spleen'], { zoom: 3 });
   const svg = await renderSvg(spec);
-  for (const label of ['ground truth', 'adapter+ti', 'liver', 'spleen']) assert.ok(svg.includes(`>${label}</text>`), `the figure shows '${label}'`);
+  for (const label of ['ground truth', 'adapter+ti', 'liver', 'spleen', 'Dice 0.812']) assert.ok(svg.includes(`>${label}</text>`), `the figure shows '${label}'`);
   assert.equal((svg.match(/<image /g) ?? []).length, 3, 'three panels (a missing cell is left out)');
   const width = Number(/<image[^>]+width="(\d+)"/.exec(svg)![1]);
   assert.equal(width, image.shape[0] * 3, 'panels at 3 pixels per voxel');

@@ -37,10 +37,11 @@ export function overlayGridSpec(panels: Array<{ title: string; image: Volume; ma
 
 /**
  * A labelled grid of slice overlays, e.g. the paper's Fig. 3: one row per method (its name on the
- * left), one column per organ (its name on top), each panel at `zoom` pixels per voxel.
+ * left), one column per organ (its name on top), each panel at `zoom` pixels per voxel with an
+ * optional caption (e.g. its Dice) in its title.
  */
 export function labelledGridSpec(
-  rows: Array<Array<{ image: Volume; mask?: Volume; color?: [number, number, number]; slice: number } | undefined>>,
+  rows: Array<Array<{ image: Volume; mask?: Volume; color?: [number, number, number]; slice: number; caption?: string } | undefined>>,
   rowLabels: string[],
   columnLabels: string[],
   options: { zoom?: number; window?: [number, number]; title?: string } = {},
@@ -53,7 +54,7 @@ export function labelledGridSpec(
       title: { text: rowLabels[r], orient: 'left', anchor: 'middle', fontSize: 13 },
       hconcat: row.flatMap((cell, c) => {
         if (!cell) return [];
-        const spec = sliceOverlaySpec(cell.image, cell.mask ? [{ mask: cell.mask, color: cell.color ?? [230, 30, 30], label: rowLabels[r] }] : [], { slice: cell.slice, zoom: options.zoom, window: options.window, title: r === 0 ? columnLabels[c] : '' });
+        const spec = sliceOverlaySpec(cell.image, cell.mask ? [{ mask: cell.mask, color: cell.color ?? [230, 30, 30], label: rowLabels[r] }] : [], { slice: cell.slice, zoom: options.zoom, window: options.window, title: [r === 0 ? columnLabels[c] : '', cell.caption ?? ''].filter(Boolean).join(' · ') });
         delete spec.$schema;
         return [spec];
       }),

@@ -14,6 +14,7 @@ import { DEFAULT_ADAPT, adaptToOrgan } from '../../training/adapt';
 import { ExperimentPlan, formatTable, runExperiment } from '../../training/experiment';
 import { writeFileAtomic } from '../../util/atomic-write';
 import { VegaLiteSpec, labelledGridSpec, renderSvg } from '../../viz/charts';
+import { dice } from '../../metrics/overlap';
 import { largestMaskSlice } from '../../viz/overlay';
 import { Options } from '../args';
 import { loadModelOption } from './model-options';
@@ -127,7 +128,7 @@ function qualitativeFigure(cells: Map<string, { query: PreparedCase; mask: Volum
       const slice = largestMaskSlice(first.query.mask!);
       if (method === 'ground truth') return { image: first.query.image, mask: first.query.mask!, color: [40, 200, 60] as [number, number, number], slice };
       const cell = cells.get(`${method}|${organ}`);
-      return cell && { image: cell.query.image, mask: cell.mask, slice };
+      return cell && { image: cell.query.image, mask: cell.mask, slice, caption: `Dice ${dice(cell.mask.data, cell.query.mask!.data).toFixed(3)}` };
     }),
   );
   return labelledGridSpec(rows, ['ground truth', ...methods], shown, { zoom: 3, title: 'query volume, axial slice where the organ is largest (synthetic data)' });
