@@ -113,7 +113,7 @@ export { modelFingerprint, resolveModelDir, modelPreprocessing, headChannelOf, P
 export type { ModelPreprocessing } from './networks/model-io';
 export { overlaySlice, overlaySliceLayers, tileImages, largestMaskSlice } from './viz/overlay';
 export type { RgbImage, OverlayOptions, MaskLayer } from './viz/overlay';
-export { sliceOverlaySpec, overlayGridSpec, tiledSlicesPng, trainingCurvesSpec, diceBarsSpec, gammaCurveSpec, histogramSpec, renderSvg } from './viz/charts';
+export { sliceOverlaySpec, overlayGridSpec, labelledGridSpec, tiledSlicesPng, trainingCurvesSpec, validationCurvesSpec, diceBarsSpec, gammaCurveSpec, histogramSpec, renderSvg } from './viz/charts';
 export type { VegaLiteSpec } from './viz/charts';
 export { recordsFrame, summaryFrame, table1Frame, frameToCsv } from './viz/tables';
 export { tensorMemory } from './backend/backend';

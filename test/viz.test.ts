@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { Volume } from '../lib/io/volume';
 import { ExperimentRecord } from '../lib/training/experiment';
-import { diceBarsSpec, gammaCurveSpec, histogramSpec, labelledGridSpec, overlayGridSpec, renderSvg, sliceOverlaySpec, trainingCurvesSpec } from '../lib/viz/charts';
+import { diceBarsSpec, gammaCurveSpec, histogramSpec, labelledGridSpec, overlayGridSpec, validationCurvesSpec, renderSvg, sliceOverlaySpec, trainingCurvesSpec } from '../lib/viz/charts';
 import { overlaySlice, largestMaskSlice } from '../lib/viz/overlay';
 import { frameToCsv, summaryFrame, table1Frame } from '../lib/viz/tables';
 import { diagonalAffine } from './helpers';
@@ -69,6 +69,10 @@ test('every chart is a valid vega-lite spec that renders to SVG', async () => {
     curves: trainingCurvesSpec([
       { epoch: 1, step: 10, learningRate: 1e-3, loss: 0.9, classLoss: { liver: 0.8, spleen: 0.95 }, seconds: 1 },
       { epoch: 2, step: 20, learningRate: 1e-3, loss: 0.7, classLoss: { liver: 0.5, spleen: 0.9 }, seconds: 1 },
+    ]),
+    validation: validationCurvesSpec([
+      { epoch: 1, step: 10, learningRate: 1e-3, loss: 0.9, classLoss: {}, validation: { dice: { liver: 0.5, spleen: 0.2 }, seconds: 1 }, seconds: 1 },
+      { epoch: 2, step: 20, learningRate: 1e-3, loss: 0.7, classLoss: {}, validation: { dice: { liver: 0.8, spleen: 0.6 }, seconds: 1 }, seconds: 1 },
     ]),
     bars: diceBarsSpec(records),
     gamma: gammaCurveSpec(records),

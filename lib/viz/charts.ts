@@ -101,7 +101,25 @@ export function trainingCurvesSpec(records: EpochRecord[], title = 'pretraining 
     encoding: {
       x: { field: 'epoch', type: 'quantitative' },
       y: { field: 'loss', type: 'quantitative', title: 'Dice loss (total: Eq. 1)' },
-      color: { field: 'series', type: 'nominal' },
+      color: { field: 'series', type: 'nominal', title: 'class', scale: { scheme: 'tableau20' } },
+    },
+  };
+}
+
+/** Per-organ Dice of the model's own head on held-out volumes after each epoch (`pretrain --val-cases`). */
+export function validationCurvesSpec(records: EpochRecord[], title = 'validation Dice per organ (held-out volumes, p > 0.5, largest component)'): VegaLiteSpec {
+  const values = records.flatMap((r) => Object.entries(r.validation?.dice ?? {}).map(([organ, dice]) => ({ epoch: r.epoch, organ, dice })));
+  return {
+    $schema: SCHEMA,
+    title,
+    width: 420,
+    height: 260,
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
+      y: { field: 'dice', type: 'quantitative', title: 'Dice', scale: { domain: [0, 1] } },
+      color: { field: 'organ', type: 'nominal', title: 'organ', scale: { scheme: 'tableau20' } },
     },
   };
 }

@@ -45,10 +45,12 @@ tiny.dispose();
 await show(fseft.trainingCurvesSpec(epochLog, 'this run: loss per class'));
 
 // %%
-// The shipped default model (data/models/default): both pretraining stages, read from its log.
+// The shipped default model (data/models/default): every pretraining stage, read from its log
+// (data/README.md says how each stage trained); the last stage scored held-out volumes after each epoch.
 const logFile = path.join(fseft.resolveModelDir('default'), 'log.jsonl');
 const defaultLog = fs.readFileSync(logFile, 'utf8').trim().split('\n').map((line, i) => ({ ...JSON.parse(line), epoch: i + 1 }) as fseft.EpochRecord);
-await show(fseft.trainingCurvesSpec(defaultLog, 'default model: loss per class (epochs of both stages)'));
+await show(fseft.trainingCurvesSpec(defaultLog, 'default model: Dice loss per class, epochs of all stages'));
+await show(fseft.validationCurvesSpec(defaultLog.filter((r) => r.validation)));
 
 // %% [markdown]
 // A public PyTorch checkpoint can replace pretraining (not run here; the files are downloads):
