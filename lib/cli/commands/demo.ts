@@ -52,13 +52,14 @@ export async function demoCommand(options: Options): Promise<void> {
   const info = await readNiftiInfo(target.cases[0].image);
   console.log(`   as stored: ${info.shape.join('x')} voxels of ${info.pixdim.map((v) => +v.toFixed(2)).join('x')} mm, ${info.datatype}, affine from ${info.affineSource}`);
 
-  console.log(`\n3. few-shot adaptation to ${organs.join(', ')}, k = ${shots.join(', ')} (2 queries; frozen backbone features computed once per volume; TI: normalised form, gamma 0.25, lambda 1)`);
+  console.log(`\n3. few-shot adaptation to ${organs.join(', ')}, k = ${shots.join(', ')} (paper recipe, docs/recipes.md; 2 queries; frozen backbone features computed once per volume; TI: normalised form, gamma 0.25, lambda 1)`);
   const recordsFile = path.join(out, 'records.jsonl');
   fs.rmSync(recordsFile, { force: true });
   const plan: ExperimentPlan = {
     data: dataDir,
     organs,
     methods: ['generalization', 'lp', 'adapter', 'adapter+ti', 'ft-last'],
+    recipe: 'paper',
     shots,
     folds: 1,
     seeds: [seed],
