@@ -46,7 +46,8 @@ const queryCase = target.cases[K];
 
 // %%
 const adapted = await model.adapt({
-  organ: ORGAN, supports, method: METHOD, recipe: RECIPE, epochs: EPOCHS, cropsPerStep: 2,
+  // (tslab does not resolve earlier cells' variables in shorthand properties: supports: supports.)
+  organ: ORGAN, supports: supports, method: METHOD, recipe: RECIPE, epochs: EPOCHS, cropsPerStep: 2,
   ti: USE_TI ? { query: queryCase.image, lambda: LAMBDA, gamma: GAMMA, form: TI_FORM } : undefined,
 });
 console.log(`${METHOD}${USE_TI ? '+TI' : ''} (${RECIPE} recipe): ${adapted.trainableParameters} trainable parameters, ${adapted.history.length} steps in ${adapted.seconds.toFixed(1)} s`);
