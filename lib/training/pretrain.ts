@@ -10,7 +10,7 @@ import { SwinUNETR, swinUnetrConfig } from '../networks/swin-unetr';
 import { labelToMultiHot, volumeToTensor } from '../networks/volume-tensor';
 import { randShiftIntensity } from '../transforms/intensity';
 import { randZoom } from '../transforms/zoom';
-import { validationDice } from './validation';
+import { groupByDataset, validationDice } from './validation';
 import { randCropByClassBalance, randCropByPosNegLabel, randFlip, randRotate90 } from '../transforms/random';
 import { ensureWritableDirectory } from '../util/atomic-write';
 import { FseftError } from '../util/errors';
@@ -152,9 +152,7 @@ export function stepsPerEpochOf(options: Resolved, volumes: number): number {
  */
 export function epochDraws<T extends { dataset: string }>(cases: readonly T[], draws: number, sampling: PretrainSampling, rng: Rng): T[] {
   if (sampling === 'case') return rng.shuffle([...cases]);
-  const byDataset = new Map<string, T[]>();
-  for (const c of cases) byDataset.set(c.dataset, [...(byDataset.get(c.dataset) ?? []), c]);
-  const datasets = [...byDataset.values()];
+  const datasets = [...groupByDataset(cases).values()];
   const order = rng.shuffle(Array.from({ length: draws }, (_, i) => i % datasets.length));
   return order.map((d) => datasets[d][rng.int(datasets[d].length)]);
 }

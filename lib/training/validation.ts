@@ -61,7 +61,6 @@ export function classMasks(probabilities: FeatureGrid, like: Volume, classes: nu
 /** Per-class validation Dice of the model's head over held-out volumes. */
 export function validationDice(model: SwinUNETR, cases: readonly ValidationCase[], roi: Shape3): ValidationResult {
   const started = Date.now();
-  const sums = new Map<number, { sum: number; count: number }>();
   const perCase: ValidationResult['perCase'] = [];
   for (const validationCase of cases) {
     const classes = [...validationCase.annotation].flatMap((w, c) => (w ? [c + 1] : []));
@@ -70,18 +69,33 @@ export function validationDice(model: SwinUNETR, cases: readonly ValidationCase[
     const caseDice: Record<string, number> = {};
     for (const cls of classes) {
       const truth = Uint8Array.from(validationCase.label.data, (v) => (v === cls ? 1 : 0));
-      const value = dice(masks.get(cls)!, truth);
-      caseDice[TEMPLATE_CLASSES[cls - 1]] = value;
-      const entry = sums.get(cls) ?? { sum: 0, count: 0 };
-      entry.sum += value;
-      entry.count++;
-      sums.set(cls, entry);
+      caseDice[TEMPLATE_CLASSES[cls - 1]] = dice(masks.get(cls)!, truth);
     }
     perCase.push({ id: validationCase.id, dataset: validationCase.dataset, dice: caseDice });
   }
-  const meanDice: Record<string, number> = {};
-  for (const [cls, { sum, count }] of [...sums].sort((a, b) => a[0] - b[0])) meanDice[TEMPLATE_CLASSES[cls - 1]] = sum / count;
-  return { dice: meanDice, perCase, seconds: (Date.now() - started) / 1000 };
+  return { dice: meanDicePerOrgan(perCase), perCase, seconds: (Date.now() - started) / 1000 };
+}
+
+/** Mean Dice per organ over the volumes that score it, organs in template order. */
+export function meanDicePerOrgan(perCase: ValidationResult['perCase']): Record<string, number> {
+  const sums = new Map<string, { sum: number; count: number }>();
+  for (const entry of perCase) {
+    for (const [organ, value] of Object.entries(entry.dice)) {
+      const s = sums.get(organ) ?? { sum: 0, count: 0 };
+      s.sum += value;
+      s.count++;
+      sums.set(organ, s);
+    }
+  }
+  const order = (organ: string) => (TEMPLATE_CLASSES as readonly string[]).indexOf(organ);
+  return Object.fromEntries([...sums].sort((a, b) => order(a[0]) - order(b[0])).map(([organ, { sum, count }]) => [organ, sum / count]));
+}
+
+/** Cases by dataset name, datasets in order of first appearance. */
+export function groupByDataset<T extends { dataset: string }>(cases: readonly T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const c of cases) groups.set(c.dataset, [...(groups.get(c.dataset) ?? []), c]);
+  return groups;
 }
 
 /**
@@ -90,11 +104,9 @@ export function validationDice(model: SwinUNETR, cases: readonly ValidationCase[
  */
 export function splitValidation<T extends { dataset: string }>(cases: readonly T[], perDataset: number): { train: T[]; validation: T[] } {
   if (perDataset === 0) return { train: [...cases], validation: [] };
-  const byDataset = new Map<string, T[]>();
-  for (const c of cases) byDataset.set(c.dataset, [...(byDataset.get(c.dataset) ?? []), c]);
   const train: T[] = [];
   const validation: T[] = [];
-  for (const [name, members] of byDataset) {
+  for (const [name, members] of groupByDataset(cases)) {
     if (members.length <= perDataset) throw new FseftError(`dataset ${name} has ${members.length} volumes: holding out ${perDataset} for validation leaves none to train on`);
     train.push(...members.slice(0, members.length - perDataset));
     validation.push(...members.slice(members.length - perDataset));

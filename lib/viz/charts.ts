@@ -91,24 +91,11 @@ export function trainingCurvesSpec(records: EpochRecord[], title = 'pretraining 
     { epoch: r.epoch, series: 'total', loss: r.loss },
     ...Object.entries(r.classLoss).map(([organ, loss]) => ({ epoch: r.epoch, series: organ, loss })),
   ]);
-  return {
-    $schema: SCHEMA,
-    title,
-    width: 420,
-    height: 260,
-    data: { values },
-    mark: { type: 'line', point: true },
-    encoding: {
-      x: { field: 'epoch', type: 'quantitative' },
-      y: { field: 'loss', type: 'quantitative', title: 'Dice loss (total: Eq. 1)' },
-      color: { field: 'series', type: 'nominal', title: 'class', scale: { scheme: 'tableau20' } },
-    },
-  };
+  return epochLinesSpec(title, values, { field: 'loss', type: 'quantitative', title: 'Dice loss (total: Eq. 1)' }, { field: 'series', title: 'class' });
 }
 
-/** Per-organ Dice of the model's own head on held-out volumes after each epoch (`pretrain --val-cases`). */
-export function validationCurvesSpec(records: EpochRecord[], title = 'validation Dice per organ (held-out volumes, p > 0.5, largest component)'): VegaLiteSpec {
-  const values = records.flatMap((r) => Object.entries(r.validation?.dice ?? {}).map(([organ, dice]) => ({ epoch: r.epoch, organ, dice })));
+/** One line per series over epochs; tableau20 so that up to twenty series keep distinct colours. */
+function epochLinesSpec(title: string, values: object[], y: Record<string, unknown>, series: { field: string; title: string }): VegaLiteSpec {
   return {
     $schema: SCHEMA,
     title,
@@ -118,10 +105,16 @@ export function validationCurvesSpec(records: EpochRecord[], title = 'validation
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
-      y: { field: 'dice', type: 'quantitative', title: 'Dice', scale: { domain: [0, 1] } },
-      color: { field: 'organ', type: 'nominal', title: 'organ', scale: { scheme: 'tableau20' } },
+      y,
+      color: { field: series.field, type: 'nominal', title: series.title, scale: { scheme: 'tableau20' } },
     },
   };
+}
+
+/** Per-organ Dice of the model's own head on held-out volumes after each epoch (`pretrain --val-cases`). */
+export function validationCurvesSpec(records: EpochRecord[], title = 'validation Dice per organ (held-out volumes, p > 0.5, largest component)'): VegaLiteSpec {
+  const values = records.flatMap((r) => Object.entries(r.validation?.dice ?? {}).map(([organ, dice]) => ({ epoch: r.epoch, organ, dice })));
+  return epochLinesSpec(title, values, { field: 'dice', type: 'quantitative', title: 'Dice', scale: { domain: [0, 1] } }, { field: 'organ', title: 'organ' });
 }
 
 const methodLabel = (r: ExperimentRecord) => (r.gamma !== undefined ? `${r.method} (gamma ${r.gamma})` : r.method);

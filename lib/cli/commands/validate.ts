@@ -4,7 +4,7 @@ import { readCollection } from '../../data/datasets';
 import { ModelManifest, loadModel, resolveModelDir } from '../../networks/model-io';
 import { readJsonFile } from '../../util/read-file';
 import { loadTrainingCases } from '../../training/pretrain';
-import { ValidationResult, splitValidation, validationDice } from '../../training/validation';
+import { ValidationResult, meanDicePerOrgan, splitValidation, validationDice } from '../../training/validation';
 import { writeFileAtomic } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { Options } from '../args';
@@ -42,7 +42,7 @@ export async function validateCommand(options: Options): Promise<void> {
   for (const [dataset, result] of results) {
     lines.push(`| ${dataset} (${result.perCase.length}) | ${organs.map((o) => (o in result.dice ? result.dice[o].toFixed(3) : '-')).join(' | ')} |`);
   }
-  const pooled = pooledDice([...results.values()]);
+  const pooled = meanDicePerOrgan([...results.values()].flatMap((r) => r.perCase));
   lines.push(`| all (${scored.length}) | ${organs.map((o) => (o in pooled ? pooled[o].toFixed(3) : '-')).join(' | ')} |`);
   console.log(lines.join('\n'));
   if (record) {
@@ -59,20 +59,4 @@ export async function validateCommand(options: Options): Promise<void> {
 
 function roundAll(values: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Math.round(v * 1e4) / 1e4]));
-}
-
-/** Mean Dice per organ over every scored volume that annotates it. */
-export function pooledDice(results: ValidationResult[]): Record<string, number> {
-  const sums = new Map<string, { sum: number; count: number }>();
-  for (const result of results) {
-    for (const entry of result.perCase) {
-      for (const [organ, value] of Object.entries(entry.dice)) {
-        const s = sums.get(organ) ?? { sum: 0, count: 0 };
-        s.sum += value;
-        s.count++;
-        sums.set(organ, s);
-      }
-    }
-  }
-  return Object.fromEntries([...sums].map(([organ, { sum, count }]) => [organ, sum / count]));
 }
