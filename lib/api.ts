@@ -11,8 +11,9 @@
  * Everything below it (networks, transforms, losses, the engine) stays reachable for research.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Adapter, AdaptMethod, parseMethod, zeroShotRow } from './adapters/adapters';
-import { saveAdapter } from './adapters/adapter-io';
+import { loadAdapter, saveAdapter } from './adapters/adapter-io';
 import { BackendName, initBackend } from './backend/backend';
 import { templateClass, templateClassName } from './data/template';
 import { BackboneFeatures, backboneFeatures } from './inference/features';
@@ -25,8 +26,9 @@ import { hausdorff95, surfaceDice } from './metrics/distance';
 import { dice } from './metrics/overlap';
 import { ModelManifest, ModelPreprocessing, headChannelOf, loadModel, modelFingerprint, modelPreprocessing, resolveModelDir } from './networks/model-io';
 import { SwinUNETR } from './networks/swin-unetr';
-import { AdaptResult, StepRecord, SupportVolume, adaptToOrgan } from './training/adapt';
+import { StepRecord, SupportVolume, adaptToOrgan } from './training/adapt';
 import { RecipeName, recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from './training/recipes';
+import { writeFileAtomic } from './util/atomic-write';
 import { FseftError } from './util/errors';
 
 /** A CT with its label file; `value` picks the organ's value in a multi-label map (default: any non-zero voxel). */
@@ -44,31 +46,73 @@ export interface AdaptRequest {
   method?: AdaptMethod | string;
   /** Where every unspecified choice comes from (docs/recipes.md); default 'paper'. */
   recipe?: RecipeName;
-  /** Transductive inference on a query CT (Eq. 2-3); lambda, gamma and form default to the recipe's. */
-  ti?: { query: string; lambda?: number; gamma?: number; form?: SizeConstraintForm; pool?: number };
+  /**
+   * Transductive inference on a query CT (Eq. 2-3); lambda, gamma and form default to the recipe's.
+   * A labelled query is kept prepared, so `score` of that CT reuses its features.
+   */
+  ti?: { query: string | LabelledCT; lambda?: number; gamma?: number; form?: SizeConstraintForm; pool?: number };
   epochs?: number;
   learningRate?: number;
   cropsPerStep?: number;
   seed?: number;
+  /** Scratch only: start from this model's Swin encoder (e.g. a self-supervised one), as the reference code; default random. */
+  scratchEncoder?: FoundationModel;
+  /** After each training step. */
   onStep?: (record: StepRecord, total: number) => void;
+  /** After each volume is read, preprocessed and (frozen methods) passed through the backbone once. */
+  onVolume?: (image: string, done: number, total: number) => void;
+}
+
+/** The values an adaptation ran with, every default resolved: what `save` records. */
+export interface AdaptSettings {
+  recipe: RecipeName;
+  k: number;
+  supports: string[];
+  epochs: number;
+  learningRate: number;
+  crops: number;
+  seed: number;
+  ti?: { lambda: number; gamma: number; form: SizeConstraintForm; pool: number; query: string; targetSize?: number };
+  scratchInit?: string;
+  model: string;
+}
+
+export interface SegmentOptions {
+  /** Sliding-window overlap (default 0.25). */
+  overlap?: number;
+  onWindow?: (done: number, total: number) => void;
 }
 
 /** A segmentation on the input CT's own grid (orientation, spacing, affine). */
 export interface Segmentation {
+  organ: string;
+  method: AdaptMethod;
   mask: Volume<Uint8Array>;
   probabilities: Volume<Float32Array>;
   seconds: number;
-  /** Writes the mask (and, when a second file is given, the probabilities) atomically. */
+  /** Mask voxels and their volume in millilitres. */
+  voxels: number;
+  millilitres: number;
+  /** Writes the mask and, when a second file is given, the probabilities: both or neither, each atomically. */
   save(maskFile: string, probabilitiesFile?: string): Promise<void>;
 }
 
 /** Loads a model directory ('default' is the shipped small model) and starts the compute backend once. */
-export async function load(name = 'default', options: { backend?: BackendName } = {}): Promise<FoundationModel> {
+export async function load(name = 'default', options: { backend?: BackendName | string } = {}): Promise<FoundationModel> {
   await initBackend(options.backend);
   const dir = resolveModelDir(name);
-  if (!fs.existsSync(dir)) throw new FseftError(name === 'default' ? 'the default model is missing (data/models/default); see data/README.md' : 'no model directory here', dir);
+  if (!fs.existsSync(dir)) throw new FseftError(name === 'default' ? 'the default model is missing (data/models/default); see data/README.md for the command that trains it' : 'no model directory here', dir);
   const { model, manifest } = loadModel(dir);
   return new FoundationModel(model, manifest, dir, modelFingerprint(dir));
+}
+
+const specOf = (ct: LabelledCT) => `${ct.image}=${ct.label}${ct.value !== undefined ? ':' + ct.value : ''}`;
+const asLabelled = (ct: string | LabelledCT): { image: string; label?: string; value?: number } => (typeof ct === 'string' ? { image: ct } : ct);
+
+interface PreparedQuery {
+  ct: { image: string; label?: string; value?: number };
+  prepared: PreparedCase;
+  features?: BackboneFeatures;
 }
 
 export class FoundationModel {
@@ -98,54 +142,90 @@ export class FoundationModel {
     const method = parseMethod(request.method ?? 'adapter');
     const recipe = recipeByName(request.recipe ?? 'paper');
     const organ = templateClassName(templateClass(request.organ));
-    if (request.supports.length === 0) throw new FseftError('adapt needs at least one support CT with its label (the model\'s own head: segment(image, { organ }))');
     const channel = headChannelOf(this.manifest, templateClass(organ), organ);
-    if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: train lp or an adapter`);
+    if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
+    if (method !== 'generalization' && request.supports.length === 0) throw new FseftError("adapt needs at least one support CT with its label (the model's own head: segment(image, { organ }))");
+    if (request.scratchEncoder && method !== 'scratch') throw new FseftError(`a scratch encoder starts scratch from a model's Swin encoder; it does not apply to ${method}`);
     const frozen = method !== 'ft' && method !== 'scratch';
+    if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached features: use it with a frozen-backbone method, not ${method}`);
     const roi = this.preprocessing.roi;
     const featuresOf = (c: PreparedCase): BackboneFeatures | undefined => (frozen ? backboneFeatures(this.network, c.image, { roi, decoderInputs: method === 'ft-last' }) : undefined);
+    const total = request.supports.length + (request.ti ? 1 : 0);
     const supports: SupportVolume[] = [];
     for (const s of request.supports) {
       const prepared = await prepareCase(s.image, this.preprocessing, { file: s.label, value: s.value });
       supports.push({ id: s.image, image: prepared.image, mask: prepared.mask!, features: featuresOf(prepared) });
+      request.onVolume?.(s.image, supports.length, total);
+    }
+    let query: PreparedQuery | undefined;
+    if (request.ti) {
+      const ct = asLabelled(request.ti.query);
+      const prepared = await prepareCase(ct.image, this.preprocessing, ct.label ? { file: ct.label, value: ct.value } : undefined);
+      query = { ct, prepared, features: featuresOf(prepared) };
+      request.onVolume?.(ct.image, total, total);
     }
     const trained = method === 'generalization' ? undefined : method;
-    let query: { prepared: PreparedCase; features?: BackboneFeatures } | undefined;
-    if (request.ti) {
-      const prepared = await prepareCase(request.ti.query, this.preprocessing);
-      query = { prepared, features: featuresOf(prepared) };
-    }
     const ti = request.ti && {
       lambda: request.ti.lambda ?? recipe.ti.lambda,
       gamma: request.ti.gamma ?? recipeGamma(recipe, organ),
       form: request.ti.form ?? recipe.ti.form,
       pool: request.ti.pool ?? 2,
-      query: query!.features!,
     };
-    if (ti && !frozen) throw new FseftError(`transductive inference trains on cached features: use it with a frozen-backbone method, not ${method}`);
+    const epochs = request.epochs ?? (trained ? recipe.epochs[trained] : 1);
+    const learningRate = request.learningRate ?? (trained ? recipe.learningRates[trained] : 0);
+    const crops = request.cropsPerStep ?? recipe.cropsPerStep;
+    const seed = request.seed ?? 0;
     const result = adaptToOrgan(this.network, supports, recipeHead(recipe, this.network, channel, method), {
       method,
       roi,
       ...recipeTraining(recipe),
-      epochs: request.epochs ?? (trained ? recipe.epochs[trained] : 1),
-      learningRate: request.learningRate ?? (trained ? recipe.learningRates[trained] : 0),
-      cropsPerStep: request.cropsPerStep ?? recipe.cropsPerStep,
-      seed: request.seed ?? 0,
+      epochs,
+      learningRate,
+      cropsPerStep: crops,
+      seed,
+      scratchEncoder: request.scratchEncoder?.network,
       checkpoint: true,
-      ti,
+      ti: ti && { ...ti, query: query!.features! },
       onStep: request.onStep,
     });
-    return new AdaptedModel(this, organ, method, result, recipe.name, request);
+    const settings: AdaptSettings = {
+      recipe: recipe.name,
+      k: supports.length,
+      supports: request.supports.map(specOf),
+      epochs,
+      learningRate,
+      crops,
+      seed,
+      ti: ti && { ...ti, query: query!.ct.image, targetSize: result.targetSize },
+      scratchInit: method === 'scratch' ? (request.scratchEncoder ? `${request.scratchEncoder.dir} (${request.scratchEncoder.fingerprint})` : 'random') : undefined,
+      model: this.dir,
+    };
+    return new AdaptedModel(this, organ, result.adapter, { ...result, settings }, query);
+  }
+
+  /** Reads an adapter directory written by `AdaptedModel.save` or `fseft adapt` (refused when trained on another backbone). */
+  loadAdapter(dir: string): AdaptedModel {
+    const { adapter, manifest } = loadAdapter(dir, this.network, this.fingerprint);
+    const logFile = path.join(dir, 'log.jsonl');
+    const history = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as StepRecord) : [];
+    const training = manifest.training as Partial<AdaptSettings>;
+    return new AdaptedModel(this, manifest.organ, adapter, {
+      trainableParameters: manifest.trainableParameters,
+      history,
+      targetSize: training.ti?.targetSize,
+      seconds: 0,
+      settings: training as AdaptSettings,
+    });
   }
 
   /** The model's own segmentation of an organ (generalization: its head, no training). */
-  async segment(image: string, options: { organ: string }): Promise<Segmentation> {
+  async segment(image: string, options: { organ: string } & SegmentOptions): Promise<Segmentation> {
     const organ = templateClassName(templateClass(options.organ));
     const channel = headChannelOf(this.manifest, templateClass(organ), organ);
-    if (channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: adapt it to the organ first`);
+    if (channel === undefined) throw new FseftError(`the model's head has no ${organ} channel; adapt it to the organ first (fseft adapt)`);
     const adapter = Adapter.create('generalization', this.network, zeroShotRow(this.network, channel), 0);
     try {
-      return await segmentWith(this, adapter, image);
+      return await segmentWith(this, adapter, organ, image, options);
     } finally {
       adapter.dispose();
     }
@@ -157,68 +237,92 @@ export class FoundationModel {
 }
 
 export class AdaptedModel {
-  readonly adapter: Adapter;
+  readonly method: AdaptMethod;
   readonly trainableParameters: number;
   readonly history: StepRecord[];
   /** TI's target size S (voxels on the preprocessed grid). */
   readonly targetSize?: number;
   readonly seconds: number;
+  readonly settings: AdaptSettings;
 
   constructor(
     readonly base: FoundationModel,
     readonly organ: string,
-    readonly method: AdaptMethod,
-    result: AdaptResult,
-    readonly recipe: RecipeName,
-    private readonly request: AdaptRequest,
+    readonly adapter: Adapter,
+    result: { trainableParameters: number; history: StepRecord[]; targetSize?: number; seconds: number; settings: AdaptSettings },
+    private query?: PreparedQuery,
   ) {
-    this.adapter = result.adapter;
+    this.method = adapter.method;
     this.trainableParameters = result.trainableParameters;
     this.history = result.history;
     this.targetSize = result.targetSize;
     this.seconds = result.seconds;
+    this.settings = result.settings;
+  }
+
+  get recipe(): RecipeName {
+    return this.settings.recipe ?? 'paper';
   }
 
   /** Segments a CT: preprocessing, sliding windows, back onto the CT's grid, threshold 0.5, largest component. */
-  segment(image: string): Promise<Segmentation> {
-    return segmentWith(this.base, this.adapter, image);
+  segment(image: string, options: SegmentOptions = {}): Promise<Segmentation> {
+    return segmentWith(this.base, this.adapter, this.organ, image, options);
   }
 
   /** Dice of a labelled CT on the preprocessed grid, under the recipe's evaluation (as experiments score). */
   async score(ct: LabelledCT): Promise<number> {
-    const prepared = await prepareCase(ct.image, this.base.preprocessing, { file: ct.label, value: ct.value });
-    const features = this.adapter.input === 'image' ? undefined : backboneFeatures(this.base.network, prepared.image, { roi: this.base.preprocessing.roi, decoderInputs: this.adapter.input === 'decoder' });
-    const grid = adapterProbabilities(this.adapter, { image: prepared.image, features }, { roi: this.base.preprocessing.roi });
+    const q = this.query;
+    const cached = q && q.ct.image === ct.image && q.ct.label === ct.label && q.ct.value === ct.value ? q : undefined;
+    const prepared = cached?.prepared ?? (await prepareCase(ct.image, this.base.preprocessing, { file: ct.label, value: ct.value }));
+    const roi = this.base.preprocessing.roi;
+    const features = this.adapter.input === 'image' ? undefined : (cached?.features ?? backboneFeatures(this.base.network, prepared.image, { roi, decoderInputs: this.adapter.input === 'decoder' }));
+    const grid = adapterProbabilities(this.adapter, { image: prepared.image, features }, { roi });
     return recipeQueryDice(recipeByName(this.recipe), grid, prepared).dice;
   }
 
-  /** Writes an adapter directory that `fseft predict --adapter` and `loadAdapter` read. */
+  /** Writes an adapter directory (adapter.json, adapter.safetensors, log.jsonl) that `fseft predict --adapter` and `loadAdapter` read. */
   async save(dir: string): Promise<void> {
     await saveAdapter(this.adapter, dir, {
       organ: this.organ,
       backbone: { fingerprint: this.base.fingerprint, featureSize: this.base.network.config.featureSize, outChannels: this.base.network.config.outChannels },
       preprocessing: this.base.preprocessing,
-      training: { recipe: this.recipe, k: this.request.supports.length, supports: this.request.supports.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs: this.request.epochs, learningRate: this.request.learningRate, seed: this.request.seed ?? 0, ti: this.request.ti, targetSize: this.targetSize, model: this.base.dir },
+      training: { ...this.settings },
       createdAt: new Date().toISOString(),
     });
+    await writeFileAtomic(path.join(dir, 'log.jsonl'), this.history.map((h) => JSON.stringify(h) + '\n').join(''));
   }
 
-  /** Releases the adapter's weights (the foundation model stays loaded). */
+  /** Releases the adapter's weights and the cached query (the foundation model stays loaded). */
   dispose(): void {
     this.adapter.dispose();
+    this.query = undefined;
   }
 }
 
-async function segmentWith(base: FoundationModel, adapter: Adapter, image: string): Promise<Segmentation> {
+async function segmentWith(base: FoundationModel, adapter: Adapter, organ: string, image: string, options: SegmentOptions): Promise<Segmentation> {
   const prepared = await prepareCase(image, base.preprocessing);
-  const result = predictCase(base.network, adapter, prepared, base.preprocessing);
+  const result = predictCase(base.network, adapter, prepared, base.preprocessing, options);
+  const voxels = result.mask.data.reduce((a, b) => a + b, 0);
+  const [sx, sy, sz] = result.mask.spacing;
+  const description = `fseft ${adapter.method} ${organ}`;
   return {
+    organ,
+    method: adapter.method,
     mask: result.mask,
     probabilities: result.probabilities,
     seconds: result.seconds,
+    voxels,
+    millilitres: (voxels * sx * sy * sz) / 1000,
     save: async (maskFile, probabilitiesFile) => {
-      await writeNifti(maskFile, result.mask);
-      if (probabilitiesFile) await writeNifti(probabilitiesFile, result.probabilities);
+      await writeNifti(maskFile, result.mask, { description });
+      if (!probabilitiesFile) return;
+      try {
+        await writeNifti(probabilitiesFile, result.probabilities, { description: `${description} probabilities` });
+      } catch (error) {
+        // Both files or neither: a failed second write (a full disk) removes the first.
+        await fs.promises.rm(maskFile, { force: true });
+        throw error;
+      }
     },
   };
 }

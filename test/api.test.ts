@@ -58,6 +58,11 @@ test('load, adapt, segment, save and evaluate: the common path in a few calls, n
   const predict = spawnSync(process.execPath, [CLI, 'predict', '--model', modelDir, '--adapter', path.join(work, 'adapter'), '--image', ct(2).image, '--out', path.join(work, 'cli-mask.nii.gz')], { encoding: 'utf8', env: { ...process.env, FSEFT_BACKEND: 'wasm' } });
   assert.equal(predict.status, 0, predict.stderr);
   assert.deepEqual((await readNifti(path.join(work, 'cli-mask.nii.gz'))).data, result.mask.data, 'a saved adapter predicts what the API predicted');
+  const reloaded = model.loadAdapter(path.join(work, 'adapter'));
+  assert.deepEqual([reloaded.organ, reloaded.method, reloaded.settings.epochs, reloaded.settings.crops, reloaded.history.length], ['liver', 'lp', 2, 1, 2], 'settings and the step log travel with the adapter');
+  assert.equal(reloaded.targetSize, liver.targetSize);
+  assert.deepEqual((await reloaded.segment(ct(2).image)).mask.data, result.mask.data, 'a reloaded adapter segments as the trained one');
+  reloaded.dispose();
   liver.dispose();
   assert.ok(sameGrid(generalization.mask, source));
   await model.segment(ct(1).image, { organ: 'liver' });

@@ -29,13 +29,13 @@ interface Output {
   ename?: string;
 }
 
-/** What each notebook must show: SVG plots (text/html), PNG figures, danfojs tables (printed frames). */
+/** What each notebook must show: SVG plots and HTML tables (text/html), PNG figures. */
 const EXPECTED: Record<string, { svg: number; png: number; tables: number }> = {
   '01-data-and-preprocessing.ipynb': { svg: 2, png: 0, tables: 0 },
   '02-foundation-pretraining.ipynb': { svg: 2, png: 0, tables: 1 },
   '03-few-shot-adaptation.ipynb': { svg: 2, png: 0, tables: 1 },
   '04-gamma-ablation.ipynb': { svg: 1, png: 0, tables: 1 },
-  '05-qualitative.ipynb': { svg: 0, png: 1, tables: 0 },
+  '05-qualitative.ipynb': { svg: 1, png: 0, tables: 0 },
   '06-adapters-vs-mlp.ipynb': { svg: 1, png: 0, tables: 1 },
   '07-results.ipynb': { svg: 1, png: 0, tables: 1 },
 };
@@ -93,8 +93,7 @@ test('every notebook runs top to bottom with the tslab kernel and shows its figu
     const joined = (value: unknown) => (Array.isArray(value) ? value.join('') : typeof value === 'string' ? value : '');
     const html = outputs.filter((o) => o.data && /<svg/.test(joined(o.data['text/html']))).length;
     const png = outputs.filter((o) => o.data && o.data['image/png']).length;
-    const text = outputs.map((o) => (Array.isArray(o.text) ? o.text.join('') : o.text ?? '')).join('');
-    const tables = (text.match(/╔/g) ?? []).length;
+    const tables = outputs.filter((o) => o.data && /<table class="dataframe"/.test(joined(o.data['text/html']))).length;
     const want = EXPECTED[name];
     assert.ok(html >= want.svg, `${name}: ${html} SVG plots, expected at least ${want.svg}`);
     assert.ok(png >= want.png, `${name}: ${png} PNG figures, expected at least ${want.png}`);

@@ -5,7 +5,7 @@ import { Volume } from '../lib/io/volume';
 import { ExperimentRecord } from '../lib/training/experiment';
 import { diceBarsSpec, gammaCurveSpec, histogramSpec, labelledGridSpec, overlayGridSpec, validationCurvesSpec, renderSvg, sliceOverlaySpec, trainingCurvesSpec } from '../lib/viz/charts';
 import { overlaySlice, largestMaskSlice } from '../lib/viz/overlay';
-import { frameToCsv, summaryFrame, table1Frame } from '../lib/viz/tables';
+import { frameHtml, frameToCsv, summaryFrame, table1Frame } from '../lib/viz/tables';
 import { diagonalAffine } from './helpers';
 
 /** A 10 x 8 x 3 RAS volume, grey 0.5, and a mask: a 2 x 2 square at i = 2..3, j = 5..6 on slice k = 1. */
@@ -88,6 +88,8 @@ test('every chart is a valid vega-lite spec that renders to SVG', async () => {
   assert.match(gammaSvg, /stroke-dasharray="6,4"/);
   assert.equal((gammaSvg.match(/aria-roledescription="line mark"/g) ?? []).length, 2);
   assert.match(await renderSvg(specs.overlay), /<image[^>]+href="data:image\/png;base64,/);
+  const long = records.map((r) => (r.gamma === undefined ? r : { ...r, method: 'adapter+ti with a long name for its settings' }));
+  assert.ok((await renderSvg(diceBarsSpec(long))).includes('>adapter+ti with a long name for its settings (gamma 0.05)</text>'), 'long method labels are not cut');
 });
 
 test('the qualitative grid names its rows (methods) and columns (organs), and zooms its panels', async () => {
@@ -115,6 +117,18 @@ test('tables: danfojs frames of the records (mean and std over folds, Table-1 la
   assert.equal(table[2].liver, 0.675);
   const csv = await frameToCsv(await table1Frame(records));
   assert.match(csv, /^k,method,liver,spleen,mean\n1,adapter,0\.55,0\.55,0\.55\n/);
+});
+
+test('tables render as HTML with rounded numbers, as pandas in Jupyter (not box-drawing text with 16 digits)', async () => {
+  const html = frameHtml(await summaryFrame(records), { caption: 'Dice <by method>' });
+  assert.match(html, /^<table class="dataframe"/);
+  assert.match(html, /<caption[^>]*>Dice &lt;by method&gt;<\/caption>/, 'text is escaped');
+  assert.match(html, /<th style="text-align: left">method<\/th>.*<th style="text-align: right">dice_mean<\/th>/, 'text columns left, numbers right');
+  assert.ok(html.includes('<td style="text-align: right">0.550</td>'), 'a mean of 0.55 shows as 0.550');
+  assert.ok(html.includes('<td style="text-align: right">0.071</td>'), 'the std sqrt(0.005) = 0.0707... shows rounded');
+  assert.ok(html.includes('<td style="text-align: right">2</td>'), 'counts stay whole');
+  assert.ok(!/\d\.\d{4,}/.test(html), 'no long decimals');
+  assert.equal((html.match(/<tr>/g) ?? []).length, (await summaryFrame(records)).shape[0] + 1, 'a header row and one row per frame row');
 });
 
 function toRows(frame: { columns: string[]; values: unknown }): Array<Record<string, unknown>> {

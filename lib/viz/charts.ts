@@ -131,7 +131,7 @@ export function diceBarsSpec(records: ExperimentRecord[], title = 'Dice per meth
       width: 260,
       height: 120,
       layer: [
-        { mark: 'bar', encoding: { y: { field: 'method', type: 'nominal', title: null }, x: { aggregate: 'mean', field: 'dice', type: 'quantitative', scale: { domain: [0, 1] }, title: 'Dice' }, color: { field: 'method', type: 'nominal', legend: null } } },
+        { mark: 'bar', encoding: { y: { field: 'method', type: 'nominal', title: null, axis: { labelLimit: 0 } }, x: { aggregate: 'mean', field: 'dice', type: 'quantitative', scale: { domain: [0, 1] }, title: 'Dice' }, color: { field: 'method', type: 'nominal', legend: null } } },
         { mark: { type: 'point', color: 'black', size: 12 }, encoding: { y: { field: 'method', type: 'nominal' }, x: { field: 'dice', type: 'quantitative' } } },
       ],
     },

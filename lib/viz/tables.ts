@@ -57,3 +57,28 @@ export async function frameToCsv(frame: DataFrame): Promise<string> {
   const { toCSV } = await danfo();
   return toCSV(frame) as string;
 }
+
+/**
+ * A data frame as an HTML table, as pandas shows one in Jupyter: a header row, numbers rounded to
+ * `digits` decimals (whole numbers as they are), missing values as NaN, text escaped.
+ */
+export function frameHtml(frame: DataFrame, options: { digits?: number; caption?: string } = {}): string {
+  const digits = options.digits ?? 3;
+  const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  const cell = (value: unknown): string => {
+    if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : Number.isInteger(value) ? String(value) : value.toFixed(digits);
+    if (value === null || value === undefined) return 'NaN';
+    return escape(String(value));
+  };
+  const rows = frame.values as unknown[][];
+  const columns = frame.columns as string[];
+  const numeric = columns.map((_, c) => rows.length > 0 && rows.every((row) => typeof row[c] === 'number' || row[c] === null || row[c] === undefined));
+  const align = (c: number) => (numeric[c] ? ' style="text-align: right"' : ' style="text-align: left"');
+  return [
+    '<table class="dataframe" style="border-collapse: collapse; font-variant-numeric: tabular-nums">',
+    options.caption ? `<caption style="caption-side: top; text-align: left">${escape(options.caption)}</caption>` : '',
+    `<thead><tr>${columns.map((name, c) => `<th${align(c)}>${escape(name)}</th>`).join('')}</tr></thead>`,
+    `<tbody>${rows.map((row) => `<tr>${row.map((value, c) => `<td${align(c)}>${cell(value)}</td>`).join('')}</tr>`).join('')}</tbody>`,
+    '</table>',
+  ].join('');
+}

@@ -17,30 +17,30 @@ import * as fseft from '../dist/lib';
 const QUICK = process.env.FSEFT_QUICK === '1';
 const WORK = path.resolve('../runs/notebooks');
 fs.mkdirSync(WORK, { recursive: true });
-await fseft.initBackend();
-const show = async (spec: fseft.VegaLiteSpec) => tslab.display.html(await fseft.renderSvg(spec));
+await fseft.backend.initBackend();
+const show = async (spec: fseft.viz.VegaLiteSpec) => tslab.display.html(await fseft.viz.renderSvg(spec));
 console.log(`quick settings: ${QUICK}; outputs in ${WORK}`);
 
 // %%
 // Settings: change and re-run.
 const ORGAN = 'liver';
 const K = 1;
-const METHOD: fseft.AdaptMethod = 'adapter';
+const METHOD: fseft.adapters.AdaptMethod = 'adapter';
 // Every choice left out below comes from the recipe: 'paper' (the paper's text) or 'reference' (the authors' code); docs/recipes.md.
-const RECIPE: fseft.RecipeName = 'paper';
+const RECIPE: fseft.training.RecipeName = 'paper';
 const USE_TI = true;
 const LAMBDA = 1;
 const GAMMA = 0.25;
 // 'normalised' keeps the size term on the Dice term's scale; 'paper' is in voxels; 'reference' is the authors' per-epoch step.
-const TI_FORM: fseft.SizeConstraintForm = 'normalised';
+const TI_FORM: fseft.losses.SizeConstraintForm = 'normalised';
 const EPOCHS = QUICK ? 12 : 60;
 
 // %%
 const model = await fseft.load('default');
 console.log(`default model: F = ${model.network.config.featureSize}, ${model.network.parameterCount} parameters, ${JSON.stringify(model.preprocessing)}`);
-const target = await fseft.writeSynthDataset(path.join(WORK, 'target-03'), { name: 'site-b', cases: K + 1, seed: 3, institution: 'site-b', spacingScale: 2 }, { progress: false });
+const target = await fseft.data.writeSynthDataset(path.join(WORK, 'target-03'), { name: 'site-b', cases: K + 1, seed: 3, institution: 'site-b', spacingScale: 2 }, { progress: false });
 // The synthetic labels hold template classes: the organ's value is its class.
-const organClass = fseft.templateClass(ORGAN);
+const organClass = fseft.data.templateClass(ORGAN);
 const supports = target.cases.slice(0, K).map((c) => ({ image: c.image, label: c.label!, value: organClass }));
 const queryCase = target.cases[K];
 
@@ -55,29 +55,29 @@ await show({ $schema: 'https://vega.github.io/schema/vega-lite/v5.json', title: 
   data: { values: adapted.history }, mark: 'line', encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'segmentationLoss', type: 'quantitative' } } });
 
 // %%
-const before = fseft.tensorMemory().numTensors;
+const before = fseft.backend.tensorMemory().numTensors;
 const predicted = await adapted.segment(queryCase.image);
 const baseline = await model.segment(queryCase.image, { organ: ORGAN });   // generalization: the model's own head
 const truth = await fseft.readNifti(queryCase.label!);
 const { DataFrame } = await import('danfojs-node');
 const row = (method: string, mask: fseft.Volume) => ({ method, ...fseft.evaluate(mask, truth, { labelValue: organClass }) });
-new DataFrame([row('generalization', baseline.mask), row(`${METHOD}${USE_TI ? '+TI' : ''}`, predicted.mask)].map(({ voxels, ...scores }) => ({ ...scores, voxels: voxels.prediction, truth: voxels.label }))).print();
+tslab.display.html(fseft.viz.frameHtml(new DataFrame([row('generalization', baseline.mask), row(`${METHOD}${USE_TI ? '+TI' : ''}`, predicted.mask)].map(({ voxels, ...scores }) => ({ ...scores, voxels: voxels.prediction, truth: voxels.label })))));
 await predicted.save(path.join(WORK, `query-${ORGAN}.nii.gz`));
 
 // %%
 // Overlays on the query CT's own grid (site-b stores LPS at 1 x 1 x 3 mm; shown in the radiological view).
 const image = await fseft.readNifti(queryCase.image);
 const truthMask = truth.withData(Uint8Array.from(truth.data as ArrayLike<number>, (v) => (v === organClass ? 1 : 0)));
-const slice = fseft.largestMaskSlice(truthMask);
+const slice = fseft.viz.largestMaskSlice(truthMask);
 await show({ hconcat: [
-  fseft.sliceOverlaySpec(image, [], { slice, title: 'query' }),
-  fseft.sliceOverlaySpec(image, [{ mask: baseline.mask, color: [230, 30, 30], label: 'generalization' }], { slice, title: 'generalization' }),
-  fseft.sliceOverlaySpec(image, [{ mask: predicted.mask, color: [230, 30, 30], label: 'prediction' }], { slice, title: `${METHOD}${USE_TI ? '+TI' : ''}` }),
-  fseft.sliceOverlaySpec(image, [{ mask: truthMask, color: [40, 200, 60], label: 'ground truth' }], { slice, title: 'ground truth' }),
+  fseft.viz.sliceOverlaySpec(image, [], { slice, title: 'query' }),
+  fseft.viz.sliceOverlaySpec(image, [{ mask: baseline.mask, color: [230, 30, 30], label: 'generalization' }], { slice, title: 'generalization' }),
+  fseft.viz.sliceOverlaySpec(image, [{ mask: predicted.mask, color: [230, 30, 30], label: 'prediction' }], { slice, title: `${METHOD}${USE_TI ? '+TI' : ''}` }),
+  fseft.viz.sliceOverlaySpec(image, [{ mask: truthMask, color: [40, 200, 60], label: 'ground truth' }], { slice, title: 'ground truth' }),
 ] });
 
 // %%
 // Predicting leaves no tensors behind; the adapter and the model are released here.
-console.log(`tensors before predicting ${before}, after ${fseft.tensorMemory().numTensors}`);
+console.log(`tensors before predicting ${before}, after ${fseft.backend.tensorMemory().numTensors}`);
 adapted.dispose();
 model.dispose();

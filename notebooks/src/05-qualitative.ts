@@ -14,39 +14,43 @@ import * as fseft from '../dist/lib';
 const QUICK = process.env.FSEFT_QUICK === '1';
 const WORK = path.resolve('../runs/notebooks');
 fs.mkdirSync(WORK, { recursive: true });
-await fseft.initBackend();
-const show = async (spec: fseft.VegaLiteSpec) => tslab.display.html(await fseft.renderSvg(spec));
+await fseft.backend.initBackend();
+const show = async (spec: fseft.viz.VegaLiteSpec) => tslab.display.html(await fseft.viz.renderSvg(spec));
 console.log(`quick settings: ${QUICK}; outputs in ${WORK}`);
 
 // %%
-const loaded = fseft.loadModel(fseft.resolveModelDir('default'));
-const model = loaded.model;
-const manifest = loaded.manifest;
-const preprocessing = fseft.modelPreprocessing(manifest);
-console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCount} parameters, ${JSON.stringify(preprocessing)}`);
-
-// %%
-const runPlan = async (name: string, plan: Omit<fseft.ExperimentPlan, 'data'>, onPrediction?: fseft.ExperimentContext['onPrediction']) => {
-  const target = await fseft.writeSynthDataset(path.join(WORK, 'target-shared'), { name: 'site-b', cases: 3, seed: 11, institution: 'site-b', spacingScale: 2 }, { progress: false });
-  const recordsFile = path.join(WORK, `${name}.records.jsonl`);
-  // (tslab does not resolve earlier cells' variables in shorthand properties: write model: model.)
-  return fseft.runExperiment({ ...plan, data: path.join(WORK, 'target-shared') }, { model: model, manifest: manifest, recordsFile, onPrediction,
-    onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k}${r.gamma !== undefined ? ` gamma ${r.gamma}` : ''}: Dice ${r.dice.toFixed(3)}`) });
-};
+// The common path (lib/api.ts): load the model, adapt it, segment the query on its own grid.
+const model = await fseft.load('default');
+console.log(`default model: F = ${model.network.config.featureSize}, ${model.network.parameterCount} parameters, ${JSON.stringify(model.preprocessing)}`);
+const site = await fseft.data.writeSynthDataset(path.join(WORK, 'target-shared'), { name: 'site-b', cases: 3, seed: 11, institution: 'site-b', spacingScale: 2 }, { progress: false });
+const support = site.cases[0];
+const query = site.cases[1];
+const queryImage = await fseft.readNifti(query.image);
+const queryLabel = await fseft.readNifti(query.label!);
 
 // %%
 const ORGANS = ['liver', 'spleen', 'rkidney'];
 const METHODS = ['generalization', 'adapter', 'adapter+ti'];
-const predictions = new Map<string, { query: fseft.PreparedCase; mask: fseft.Volume }>();
-fs.rmSync(path.join(WORK, 'qualitative.records.jsonl'), { force: true }); // the figure needs fresh predictions
-await runPlan('qualitative', { organs: ORGANS, methods: METHODS, shots: [1], folds: 1, seeds: [0], queries: 1, epochs: QUICK ? 10 : 40, cropsPerStep: 2, ti: { form: 'normalised' } },
-  (cell, query, mask) => predictions.set(`${cell.method}|${cell.organ}`, { query, mask }));
-const rows = [
-  ORGANS.map((o) => ({ image: predictions.get(`generalization|${o}`)!.query.image, mask: predictions.get(`generalization|${o}`)!.query.mask!, color: [40, 200, 60] as [number, number, number] })),
-  ...METHODS.map((m) => ORGANS.map((o) => ({ image: predictions.get(`${m}|${o}`)!.query.image, mask: predictions.get(`${m}|${o}`)!.mask }))),
-];
-const sliceOf = new Map<fseft.Volume, number>(ORGANS.map((o) => [predictions.get(`generalization|${o}`)!.query.image, fseft.largestMaskSlice(predictions.get(`generalization|${o}`)!.query.mask!)]));
-const png = fseft.tiledSlicesPng(rows, (image) => sliceOf.get(image) ?? 0);
-fs.writeFileSync(path.join(WORK, 'qualitative.png'), png);
-tslab.display.png(png);
-console.log('rows: ground truth, ' + METHODS.join(', ') + '; columns: ' + ORGANS.join(', '));
+const EPOCHS = QUICK ? 10 : 40;
+const masks = new Map<string, fseft.Volume>();
+for (const organ of ORGANS) {
+  const value = fseft.data.templateClass(organ);
+  masks.set(`generalization|${organ}`, (await model.segment(query.image, { organ: organ })).mask);
+  for (const ti of [false, true]) {
+    const adapted = await model.adapt({ organ: organ, supports: [{ image: support.image, label: support.label!, value: value }], method: 'adapter', epochs: EPOCHS, cropsPerStep: 2, ti: ti ? { query: query.image, form: 'normalised' } : undefined });
+    masks.set(`${ti ? 'adapter+ti' : 'adapter'}|${organ}`, (await adapted.segment(query.image)).mask);
+    adapted.dispose();
+  }
+}
+
+// %%
+const truthOf = (organ: string) => queryLabel.withData(Uint8Array.from(queryLabel.data as ArrayLike<number>, (v) => (v === fseft.data.templateClass(organ) ? 1 : 0)));
+const rows = ['ground truth', ...METHODS].map((method) => ORGANS.map((organ) => {
+  const truth = truthOf(organ);
+  const slice = fseft.viz.largestMaskSlice(truth);
+  if (method === 'ground truth') return { image: queryImage, mask: truth, color: [40, 200, 60] as [number, number, number], slice: slice };
+  const mask = masks.get(`${method}|${organ}`)!;
+  return { image: queryImage, mask: mask, slice: slice, caption: `Dice ${fseft.evaluate(mask, truth).dice.toFixed(3)}` };
+}));
+await show(fseft.viz.labelledGridSpec(rows, ['ground truth', ...METHODS], ORGANS, { zoom: 2, window: [-175, 250], title: `query CT on its own grid, axial slice where the organ is largest (k = 1, ${EPOCHS} epochs; synthetic data)` }));
+model.dispose();

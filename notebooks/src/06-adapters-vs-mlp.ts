@@ -16,23 +16,23 @@ import * as fseft from '../dist/lib';
 const QUICK = process.env.FSEFT_QUICK === '1';
 const WORK = path.resolve('../runs/notebooks');
 fs.mkdirSync(WORK, { recursive: true });
-await fseft.initBackend();
-const show = async (spec: fseft.VegaLiteSpec) => tslab.display.html(await fseft.renderSvg(spec));
+await fseft.backend.initBackend();
+const show = async (spec: fseft.viz.VegaLiteSpec) => tslab.display.html(await fseft.viz.renderSvg(spec));
 console.log(`quick settings: ${QUICK}; outputs in ${WORK}`);
 
 // %%
-const loaded = fseft.loadModel(fseft.resolveModelDir('default'));
+const loaded = fseft.networks.loadModel(fseft.networks.resolveModelDir('default'));
 const model = loaded.model;
 const manifest = loaded.manifest;
-const preprocessing = fseft.modelPreprocessing(manifest);
+const preprocessing = fseft.networks.modelPreprocessing(manifest);
 console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCount} parameters, ${JSON.stringify(preprocessing)}`);
 
 // %%
-const runPlan = async (name: string, plan: Omit<fseft.ExperimentPlan, 'data'>, onPrediction?: fseft.ExperimentContext['onPrediction']) => {
-  const target = await fseft.writeSynthDataset(path.join(WORK, 'target-shared'), { name: 'site-b', cases: 3, seed: 11, institution: 'site-b', spacingScale: 2 }, { progress: false });
+const runPlan = async (name: string, plan: Omit<fseft.training.ExperimentPlan, 'data'>, onPrediction?: fseft.training.ExperimentContext['onPrediction']) => {
+  const target = await fseft.data.writeSynthDataset(path.join(WORK, 'target-shared'), { name: 'site-b', cases: 3, seed: 11, institution: 'site-b', spacingScale: 2 }, { progress: false });
   const recordsFile = path.join(WORK, `${name}.records.jsonl`);
   // (tslab does not resolve earlier cells' variables in shorthand properties: write model: model.)
-  return fseft.runExperiment({ ...plan, data: path.join(WORK, 'target-shared') }, { model: model, manifest: manifest, recordsFile, onPrediction,
+  return fseft.training.runExperiment({ ...plan, data: path.join(WORK, 'target-shared') }, { model: model, manifest: manifest, recordsFile, onPrediction,
     onRecord: (r) => console.log(`${r.method} ${r.organ} k=${r.k}${r.gamma !== undefined ? ` gamma ${r.gamma}` : ''}: Dice ${r.dice.toFixed(3)}`) });
 };
 
@@ -41,6 +41,6 @@ const records = await runPlan('adapters', {
   organs: ['liver', 'spleen'], methods: ['lp', 'adapter-k1', 'adapter', 'mlp-adapter', 'residual-adapter'], shots: [1], folds: 1, seeds: [0], queries: 1,
   epochs: QUICK ? 10 : 40, cropsPerStep: 2,
 });
-await show(fseft.diceBarsSpec(records, 'Dice per adapter type'));
+await show(fseft.viz.diceBarsSpec(records, 'Dice per adapter type'));
 const { DataFrame } = await import('danfojs-node');
-new DataFrame([...new Map(records.map((r) => [r.method, { method: r.method, trainable: r.trainableParameters }])).values()]).print();
+tslab.display.html(fseft.viz.frameHtml(new DataFrame([...new Map(records.map((r) => [r.method, { method: r.method, trainable: r.trainableParameters }])).values()]), { caption: 'trainable parameters per method' }));

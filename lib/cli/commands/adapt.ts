@@ -1,21 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { load } from '../../api';
 import { ADAPT_METHODS, parseMethod } from '../../adapters/adapters';
-import { saveAdapter } from '../../adapters/adapter-io';
-import { initBackend } from '../../backend/backend';
 import { templateClass, templateClassName } from '../../data/template';
-import { backboneFeatures } from '../../inference/features';
-import { prepareCase } from '../../inference/predict';
-import { adapterProbabilities } from '../../inference/segment';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
-import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
-import { SupportVolume, adaptToOrgan } from '../../training/adapt';
-import { recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from '../../training/recipes';
-import { withOutputDirectory, writeFileAtomic } from '../../util/atomic-write';
+import { recipeByName, recipeGamma } from '../../training/recipes';
+import { withOutputDirectory } from '../../util/atomic-write';
 import { FseftError } from '../../util/errors';
 import { ProgressBar } from '../../util/progress';
 import { Options } from '../args';
-import { loadModelOption, parseSupportSpec } from './model-options';
+import { parseSupportSpec } from './model-options';
 
 export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --method <m> --support <image>=<label>[:<value>] (k times) --out <adapter dir> [options]
   Few-shot adaptation of a frozen (or fine-tuned) foundation model to one organ from k labelled
@@ -62,8 +56,6 @@ export async function adaptCommand(options: Options): Promise<void> {
   const seed = options.integer('seed', 0, { min: 0 })!;
   const backend = options.string('backend');
   options.rejectUnknown();
-  const organClass = templateClass(organName);
-  const organ = templateClassName(organClass);
   if (!SIZE_CONSTRAINT_FORMS.includes(form)) throw new FseftError(`--ti-form must be ${SIZE_CONSTRAINT_FORMS.join(', ')}, got '${form}'`);
   if (method !== 'generalization' && supportSpecs.length === 0) throw new FseftError('give at least one --support <image>=<label>[:<value>]');
   if (k !== undefined && k > supportSpecs.length) throw new FseftError(`--k ${k} is larger than the ${supportSpecs.length} support volume(s) given`);
@@ -72,68 +64,46 @@ export async function adaptCommand(options: Options): Promise<void> {
   for (const spec of supportSpecs) if (!spec.label) throw new FseftError(`--support ${spec.image}: give its label as <image>=<label>[:<value>]`);
   if (fs.existsSync(path.join(out, 'adapter.json'))) throw new FseftError('already holds an adapter; choose another --out or delete it', out);
   await withOutputDirectory(out, async () => {
-    await initBackend(backend);
-
-    const { model, manifest, fingerprint, dir } = loadModelOption(modelName);
-    const scratchEncoder = scratchInit !== undefined ? loadModelOption(scratchInit) : undefined;
-    if (method === 'scratch') console.log(`scratch starts from ${scratchEncoder ? `the Swin encoder of ${scratchEncoder.dir}` : 'random weights (--init <model dir> starts it from a self-supervised encoder)'}`);
-    const preprocessing = modelPreprocessing(manifest);
-    const channel = headChannelOf(manifest, organClass, organ);
-    if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
-    const frozen = method !== 'ft' && method !== 'scratch';
-    const decoderInputs = method === 'ft-last';
-    const chosen = supportSpecs.slice(0, k ?? supportSpecs.length);
-    console.log(`adapting ${dir} (${model.parameterCount.toLocaleString('en-US')} parameters, F = ${model.config.featureSize}) to ${organ} with ${method}, k = ${chosen.length}`);
-
-    const featureBar = frozen ? new ProgressBar(chosen.length + (querySpec ? 1 : 0), 'backbone features (once per volume)') : undefined;
-    const supports: SupportVolume[] = [];
-    for (const spec of chosen) {
-      const prepared = await prepareCase(spec.image, preprocessing, { file: spec.label!, value: spec.value });
-      const features = frozen ? backboneFeatures(model, prepared.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
-      featureBar?.tick(path.basename(spec.image));
-      supports.push({ id: spec.image, image: prepared.image, mask: prepared.mask!, features });
+    const model = await load(modelName, { backend });
+    const scratchEncoder = scratchInit !== undefined ? await load(scratchInit) : undefined;
+    try {
+      if (method === 'scratch') console.log(`scratch starts from ${scratchEncoder ? `the Swin encoder of ${scratchEncoder.dir}` : 'random weights (--init <model dir> starts it from a self-supervised encoder)'}`);
+      const supports = supportSpecs.slice(0, k ?? supportSpecs.length).map((s) => ({ image: s.image, label: s.label!, value: s.value }));
+      const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
+      console.log(`adapting ${model.dir} (${model.network.parameterCount.toLocaleString('en-US')} parameters, F = ${model.network.config.featureSize}) to ${templateClassName(templateClass(organName))} with ${method}, k = ${supports.length}`);
+      const frozen = method !== 'ft' && method !== 'scratch';
+      const featureBar = frozen ? new ProgressBar(supports.length + (ti ? 1 : 0), 'backbone features (once per volume)') : undefined;
+      const bar = method === 'generalization' ? undefined : new ProgressBar(epochs * supports.length, `${method}${ti ? '+ti' : ''}`);
+      const adapted = await model.adapt({
+        organ: organName,
+        supports,
+        method,
+        recipe: recipe.name,
+        ti: ti ? { query: query!.label ? { image: query!.image, label: query!.label, value: query!.value } : query!.image, lambda, gamma, form, pool } : undefined,
+        epochs,
+        learningRate,
+        cropsPerStep: crops,
+        seed,
+        scratchEncoder,
+        onVolume: (image) => featureBar?.tick(path.basename(image)),
+        onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
+      });
+      console.log(`trainable parameters: ${adapted.trainableParameters.toLocaleString('en-US')}`);
+      if (adapted.targetSize !== undefined) console.log(`TI target size S = ${Math.round(adapted.targetSize)} voxels (query S_hat at the end: ${Math.round(adapted.history.at(-1)?.predictedSize ?? NaN)})`);
+      if (adapted.history.length > 0) {
+        const mean = adapted.history.reduce((s, h) => s + h.seconds, 0) / adapted.history.length;
+        console.log(`${adapted.history.length} steps in ${adapted.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${adapted.history.at(-1)!.loss.toFixed(4)}`);
+      }
+      if (query?.label) {
+        const dice = await adapted.score({ image: query.image, label: query.label, value: query.value });
+        console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${dice.toFixed(4)}`);
+      }
+      await adapted.save(out);
+      console.log(`adapter written to ${out}`);
+      adapted.dispose();
+    } finally {
+      model.dispose();
+      scratchEncoder?.dispose();
     }
-    const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
-    const preparedQuery = query ? await prepareCase(query.image, preprocessing, query.label ? { file: query.label, value: query.value } : undefined) : undefined;
-    const queryFeatures = preparedQuery && frozen ? backboneFeatures(model, preparedQuery.image, { roi: preprocessing.roi, decoderInputs }) : undefined;
-    if (queryFeatures) featureBar?.tick(path.basename(query!.image));
-
-    const steps = epochs * supports.length;
-    const bar = method === 'generalization' ? undefined : new ProgressBar(steps, `${method}${ti ? '+ti' : ''}`);
-    const result = adaptToOrgan(model, supports, recipeHead(recipe, model, channel, method), {
-      method,
-      roi: preprocessing.roi,
-      epochs,
-      learningRate,
-      ...recipeTraining(recipe),
-      cropsPerStep: crops,
-      seed,
-      scratchEncoder: scratchEncoder?.model,
-      checkpoint: true,
-      ti: ti ? { lambda, gamma, form, pool, query: queryFeatures! } : undefined,
-      onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
-    });
-    console.log(`trainable parameters: ${result.trainableParameters.toLocaleString('en-US')}`);
-    if (result.targetSize !== undefined) console.log(`TI target size S = ${Math.round(result.targetSize)} voxels (query S_hat at the end: ${Math.round(result.history.at(-1)?.predictedSize ?? NaN)})`);
-    if (result.history.length > 0) {
-      const mean = result.history.reduce((s, h) => s + h.seconds, 0) / result.history.length;
-      console.log(`${result.history.length} steps in ${result.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${result.history.at(-1)!.loss.toFixed(4)}`);
-    }
-    if (preparedQuery?.mask) {
-      const grid = adapterProbabilities(result.adapter, { image: preparedQuery.image, features: queryFeatures }, { roi: preprocessing.roi });
-      console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${recipeQueryDice(recipe, grid, preparedQuery).dice.toFixed(4)}`);
-    }
-    await writeFileAtomic(path.join(out, 'log.jsonl'), result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
-    await saveAdapter(result.adapter, out, {
-      organ,
-      backbone: { fingerprint, featureSize: model.config.featureSize, outChannels: model.config.outChannels },
-      preprocessing,
-      training: { recipe: recipe.name, scratchInit: method === 'scratch' ? (scratchEncoder ? `${scratchEncoder.dir} (${scratchEncoder.fingerprint})` : 'random') : undefined, k: supports.length, supports: chosen.map((s) => `${s.image}=${s.label}${s.value !== undefined ? ':' + s.value : ''}`), epochs, learningRate, crops, seed, ti: ti ? { lambda, gamma, form, pool, query: query!.image, targetSize: result.targetSize } : undefined, model: dir },
-      createdAt: new Date().toISOString(),
-    });
-    console.log(`adapter written to ${out}`);
-    result.adapter.dispose();
-    model.dispose();
-    scratchEncoder?.model.dispose();
   });
 }
