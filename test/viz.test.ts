@@ -134,3 +134,19 @@ test('tables render as HTML with rounded numbers, as pandas in Jupyter (not box-
 function toRows(frame: { columns: string[]; values: unknown }): Array<Record<string, unknown>> {
   return (frame.values as unknown[][]).map((row) => Object.fromEntries(frame.columns.map((c, i) => [c, row[i]])));
 }
+
+test('a multi-stage pretraining log is drawn stage after stage, each stage marked, not folded onto epochs 1..n', async () => {
+  const stage = (n: number, epochs: number) =>
+    Array.from({ length: epochs }, (_, e) => ({ epoch: e + 1, step: e + 1, learningRate: 1e-3, loss: 1 - 0.1 * e, classLoss: { liver: 0.5 }, seconds: 1, stage: n, ...(n === 2 ? { validation: { dice: { liver: 0.5 + 0.1 * e }, seconds: 1 } } : {}) }));
+  const log = [...stage(1, 3), ...stage(2, 2)];
+  const spec = trainingCurvesSpec(log) as { layer: Array<{ data: { values: Array<{ epoch: number; series?: string; label?: string }> } }> };
+  const totals = spec.layer[0].data.values.filter((v) => v.series === 'total (Eq. 1)').map((v) => v.epoch);
+  assert.deepEqual(totals, [1, 2, 3, 4, 5], 'epochs keep rising across stages');
+  assert.deepEqual(spec.layer[1].data.values, [{ epoch: 3.5, label: 'stage 2' }], 'the second stage is marked where it starts');
+  const svg = await renderSvg(spec);
+  assert.ok(svg.includes('>stage 2</text>') && svg.includes('>epoch (all stages, in order)</text>'));
+  const validation = validationCurvesSpec(log) as { layer: Array<{ data: { values: Array<{ epoch: number }> } }> };
+  assert.deepEqual(validation.layer[0].data.values.map((v) => v.epoch), [4, 5], 'validation points sit at their running epochs');
+  const single = trainingCurvesSpec(stage(1, 2)) as { layer: unknown[] };
+  assert.equal(single.layer.length, 1, 'a one-stage log has no stage marks');
+});

@@ -85,36 +85,60 @@ export function tiledSlicesPng(rows: Array<Array<{ image: Volume; mask?: Volume;
   return encodePngRgb(figure.pixels, figure.width, figure.height);
 }
 
-/** Training loss per class and epoch (from a pretraining `log.jsonl`). */
+/**
+ * Epoch numbers that keep rising across the stages of a log that concatenates several runs (the
+ * shipped model's log: each stage restarts at epoch 1, and marks its lines with `stage`).
+ */
+function runningEpochs(records: ReadonlyArray<EpochRecord & { stage?: number }>): Array<{ epoch: number; stage?: number }> {
+  let offset = 0;
+  return records.map((r, i) => {
+    const previous = records[i - 1];
+    if (previous && (r.stage !== previous.stage || r.epoch <= previous.epoch)) offset += previous.epoch;
+    return { epoch: offset + r.epoch, stage: r.stage };
+  });
+}
+
+/** Training loss per class and epoch (from a pretraining `log.jsonl`; stages of a multi-stage log side by side). */
 export function trainingCurvesSpec(records: EpochRecord[], title = 'pretraining loss per class'): VegaLiteSpec {
-  const values = records.flatMap((r) => [
-    { epoch: r.epoch, series: 'total', loss: r.loss },
-    ...Object.entries(r.classLoss).map(([organ, loss]) => ({ epoch: r.epoch, series: organ, loss })),
+  const epochs = runningEpochs(records);
+  const values = records.flatMap((r, i) => [
+    { epoch: epochs[i].epoch, series: 'total (Eq. 1)', loss: r.loss },
+    ...Object.entries(r.classLoss).map(([organ, loss]) => ({ epoch: epochs[i].epoch, series: organ, loss })),
   ]);
-  return epochLinesSpec(title, values, { field: 'loss', type: 'quantitative', title: 'Dice loss (total: Eq. 1)' }, { field: 'series', title: 'class' });
+  return epochLinesSpec(title, values, { field: 'loss', type: 'quantitative', title: 'loss (Dice per class; total: Eq. 1, + BCE where used)' }, { field: 'series', title: 'class' }, epochTitle(records, epochs), stageStarts(epochs));
+}
+
+const epochTitle = (records: EpochRecord[], epochs: Array<{ epoch: number }>) => (epochs.some((e, i) => e.epoch !== records[i].epoch) ? 'epoch (all stages, in order)' : 'epoch');
+
+/** Where each stage after the first begins, for a labelled rule. */
+function stageStarts(epochs: Array<{ epoch: number; stage?: number }>): Array<{ epoch: number; label: string }> {
+  return epochs.filter((e, i) => i > 0 && e.stage !== undefined && e.stage !== epochs[i - 1].stage).map((e) => ({ epoch: e.epoch - 0.5, label: `stage ${e.stage}` }));
 }
 
 /** One line per series over epochs; tableau20 so that up to twenty series keep distinct colours. */
-function epochLinesSpec(title: string, values: object[], y: Record<string, unknown>, series: { field: string; title: string }): VegaLiteSpec {
-  return {
-    $schema: SCHEMA,
-    title,
-    width: 420,
-    height: 260,
+function epochLinesSpec(title: string, values: object[], y: Record<string, unknown>, series: { field: string; title: string }, xTitle: string, stages: Array<{ epoch: number; label: string }> = []): VegaLiteSpec {
+  const lines = {
     data: { values },
     mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
+      x: { field: 'epoch', type: 'quantitative', title: xTitle },
       y,
       color: { field: series.field, type: 'nominal', title: series.title, scale: { scheme: 'tableau20' } },
     },
   };
+  const rules = [
+    { data: { values: stages }, mark: { type: 'rule', color: 'gray', strokeDash: [4, 3] }, encoding: { x: { field: 'epoch', type: 'quantitative' } } },
+    { data: { values: stages }, mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, y: 2, color: 'gray' }, encoding: { x: { field: 'epoch', type: 'quantitative' }, text: { field: 'label' } } },
+  ];
+  return { $schema: SCHEMA, title, width: 420, height: 260, layer: stages.length > 0 ? [lines, ...rules] : [lines] };
 }
 
 /** Per-organ Dice of the model's own head on held-out volumes after each epoch (`pretrain --val-cases`). */
 export function validationCurvesSpec(records: EpochRecord[], title = 'validation Dice per organ (held-out volumes, p > 0.5, largest component)'): VegaLiteSpec {
-  const values = records.flatMap((r) => Object.entries(r.validation?.dice ?? {}).map(([organ, dice]) => ({ epoch: r.epoch, organ, dice })));
-  return epochLinesSpec(title, values, { field: 'dice', type: 'quantitative', title: 'Dice', scale: { domain: [0, 1] } }, { field: 'organ', title: 'organ' });
+  const epochs = runningEpochs(records);
+  const values = records.flatMap((r, i) => Object.entries(r.validation?.dice ?? {}).map(([organ, dice]) => ({ epoch: epochs[i].epoch, organ, dice })));
+  const shown = epochs.filter((_, i) => records[i].validation);
+  return epochLinesSpec(title, values, { field: 'dice', type: 'quantitative', title: 'Dice', scale: { domain: [0, 1] } }, { field: 'organ', title: 'organ' }, epochTitle(records, epochs), stageStarts(shown).filter((s) => s.epoch > shown[0].epoch));
 }
 
 const methodLabel = (r: ExperimentRecord) => (r.gamma !== undefined ? `${r.method} (gamma ${r.gamma})` : r.method);
@@ -142,7 +166,7 @@ export function diceBarsSpec(records: ExperimentRecord[], title = 'Dice per meth
  * The paper's Fig. 2b: Dice against gamma per organ for the TI records, with the same method
  * without TI as a dashed horizontal line.
  */
-export function gammaCurveSpec(records: ExperimentRecord[], method = 'adapter', title = 'Dice against the TI margin gamma'): VegaLiteSpec {
+export function gammaCurveSpec(records: ExperimentRecord[], method = 'adapter', title = `Dice against the TI margin gamma (dashed: ${method} without TI)`): VegaLiteSpec {
   const ti = records.filter((r) => r.method === `${method}+ti` && r.gamma !== undefined).map((r) => ({ organ: r.organ, gamma: r.gamma, dice: r.dice, k: r.k }));
   const plain = records.filter((r) => r.method === method).map((r) => ({ organ: r.organ, dice: r.dice, k: r.k }));
   return {

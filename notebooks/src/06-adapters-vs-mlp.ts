@@ -21,11 +21,11 @@ const show = async (spec: fseft.viz.VegaLiteSpec) => tslab.display.html(await fs
 console.log(`quick settings: ${QUICK}; outputs in ${WORK}`);
 
 // %%
-const loaded = fseft.networks.loadModel(fseft.networks.resolveModelDir('default'));
-const model = loaded.model;
-const manifest = loaded.manifest;
-const preprocessing = fseft.networks.modelPreprocessing(manifest);
-console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCount} parameters, ${JSON.stringify(preprocessing)}`);
+// The experiment grid (lib/training/experiment.ts) runs on the network of the common path's model.
+const foundation = await fseft.load('default');
+const model = foundation.network;
+const manifest = foundation.manifest;
+console.log(`default model: F = ${model.config.featureSize}, ${model.parameterCount} parameters, ${JSON.stringify(foundation.preprocessing)}`);
 
 // %%
 const runPlan = async (name: string, plan: Omit<fseft.training.ExperimentPlan, 'data'>, onPrediction?: fseft.training.ExperimentContext['onPrediction']) => {
