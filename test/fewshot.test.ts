@@ -285,7 +285,15 @@ test('recipes: the paper recipe is the engine defaults; the reference recipe is 
   fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'reference', learningRates: { lp: 0.05 } }));
   assert.equal(fseft('experiment', '--plan', plan).code, 0);
   const records = readRecords(path.join(work, 'recipe-plan.records.jsonl'));
-  assert.deepEqual(records.map((r) => [r.recipe, r.learningRate, r.epochs]), [['reference', 0.1, 2], ['paper', 0.01, 2], ['reference', 0.05, 2]]);
+  assert.deepEqual(records.map((r) => [r.recipe, r.learningRate, r.epochs, r.head]), [['reference', 0.1, 2, 'random'], ['paper', 0.01, 2, 'zero-shot'], ['reference', 0.05, 2, 'random']]);
+  // A plan may start the head elsewhere than its recipe: another cell, another number.
+  fs.writeFileSync(plan, JSON.stringify({ ...base, head: 'random' }));
+  assert.equal(fseft('experiment', '--plan', plan).code, 0);
+  const randomHead = readRecords(path.join(work, 'recipe-plan.records.jsonl'))[3];
+  assert.deepEqual([randomHead.recipe, randomHead.head], ['paper', 'random']);
+  assert.notEqual(randomHead.key, records[1].key);
+  const lines = fs.readFileSync(path.join(work, 'recipe-plan.records.jsonl'), 'utf8').split('\n').filter(Boolean);
+  fs.writeFileSync(path.join(work, 'recipe-plan.records.jsonl'), lines.slice(0, 3).map((l) => l + '\n').join(''));
   // TI takes the recipe's margin for the organ unless the plan gives one for all organs.
   fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'reference', methods: ['lp+ti'] }));
   assert.equal(fseft('experiment', '--plan', plan).code, 0);

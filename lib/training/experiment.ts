@@ -45,6 +45,8 @@ export interface ExperimentPlan {
   scratchInit?: string;
   cropsPerStep?: number;
   learningRates?: Partial<Record<AdaptMethod, number>>;
+  /** The head of LP and the adapters: the organ's pretrained row or random; absent: the recipe's. */
+  head?: 'zero-shot' | 'random';
   ti?: { lambda?: number[]; gamma?: number[]; form?: SizeConstraintForm; pool?: number };
 }
 
@@ -60,6 +62,8 @@ export interface ExperimentRecord {
   recipe?: RecipeName;
   /** Scratch: what the network started from ('random', or the encoder's model directory and fingerprint). */
   scratchInit?: string;
+  /** Where the trained head started (the organ's pretrained row or random); scratch always starts random. */
+  head?: 'zero-shot' | 'random';
   lambda?: number;
   gamma?: number;
   epochs: number;
@@ -181,7 +185,8 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   const dataset = openDataset(plan.data);
   const fingerprint = context.modelFingerprint ?? weightsFingerprint(context.model);
   const preprocessing = modelPreprocessing(context.manifest);
-  const recipe = recipeByName(plan.recipe ?? 'paper');
+  const named = recipeByName(plan.recipe ?? 'paper');
+  const recipe: Recipe = plan.head ? { ...named, head: plan.head } : named;
   const cells = cellsOf(plan, recipe);
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
   const writer = openRecordsForAppend(context.recordsFile, log);
@@ -304,6 +309,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   fold,
                   seed,
                   recipe: recipe.name,
+                  head: cell.method !== 'generalization' && cell.method !== 'scratch' ? recipe.head : undefined,
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
                   lambda: ti?.lambda,
                   gamma: ti?.gamma,
@@ -394,6 +400,7 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
   if (plan.epochScale !== undefined) number(plan.epochScale, 'epochScale', { above: 0 });
   if ((plan.budget !== undefined || plan.epochScale !== undefined) && plan.epochs !== undefined) throw fail('"budget" and "epochScale" scale the recipe\'s epochs: drop "epochs", or drop them');
   for (const [method, rate] of Object.entries(plan.learningRates ?? {})) number(rate, `learningRates.${method}`, { above: 0 });
+  if (plan.head !== undefined && plan.head !== 'zero-shot' && plan.head !== 'random') throw fail(`"head" must be "zero-shot" or "random", got ${JSON.stringify(plan.head)}`);
   if (plan.ti) {
     (plan.ti.lambda ?? []).forEach((lambda, i) => number(lambda, `ti.lambda[${i}]`, { min: 0 }));
     (plan.ti.gamma ?? []).forEach((gamma, i) => number(gamma, `ti.gamma[${i}]`, { min: 0, below: 1 }));

@@ -126,6 +126,7 @@ test('plan fields are checked before any work, each error naming the field', () 
     [{ epochs: { '1': -3 } }, /plan: "epochs\.1" must be a whole number of at least 1, got -3/],
     [{ methods: ['lp+ti'], ti: { gamma: [-1] } }, /plan: "ti\.gamma\[0\]" must be at least 0 and below 1, got -1/],
     [{ learningRates: { lp: -1 } }, /plan: "learningRates\.lp" must be above 0, got -1/],
+    [{ head: 'pretrained' }, /plan: "head" must be "zero-shot" or "random", got "pretrained"/],
   ];
   for (const [fields, pattern] of cases) {
     const plan = writePlan('bad-plan', fields);

@@ -18,7 +18,7 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
   experiment at a time may write a records file.
   plan.json: { "data": "<dataset>", "organs": ["liver"], "methods": ["lp", "adapter", "adapter+ti"],
     "shots": [1, 5], "folds": 5, "seeds": [0], "queries": 1, "epochs": {"1": 100, "5": 20},
-    "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "ti": {"gamma": [0.25], "lambda": [1]},
+    "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "head": "zero-shot" | "random", "ti": {"gamma": [0.25], "lambda": [1]},
     "model": "default", "recipe": "paper", "scratchInit": "<model dir>" }  (paths relative to the plan; what the plan leaves out
     comes from the recipe, paper or reference: see docs/recipes.md)`;
 
