@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { Adapter, parseMethod } from '../lib/adapters/adapters';
+import { ADAPT_METHODS, Adapter, METHODS, parseMethod } from '../lib/adapters/adapters';
 import { BackboneFeatures } from '../lib/inference/features';
 import { adapterProbabilities, probabilitiesToMask } from '../lib/inference/segment';
 import { Shape3, Volume } from '../lib/io/volume';
@@ -156,4 +156,37 @@ test('scratch starts from a given Swin encoder (the reference start) and is rand
   assert.throws(() => adaptToOrgan(backbone, [support], undefined, { ...DEFAULT_ADAPT, method: 'lp', roi: ROI, epochs: 1, scratchEncoder: encoder }), /an encoder to start from is for scratch only, not lp/);
   for (const m of [fromEncoder, random]) m.dispose();
   for (const m of [backbone, encoder, other]) m.dispose();
+});
+
+test('the method registry: one entry per method, parameter counts without building, and the spatial adapter runs the decoder\'s UnetResBlock', async () => {
+  await switchBackend('cpu');
+  const model = tinyBackbone();
+  assert.deepEqual(ADAPT_METHODS, ['generalization', 'scratch', 'ft', 'ft-last', 'lp', 'adapter', 'adapter-k1', 'residual-adapter', 'mlp-adapter']);
+  const tensors = tf.memory().numTensors;
+  const counts: Record<string, number> = {};
+  for (const method of ADAPT_METHODS) {
+    const adapter = Adapter.create(method, model, undefined, 0);
+    counts[method] = adapter.trainableParameters;
+    assert.equal(METHODS[method].trains ? METHODS[method].parameterCount(model) : 0, adapter.trainableParameters, `${method}: declared and built parameter counts agree`);
+    assert.equal(adapter.input, METHODS[method].input);
+    adapter.dispose();
+  }
+  assert.equal(tf.memory().numTensors, tensors, 'building and disposing every method leaves no tensor');
+  // F = 12: lp = 12 + 1; adapter = 2 x 27 x 12 x 12 + 13; kernel 1: 2 x 144 + 13.
+  assert.deepEqual([counts.lp, counts.adapter, counts['adapter-k1'], counts.generalization], [13, 7789, 301, 0]);
+  assert.equal(counts.ft, model.parameterCount + 13);
+
+  // With encoder2's weights (a UnetResBlock of F -> F) the spatial adapter's features are that block's output.
+  const adapter = Adapter.create('adapter', model, undefined, 0);
+  adapter.variables.get('adapter.conv1')!.assign(model.p('encoder2.layer.conv1.conv.weight'));
+  adapter.variables.get('adapter.conv2')!.assign(model.p('encoder2.layer.conv2.conv.weight'));
+  const x = tf.randomNormal([1, 8, 8, 8, F], 0, 1, 'float32', 3) as tf.Tensor5D;
+  const head = tf.tidy(() => adapter.forward({ features: x }));
+  const expected = tf.tidy(() => {
+    const block = model.resBlock('encoder2.layer.', x);
+    return tf.add(tf.matMul(tf.reshape(block, [-1, F]), adapter.variables.get('head.weight')!), adapter.variables.get('head.bias')!).reshape([1, 8, 8, 8, 1]);
+  });
+  assert.ok(tf.max(tf.abs(tf.sub(head, expected))).dataSync()[0] < 1e-5, 'adapter = decoder UnetResBlock + head');
+  tf.dispose([x, head, expected]);
+  adapter.dispose();
 });

@@ -1,5 +1,8 @@
 /** The few-shot methods (linear probe, spatial adapters, baselines) and adapter directories. */
-export { Adapter, ADAPT_METHODS, METHOD_DESCRIPTIONS, parseMethod, zeroShotRow } from './adapters';
-export type { AdaptMethod, HeadInit } from './adapters';
+export { Adapter, zeroShotRow } from './adapters';
+export type { HeadInit } from './adapters';
+export { ADAPT_METHODS, METHODS, METHOD_DESCRIPTIONS, methodOf, parseMethod } from './registry';
+export type { AdaptMethod } from './registry';
+export type { FewShotMethod, AdapterInput, CropInputs } from './method';
 export { saveAdapter, loadAdapter } from './adapter-io';
 export type { AdapterManifest } from './adapter-io';

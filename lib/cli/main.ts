@@ -14,6 +14,7 @@ import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
 import { SYNTH_HELP, synthCommand } from './commands/synth';
 import { REPRODUCE_HELP, reproduceCommand } from './commands/reproduce';
 import { VALIDATE_HELP, validateCommand } from './commands/validate';
+import { METHODS_HELP, methodsCommand } from './commands/methods';
 
 const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help: string; flags: string[] }> = {
   info: { run: infoCommand, help: INFO_HELP, flags: ['json'] },
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint', 'balance-classes'] },
   validate: { run: validateCommand, help: VALIDATE_HELP, flags: [] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
+  methods: { run: methodsCommand, help: METHODS_HELP, flags: ['json'] },
   adapt: { run: adaptCommand, help: ADAPT_HELP, flags: ['ti'] },
   predict: { run: predictCommand, help: PREDICT_HELP, flags: [] },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, flags: [] },

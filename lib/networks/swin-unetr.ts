@@ -2,9 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
 import { windowAttention } from './attention';
-import { variableOf, checkpointed, concatChannels, conv3dSame, depthToSpace2, gatherRows, gelu, instanceNorm, layerNorm, leakyRelu, linear, lookupRows, pipeline, releaseIntermediates, spaceToDepth2 } from './ops';
+import { variableOf, checkpointed, concatChannels, depthToSpace2, gatherRows, gelu, layerNorm, linear, lookupRows, pipeline, releaseIntermediates, spaceToDepth2 } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { WindowMask, biasIndex, maskOfWindows, windowPlan } from './swin-windows';
+import { unetResBlock } from './unet-res-block';
 
 /** MONAI `SwinUNETR` arguments (v1 architecture). */
 export interface SwinUNETRConfig {
@@ -390,22 +391,10 @@ export class SwinUNETR {
     return tf.reshape(reduced, [1, dp / 2, hp / 2, wp / 2, 2 * c]) as tf.Tensor5D;
   }
 
-  /** MONAI UnetResBlock (instance norm, LeakyReLU 0.01, 1x1x1 projection when channels change). */
+  /** MONAI UnetResBlock of this network at `prefix` (see unet-res-block.ts). */
   resBlock(prefix: string, x: tf.Tensor5D, param: (name: string) => tf.Tensor = (name) => this.p(name)): tf.Tensor5D {
-    const main = pipeline(
-      x,
-      (t) => conv3dSame(t as tf.Tensor5D, param(`${prefix}conv1.conv.weight`) as tf.Tensor5D),
-      (t) => instanceNorm(t as tf.Tensor5D, LEAKY_SLOPE),
-      (t) => conv3dSame(t as tf.Tensor5D, param(`${prefix}conv2.conv.weight`) as tf.Tensor5D),
-      (t) => instanceNorm(t as tf.Tensor5D),
-    );
     const projected = this.params.has(`${prefix}conv3.conv.weight`);
-    const residual = projected ? pipeline(x, (t) => linear(t, param(`${prefix}conv3.conv.weight`) as tf.Tensor2D), (t) => instanceNorm(t as tf.Tensor5D)) : x;
-    const sum = tf.add(main, residual);
-    releaseIntermediates(main, ...(projected ? [residual] : []));
-    const activated = leakyRelu(sum, LEAKY_SLOPE) as tf.Tensor5D;
-    releaseIntermediates(sum);
-    return activated;
+    return unetResBlock(x, { conv1: param(`${prefix}conv1.conv.weight`), conv2: param(`${prefix}conv2.conv.weight`), conv3: projected ? param(`${prefix}conv3.conv.weight`) : undefined });
   }
 
   /** The last decoder block (decoder1) on its inputs, with parameters read through `param` (FT-Last trains copies). */
@@ -443,7 +432,6 @@ export class SwinUNETR {
 }
 
 /** MONAI's UnetResBlock activation: LeakyReLU with negative slope 0.01. */
-const LEAKY_SLOPE = 0.01;
 
 /** Sub-grid order of MONAI's PatchMerging as (d, h, w) offsets flattened d * 4 + h * 2 + w: x0..x7. */
 const LEGACY_MERGING_ORDER = [0, 4, 2, 1, 5, 2, 1, 7];

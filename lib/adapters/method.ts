@@ -1,0 +1,65 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { SwinUNETR } from '../networks/swin-unetr';
+import { Rng } from '../util/random';
+
+/** What a method's forward pass consumes: cached last-decoder features, cached decoder1 inputs, or the image. */
+export type AdapterInput = 'features' | 'decoder' | 'image';
+
+export interface CropInputs {
+  image?: tf.Tensor5D;
+  features?: tf.Tensor5D;
+  dec0?: tf.Tensor5D;
+  enc0?: tf.Tensor5D;
+}
+
+export interface MethodSetup {
+  backbone: SwinUNETR;
+  featureSize: number;
+  /** Draws the method's initial weights (the head's come after them, from the same stream). */
+  rng: Rng;
+  seed: number;
+  /** Scratch: a model whose Swin encoder starts the network. */
+  scratchEncoder?: SwinUNETR;
+}
+
+/**
+ * One few-shot method: what it trains, what it reads, how it is built and rebuilt from saved
+ * variables, and its trainable parameter count. Every method ends in a one-channel 1x1x1 head
+ * (`head.weight`, `head.bias`) that the Adapter adds; a method supplies the features under it.
+ */
+export interface FewShotMethod {
+  readonly description: string;
+  readonly input: AdapterInput;
+  /** False only for generalization, which runs the pretrained head row unchanged. */
+  readonly trains: boolean;
+  /** Where its head starts: the recipe's choice (zero-shot row or random), or always random (scratch). */
+  readonly head: 'recipe' | 'random';
+  /** Its own variables at their initial values, and the network it runs (ft-last: the backbone; ft, scratch: their own). */
+  create(setup: MethodSetup): { variables: Map<string, tf.Variable>; network?: SwinUNETR };
+  /** The network a saved adapter of this method runs, from its variables. */
+  restore(variables: Map<string, tf.Variable>, backbone: SwinUNETR): SwinUNETR | undefined;
+  /** The features the one-channel head reads, for one crop; `param` reads the method's variables. */
+  features(inputs: CropInputs, param: (name: string) => tf.Tensor, network: SwinUNETR | undefined, options: { checkpoint?: boolean }): tf.Tensor5D;
+  /** Trainable parameters for this backbone, head included, without building anything. */
+  parameterCount(backbone: SwinUNETR): number;
+}
+
+export function need(tensor: tf.Tensor5D | undefined, name: string): tf.Tensor5D {
+  if (!tensor) throw new Error(`this adapter needs ${name} inputs`);
+  return tensor;
+}
+
+/** Kaiming-uniform-like draws in [-1, 1] / sqrt(fan-in), from the method's stream. */
+export function uniformWeights(rng: Rng, count: number, fanIn: number): Float32Array {
+  return Float32Array.from({ length: count }, () => rng.uniform(-1, 1) / Math.sqrt(fanIn));
+}
+
+export function trainableVariable(values: Float32Array, shape: number[]): tf.Variable {
+  const initial = tf.tensor(values, shape);
+  const variable = tf.variable(initial, true);
+  initial.dispose();
+  return variable;
+}
+
+/** Size of the one-channel head: F weights and a bias. */
+export const headSize = (backbone: SwinUNETR) => backbone.config.featureSize + 1;
