@@ -16,6 +16,7 @@ import { Adapter, AdaptMethod, parseMethod, zeroShotRow } from './adapters/adapt
 import { loadAdapter, saveAdapter } from './adapters/adapter-io';
 import { BackendName, initBackend } from './backend/backend';
 import { templateClass, templateClassName } from './data/template';
+import { FeatureCache } from './inference/feature-cache';
 import { BackboneFeatures, backboneFeatures } from './inference/features';
 import { PreparedCase, predictCase, prepareCase } from './inference/predict';
 import { adapterProbabilities } from './inference/segment';
@@ -97,13 +98,17 @@ export interface Segmentation {
   save(maskFile: string, probabilitiesFile?: string): Promise<void>;
 }
 
-/** Loads a model directory ('default' is the shipped small model) and starts the compute backend once. */
-export async function load(name = 'default', options: { backend?: BackendName | string } = {}): Promise<FoundationModel> {
+/**
+ * Loads a model directory ('default' is the shipped small model) and starts the compute backend
+ * once. The model keeps the backbone features of the CTs it has seen (up to `cacheMiB`, default
+ * 1024), so adapting and segmenting the same files again skips the backbone.
+ */
+export async function load(name = 'default', options: { backend?: BackendName | string; cacheMiB?: number } = {}): Promise<FoundationModel> {
   await initBackend(options.backend);
   const dir = resolveModelDir(name);
   if (!fs.existsSync(dir)) throw new FseftError(name === 'default' ? 'the default model is missing (data/models/default); see data/README.md for the command that trains it' : 'no model directory here', dir);
   const { model, manifest } = loadModel(dir);
-  return new FoundationModel(model, manifest, dir, modelFingerprint(dir));
+  return new FoundationModel(model, manifest, dir, modelFingerprint(dir), options.cacheMiB);
 }
 
 const specOf = (ct: LabelledCT) => `${ct.image}=${ct.label}${ct.value !== undefined ? ':' + ct.value : ''}`;
@@ -116,12 +121,27 @@ interface PreparedQuery {
 }
 
 export class FoundationModel {
+  private readonly cache: FeatureCache;
+
   constructor(
     readonly network: SwinUNETR,
     readonly manifest: ModelManifest,
     readonly dir: string,
     readonly fingerprint: string,
-  ) {}
+    cacheMiB = 1024,
+  ) {
+    this.cache = new FeatureCache(cacheMiB * 2 ** 20);
+  }
+
+  /**
+   * The frozen backbone's features of a prepared CT, computed once per file (its size and time
+   * of change are part of the key, so an edited file is read again).
+   */
+  featuresOf(file: string, prepared: PreparedCase, options: { decoderInputs?: boolean; overlap?: number; onWindow?: (done: number, total: number) => void } = {}): BackboneFeatures {
+    const stat = fs.statSync(file);
+    const key = [path.resolve(file), stat.size, stat.mtimeMs, prepared.image.shape.join('x'), options.decoderInputs ? 'decoder' : 'features', options.overlap ?? 'default'].join('|');
+    return this.cache.get(key, () => backboneFeatures(this.network, prepared.image, { roi: this.preprocessing.roi, decoderInputs: options.decoderInputs, overlap: options.overlap, onWindow: options.onWindow }));
+  }
 
   get preprocessing(): ModelPreprocessing {
     return modelPreprocessing(this.manifest);
@@ -149,19 +169,19 @@ export class FoundationModel {
     const frozen = method !== 'ft' && method !== 'scratch';
     if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached features: use it with a frozen-backbone method, not ${method}`);
     const roi = this.preprocessing.roi;
-    const featuresOf = (c: PreparedCase): BackboneFeatures | undefined => (frozen ? backboneFeatures(this.network, c.image, { roi, decoderInputs: method === 'ft-last' }) : undefined);
+    const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: method === 'ft-last' }) : undefined);
     const total = request.supports.length + (request.ti ? 1 : 0);
     const supports: SupportVolume[] = [];
     for (const s of request.supports) {
       const prepared = await prepareCase(s.image, this.preprocessing, { file: s.label, value: s.value });
-      supports.push({ id: s.image, image: prepared.image, mask: prepared.mask!, features: featuresOf(prepared) });
+      supports.push({ id: s.image, image: prepared.image, mask: prepared.mask!, features: featuresOf(s.image, prepared) });
       request.onVolume?.(s.image, supports.length, total);
     }
     let query: PreparedQuery | undefined;
     if (request.ti) {
       const ct = asLabelled(request.ti.query);
       const prepared = await prepareCase(ct.image, this.preprocessing, ct.label ? { file: ct.label, value: ct.value } : undefined);
-      query = { ct, prepared, features: featuresOf(prepared) };
+      query = { ct, prepared, features: featuresOf(ct.image, prepared) };
       request.onVolume?.(ct.image, total, total);
     }
     const trained = method === 'generalization' ? undefined : method;
@@ -232,6 +252,7 @@ export class FoundationModel {
   }
 
   dispose(): void {
+    this.cache.clear();
     this.network.dispose();
   }
 }
@@ -275,7 +296,7 @@ export class AdaptedModel {
     const cached = q && q.ct.image === ct.image && q.ct.label === ct.label && q.ct.value === ct.value ? q : undefined;
     const prepared = cached?.prepared ?? (await prepareCase(ct.image, this.base.preprocessing, { file: ct.label, value: ct.value }));
     const roi = this.base.preprocessing.roi;
-    const features = this.adapter.input === 'image' ? undefined : (cached?.features ?? backboneFeatures(this.base.network, prepared.image, { roi, decoderInputs: this.adapter.input === 'decoder' }));
+    const features = this.adapter.input === 'image' ? undefined : (cached?.features ?? this.base.featuresOf(ct.image, prepared, { decoderInputs: this.adapter.input === 'decoder' }));
     const grid = adapterProbabilities(this.adapter, { image: prepared.image, features }, { roi });
     return recipeQueryDice(recipeByName(this.recipe), grid, prepared).dice;
   }
@@ -301,7 +322,8 @@ export class AdaptedModel {
 
 async function segmentWith(base: FoundationModel, adapter: Adapter, organ: string, image: string, options: SegmentOptions): Promise<Segmentation> {
   const prepared = await prepareCase(image, base.preprocessing);
-  const result = predictCase(base.network, adapter, prepared, base.preprocessing, options);
+  const features = adapter.input === 'image' ? undefined : base.featuresOf(image, prepared, { decoderInputs: adapter.input === 'decoder', overlap: options.overlap, onWindow: options.onWindow });
+  const result = predictCase(base.network, adapter, prepared, base.preprocessing, { ...options, features });
   const voxels = result.mask.data.reduce((a, b) => a + b, 0);
   const [sx, sy, sz] = result.mask.spacing;
   const description = `fseft ${adapter.method} ${organ}`;

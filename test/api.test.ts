@@ -8,6 +8,7 @@ import * as fseft from '../lib';
 import { switchBackend } from '../lib/backend/backend';
 import { writeSynthDataset } from '../lib/data/synth/synth-datasets';
 import { Dataset } from '../lib/data/datasets';
+import { prepareCase } from '../lib/inference/predict';
 import { readNifti } from '../lib/io/nifti';
 import { Volume, sameGrid } from '../lib/io/volume';
 import { saveModel } from '../lib/networks/model-io';
@@ -67,6 +68,13 @@ test('load, adapt, segment, save and evaluate: the common path in a few calls, n
   assert.ok(sameGrid(generalization.mask, source));
   await model.segment(ct(1).image, { organ: 'liver' });
   assert.equal(tf.memory().numTensors, tensors, 'adapting and segmenting leave no tensors behind');
+  // Backbone features are computed once per file and model; a changed file is read again.
+  const prepared = await prepareCase(ct(1).image, model.preprocessing);
+  const first = model.featuresOf(ct(1).image, prepared);
+  assert.equal(model.featuresOf(ct(1).image, prepared), first, 'the second request is served from the cache');
+  const later = new Date(Date.now() + 5000);
+  fs.utimesSync(ct(1).image, later, later);
+  assert.notEqual(model.featuresOf(ct(1).image, prepared), first, 'a file changed since is passed through the backbone again');
   await assert.rejects(model.adapt({ organ: 'livr', supports: [ct(0)] }), /unknown organ 'livr'/);
   await assert.rejects(model.adapt({ organ: 'liver', supports: [] }), /at least one support/);
   await assert.rejects(model.adapt({ organ: 'liver', supports: [{ ...ct(0), value: 99 }] }), /label value 99 does not occur/);

@@ -67,7 +67,9 @@ export function hungCell(notebookFile: string, stderr: string): string | undefin
   const preview = /Here is a preview of the cell contents:\s*-+\s*\n([\s\S]*?)\n\s*-{5,}/.exec(stderr)?.[1];
   const notebook = JSON.parse(fs.readFileSync(notebookFile, 'utf8')) as { cells: Array<{ cell_type: string; source: string[] | string }> };
   const sources = notebook.cells.map((cell) => (Array.isArray(cell.source) ? cell.source.join('') : cell.source));
-  const firstLine = preview?.split('\n').map((line) => line.trim()).find((line) => line !== '' && line !== '...');
+  // nbconvert previews the cell as text, or (newer versions) as a Python list of its lines.
+  const listed = preview && /^\s*\[\s*(['"])((?:\\.|(?!\1).)*)\1/.exec(preview);
+  const firstLine = listed ? listed[2].replace(/\\(['"\\])/g, '$1') : preview?.split('\n').map((line) => line.trim()).find((line) => line !== '' && line !== '...');
   const index = firstLine === undefined ? -1 : sources.findIndex((source) => source.includes(firstLine));
   return index >= 0 ? `cell ${index + 1}: ${sources[index].split('\n')[0]}` : `a cell (preview: ${firstLine ?? 'none'})`;
 }
@@ -115,4 +117,6 @@ test('a cell that hangs is reported by number and first line (from nbconvert\'s 
   fs.writeFileSync(file, JSON.stringify({ cells: [{ cell_type: 'markdown', source: ['# title'] }, { cell_type: 'code', source: ["import * as fseft from 'fseft';\n", 'await fseft.initBackend();'] }] }));
   assert.equal(hungCell(file, stderr), "cell 2: import * as fseft from 'fseft';");
   assert.equal(hungCell(file, 'Traceback: SyntaxError'), undefined);
+  const listed = stderr.replace("import * as fseft from 'fseft';\nawait fseft.initBackend();", `["import * as fseft from 'fseft';", 'await fseft.initBackend();']`);
+  assert.equal(hungCell(file, listed), "cell 2: import * as fseft from 'fseft';", 'the list form of newer nbconvert');
 });

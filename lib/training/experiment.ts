@@ -2,7 +2,8 @@ import * as path from 'node:path';
 import { AdaptMethod, parseMethod } from '../adapters/adapters';
 import { Dataset, loadCase, openDataset } from '../data/datasets';
 import { templateClass, templateClassName } from '../data/template';
-import { BackboneFeatures, backboneFeatures, featureBytes } from '../inference/features';
+import { backboneFeatures } from '../inference/features';
+import { FeatureCache } from '../inference/feature-cache';
 import { PreparedCase, prepareCase } from '../inference/predict';
 import { adapterProbabilities } from '../inference/segment';
 import { Volume } from '../io/volume';
@@ -144,33 +145,6 @@ export function epochsFor(plan: ExperimentPlan, k: number, method: AdaptMethod, 
   const value = plan.epochs[String(k)];
   if (value === undefined) throw new FseftError(`the plan gives no epochs for k = ${k}`);
   return value;
-}
-
-/** A cache of backbone features by case id, bounded in bytes (least recently used first out). */
-class FeatureCache {
-  private readonly entries = new Map<string, BackboneFeatures>();
-  hits = 0;
-  misses = 0;
-  constructor(private readonly limitBytes: number) {}
-  get(id: string, compute: () => BackboneFeatures): BackboneFeatures {
-    const found = this.entries.get(id);
-    if (found) {
-      this.hits++;
-      this.entries.delete(id);
-      this.entries.set(id, found);
-      return found;
-    }
-    this.misses++;
-    const value = compute();
-    this.entries.set(id, value);
-    let total = [...this.entries.values()].reduce((s, f) => s + featureBytes(f), 0);
-    for (const [key, entry] of this.entries) {
-      if (total <= this.limitBytes || key === id) break;
-      total -= featureBytes(entry);
-      this.entries.delete(key);
-    }
-    return value;
-  }
 }
 
 /**

@@ -44,13 +44,15 @@ for (const organ of ORGANS) {
 }
 
 // %%
+// Dice on the CT's own grid; shown in RAS orientation (radiological view: patient right on the left).
 const truthOf = (organ: string) => queryLabel.withData(Uint8Array.from(queryLabel.data as ArrayLike<number>, (v) => (v === fseft.data.templateClass(organ) ? 1 : 0)));
+const shownImage = fseft.transforms.orient(queryImage);
 const rows = ['ground truth', ...METHODS].map((method) => ORGANS.map((organ) => {
   const truth = truthOf(organ);
-  const slice = fseft.viz.largestMaskSlice(truth);
-  if (method === 'ground truth') return { image: queryImage, mask: truth, color: [40, 200, 60] as [number, number, number], slice: slice };
+  const slice = fseft.viz.largestMaskSlice(fseft.transforms.orient(truth));
+  if (method === 'ground truth') return { image: shownImage, mask: fseft.transforms.orient(truth), color: [40, 200, 60] as [number, number, number], slice: slice };
   const mask = masks.get(`${method}|${organ}`)!;
-  return { image: queryImage, mask: mask, slice: slice, caption: `Dice ${fseft.evaluate(mask, truth).dice.toFixed(3)}` };
+  return { image: shownImage, mask: fseft.transforms.orient(mask), slice: slice, caption: `Dice ${fseft.evaluate(mask, truth).dice.toFixed(3)}` };
 }));
-await show(fseft.viz.labelledGridSpec(rows, ['ground truth', ...METHODS], ORGANS, { zoom: 2, window: [-175, 250], title: `query CT on its own grid, axial slice where the organ is largest (k = 1, ${EPOCHS} epochs; synthetic data)` }));
+await show(fseft.viz.labelledGridSpec(rows, ['ground truth', ...METHODS], ORGANS, { zoom: 2, window: [-175, 250], title: `query CT, axial slice where the organ is largest, radiological view (k = 1, ${EPOCHS} epochs; synthetic data)` }));
 model.dispose();
