@@ -12,7 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Adapter, AdaptMethod, parseMethod, zeroShotRow } from './adapters/adapters';
+import { Adapter, AdaptMethod, inputOf, parseMethod, zeroShotRow } from './adapters/adapters';
 import { loadAdapter, saveAdapter } from './adapters/adapter-io';
 import { BackendName, initBackend } from './backend/backend';
 import { templateClass, templateClassName } from './data/template';
@@ -25,7 +25,7 @@ import { Volume, sameGrid } from './io/volume';
 import { SizeConstraintForm } from './losses/size-constraint';
 import { hausdorff95, surfaceDice } from './metrics/distance';
 import { dice } from './metrics/overlap';
-import { ModelManifest, ModelPreprocessing, headChannelOf, loadModel, modelFingerprint, modelPreprocessing, resolveModelDir } from './networks/model-io';
+import { ModelManifest, ModelPreprocessing, headChannelOf, loadNamedModel, modelPreprocessing } from './networks/model-io';
 import { SwinUNETR } from './networks/swin-unetr';
 import { StepRecord, SupportVolume, adaptToOrgan } from './training/adapt';
 import { RecipeName, recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from './training/recipes';
@@ -105,10 +105,8 @@ export interface Segmentation {
  */
 export async function load(name = 'default', options: { backend?: BackendName | string; cacheMiB?: number } = {}): Promise<FoundationModel> {
   await initBackend(options.backend);
-  const dir = resolveModelDir(name);
-  if (!fs.existsSync(dir)) throw new FseftError(name === 'default' ? 'the default model is missing (data/models/default); see data/README.md for the command that trains it' : 'no model directory here', dir);
-  const { model, manifest } = loadModel(dir);
-  return new FoundationModel(model, manifest, dir, modelFingerprint(dir), options.cacheMiB);
+  const { model, manifest, dir, fingerprint } = loadNamedModel(name);
+  return new FoundationModel(model, manifest, dir, fingerprint, options.cacheMiB);
 }
 
 const specOf = (ct: LabelledCT) => `${ct.image}=${ct.label}${ct.value !== undefined ? ':' + ct.value : ''}`;
@@ -166,10 +164,10 @@ export class FoundationModel {
     if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
     if (method !== 'generalization' && request.supports.length === 0) throw new FseftError("adapt needs at least one support CT with its label (the model's own head: segment(image, { organ }))");
     if (request.scratchEncoder && method !== 'scratch') throw new FseftError(`a scratch encoder starts scratch from a model's Swin encoder; it does not apply to ${method}`);
-    const frozen = method !== 'ft' && method !== 'scratch';
+    const frozen = inputOf(method) !== 'image';
     if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached features: use it with a frozen-backbone method, not ${method}`);
     const roi = this.preprocessing.roi;
-    const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: method === 'ft-last' }) : undefined);
+    const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: inputOf(method) === 'decoder' }) : undefined);
     const total = request.supports.length + (request.ti ? 1 : 0);
     const supports: SupportVolume[] = [];
     for (const s of request.supports) {

@@ -61,5 +61,17 @@ export function trainableVariable(values: Float32Array, shape: number[]): tf.Var
   return variable;
 }
 
+/**
+ * The two F -> F convolutions of an adapter block ([k, k, k, F, F]): `adapter.conv1` drawn from
+ * the stream, `adapter.conv2` drawn too or zero (then the untrained block adds nothing).
+ */
+export function adapterConvolutions(rng: Rng, featureSize: number, kernel: 1 | 3, second: 'drawn' | 'zero'): Map<string, tf.Variable> {
+  const shape = [kernel, kernel, kernel, featureSize, featureSize];
+  const count = kernel ** 3 * featureSize * featureSize;
+  const conv1 = trainableVariable(uniformWeights(rng, count, kernel ** 3 * featureSize), shape);
+  const conv2 = trainableVariable(second === 'drawn' ? uniformWeights(rng, count, kernel ** 3 * featureSize) : new Float32Array(count), shape);
+  return new Map([['adapter.conv1', conv1], ['adapter.conv2', conv2]]);
+}
+
 /** Size of the one-channel head: F weights and a bias. */
 export const headSize = (backbone: SwinUNETR) => backbone.config.featureSize + 1;

@@ -162,6 +162,14 @@ export function resolveModelDir(name: string): string {
   return path.join(dir, 'data', 'models', 'default');
 }
 
+/** Loads a model by name ('default' or a directory) with its fingerprint; a missing default model gets a clear hint. */
+export function loadNamedModel(name: string): { model: SwinUNETR; manifest: ModelManifest; dir: string; fingerprint: string } {
+  const dir = resolveModelDir(name);
+  if (name === 'default' && !fs.existsSync(dir)) throw new FseftError('the default model is missing (data/models/default); see data/README.md for the command that trains it', dir);
+  const loaded = loadModel(dir);
+  return { ...loaded, dir, fingerprint: modelFingerprint(dir) };
+}
+
 /** The preprocessing a model expects (the paper's when the model does not say). */
 export function modelPreprocessing(manifest: ModelManifest): ModelPreprocessing {
   return manifest.preprocessing ?? PAPER_PREPROCESSING;

@@ -15,14 +15,18 @@ export interface UnetResBlockWeights {
   conv3?: tf.Tensor;
 }
 
+/** A 'same' convolution with a [k, k, k, in, out] filter; kernel 1 is a per-voxel product. */
+export function convolveSame(x: tf.Tensor, filter: tf.Tensor, kernel: 1 | 3): tf.Tensor {
+  return kernel === 3 ? conv3dSame(x as tf.Tensor5D, filter as tf.Tensor5D) : linear(x, tf.reshape(filter, filter.shape.slice(-2) as [number, number]) as tf.Tensor2D);
+}
+
 /**
  * MONAI UnetResBlock (instance norm without affine, LeakyReLU 0.01): conv-norm-lrelu-conv-norm,
  * plus the input (projected and normalised when channels change), then LeakyReLU. The decoder of
  * SwinUNETR and the paper's spatial adapter both run this one function.
  */
 export function unetResBlock(x: tf.Tensor5D, weights: UnetResBlockWeights, kernel: 1 | 3 = 3): tf.Tensor5D {
-  const conv = (t: tf.Tensor, filter: tf.Tensor): tf.Tensor =>
-    kernel === 3 ? conv3dSame(t as tf.Tensor5D, filter as tf.Tensor5D) : linear(t, tf.reshape(filter, filter.shape.slice(-2) as [number, number]) as tf.Tensor2D);
+  const conv = (t: tf.Tensor, filter: tf.Tensor) => convolveSame(t, filter, kernel);
   const main = pipeline(
     x,
     (t) => conv(t, weights.conv1),

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { AdaptMethod, parseMethod } from '../adapters/adapters';
+import { AdaptMethod, inputOf, parseMethod } from '../adapters/adapters';
+import { methodOf } from '../adapters/registry';
 import { Dataset, loadCase, openDataset } from '../data/datasets';
 import { templateClass, templateClassName } from '../data/template';
 import { backboneFeatures } from '../inference/features';
@@ -199,7 +200,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
               const learningRate = plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : recipe.learningRates[cell.method]);
               const cropsPerStep = plan.cropsPerStep ?? recipe.cropsPerStep;
               const tiForm = plan.ti?.form ?? recipe.ti.form;
-              const frozen = cell.method !== 'ft' && cell.method !== 'scratch';
+              const frozen = inputOf(cell.method) !== 'image';
               const load = async (entry: (typeof eligible)[number]) => {
                 let found = prepared.get(entry.id + '|' + organName);
                 if (!found) {
@@ -283,7 +284,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   fold,
                   seed,
                   recipe: recipe.name,
-                  head: cell.method !== 'generalization' && cell.method !== 'scratch' ? recipe.head : undefined,
+                  head: methodOf(cell.method).trains && methodOf(cell.method).head === 'recipe' ? recipe.head : undefined,
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
                   lambda: ti?.lambda,
                   gamma: ti?.gamma,

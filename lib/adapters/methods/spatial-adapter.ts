@@ -1,5 +1,5 @@
 import { unetResBlock } from '../../networks/unet-res-block';
-import { FewShotMethod, headSize, need, trainableVariable, uniformWeights } from '../method';
+import { FewShotMethod, adapterConvolutions, headSize, need } from '../method';
 
 /**
  * The paper's spatial adapter: a MONAI UnetResBlock(F, F) on the frozen last-decoder features (the
@@ -13,12 +13,7 @@ function spatialAdapter(kernel: 1 | 3, description: string): FewShotMethod {
     input: 'features',
     trains: true,
     head: 'recipe',
-    create: ({ featureSize: f, rng }) => {
-      const shape = [kernel, kernel, kernel, f, f];
-      const conv1 = trainableVariable(uniformWeights(rng, size(f), kernel ** 3 * f), shape);
-      const conv2 = trainableVariable(uniformWeights(rng, size(f), kernel ** 3 * f), shape);
-      return { variables: new Map([['adapter.conv1', conv1], ['adapter.conv2', conv2]]) };
-    },
+    create: ({ featureSize, rng }) => ({ variables: adapterConvolutions(rng, featureSize, kernel, 'drawn') }),
     restore: () => undefined,
     features: (inputs, param) => unetResBlock(need(inputs.features, 'features'), { conv1: param('adapter.conv1'), conv2: param('adapter.conv2') }, kernel),
     parameterCount: (backbone) => 2 * size(backbone.config.featureSize) + headSize(backbone),

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { load } from '../../api';
-import { ADAPT_METHODS, parseMethod } from '../../adapters/adapters';
+import { ADAPT_METHODS, inputOf, parseMethod } from '../../adapters/adapters';
 import { templateClass, templateClassName } from '../../data/template';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
 import { recipeByName, recipeGamma } from '../../training/recipes';
@@ -71,7 +71,7 @@ export async function adaptCommand(options: Options): Promise<void> {
       const supports = supportSpecs.slice(0, k ?? supportSpecs.length).map((s) => ({ image: s.image, label: s.label!, value: s.value }));
       const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
       console.log(`adapting ${model.dir} (${model.network.parameterCount.toLocaleString('en-US')} parameters, F = ${model.network.config.featureSize}) to ${templateClassName(templateClass(organName))} with ${method}, k = ${supports.length}`);
-      const frozen = method !== 'ft' && method !== 'scratch';
+      const frozen = inputOf(method) !== 'image';
       const featureBar = frozen ? new ProgressBar(supports.length + (ti ? 1 : 0), 'backbone features (once per volume)') : undefined;
       const bar = method === 'generalization' ? undefined : new ProgressBar(epochs * supports.length, `${method}${ti ? '+ti' : ''}`);
       const adapted = await model.adapt({

@@ -9,7 +9,7 @@ import { backboneFeatures } from '../../inference/features';
 import { PreparedCase, prepareCase } from '../../inference/predict';
 import { readNiftiInfo } from '../../io/nifti';
 import { Volume } from '../../io/volume';
-import { headChannelOf, modelPreprocessing } from '../../networks/model-io';
+import { headChannelOf, loadNamedModel, modelPreprocessing } from '../../networks/model-io';
 import { DEFAULT_ADAPT, adaptToOrgan } from '../../training/adapt';
 import { ExperimentPlan, formatTable, runExperiment } from '../../training/experiment';
 import { writeFileAtomic } from '../../util/atomic-write';
@@ -17,7 +17,6 @@ import { VegaLiteSpec, labelledGridSpec, renderSvg } from '../../viz/charts';
 import { dice } from '../../metrics/overlap';
 import { largestMaskSlice } from '../../viz/overlay';
 import { Options } from '../args';
-import { loadModelOption } from './model-options';
 
 export const DEMO_HELP = `fseft demo [--out runs/demo] [--model default] [--seed 0] [--organs liver,spleen,rkidney] [--shots 1,5] [--epochs-1 24 --epochs-5 5]
   The end-to-end few-shot run on synthetic data (about 10 min on 2 cores): generates a target
@@ -40,7 +39,7 @@ export async function demoCommand(options: Options): Promise<void> {
   console.log(SYNTHETIC_NOTICE);
   const started = Date.now();
   await initBackend(backend);
-  const { model, manifest, dir, fingerprint } = loadModelOption(modelName);
+  const { model, manifest, dir, fingerprint } = loadNamedModel(modelName);
   const preprocessing = modelPreprocessing(manifest);
   console.log(`\n1. foundation model ${dir}: SwinUNETR F = ${model.config.featureSize}, ${model.parameterCount.toLocaleString('en-US')} parameters, ${manifest.config.outChannels} template classes`);
   console.log(`   trained: ${manifest.provenance.origin} ${manifest.provenance.notes?.join('; ') ?? ''}; preprocessing ${JSON.stringify(preprocessing.spacing)} mm, HU [${preprocessing.window}], patches ${preprocessing.roi.join('x')}`);

@@ -7,8 +7,8 @@ import { readJsonFile } from '../../util/read-file';
 import { writeFileAtomic } from '../../util/atomic-write';
 import { diceBarsSpec, gammaCurveSpec, renderSvg } from '../../viz/charts';
 import { frameToCsv, summaryFrame, table1Frame } from '../../viz/tables';
+import { loadNamedModel } from '../../networks/model-io';
 import { Options } from '../args';
-import { loadModelOption } from './model-options';
 
 export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <dir|default>] [--records <file.jsonl>]
   Runs a grid of few-shot experiments and appends one JSON record per cell (method, organ, k, fold,
@@ -52,7 +52,7 @@ export async function experimentCommand(options: Options): Promise<void> {
   const recordsFile = recordsOption ?? planFile.replace(/\.json$/, '') + '.records.jsonl';
   validatePlan(resolved, planFile);
   await initBackend(backend);
-  const { model, manifest, fingerprint } = loadModelOption(modelName);
+  const { model, manifest, fingerprint } = loadNamedModel(modelName);
   const records = await runExperiment(resolved, {
     model,
     manifest,

@@ -1,8 +1,8 @@
 import * as path from 'node:path';
 import { initBackend } from '../../backend/backend';
 import { REPO_ROOT_HINT, checkStudyPlansDir, runReproduction } from '../../studies/reproduction';
+import { loadNamedModel } from '../../networks/model-io';
 import { Options } from '../args';
-import { loadModelOption } from './model-options';
 
 export const REPRODUCE_HELP = `fseft reproduce [--model default] [--plans docs/reproduction] [--work runs/reproduction] [--report docs/reproduction.md]
   The reproduction study of the paper's findings: the plans in --plans (main grid, whole-network
@@ -19,7 +19,7 @@ export async function reproduceCommand(options: Options): Promise<void> {
   options.rejectUnknown();
   checkStudyPlansDir(plansDir);
   await initBackend(backend);
-  const { model, manifest, dir, fingerprint } = loadModelOption(modelName);
+  const { model, manifest, dir, fingerprint } = loadNamedModel(modelName);
   try {
     await runReproduction({ plansDir, workDir, report, model, manifest, modelDir: dir, modelFingerprint: fingerprint });
   } finally {
