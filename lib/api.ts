@@ -165,7 +165,7 @@ export class FoundationModel {
     if (method !== 'generalization' && request.supports.length === 0) throw new FseftError("adapt needs at least one support CT with its label (the model's own head: segment(image, { organ }))");
     if (request.scratchEncoder && method !== 'scratch') throw new FseftError(`a scratch encoder starts scratch from a model's Swin encoder; it does not apply to ${method}`);
     const frozen = inputOf(method) !== 'image';
-    if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached features: use it with a frozen-backbone method, not ${method}`);
+    if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached backbone features (lp, the adapters, ft-last); ${method} changes the backbone`);
     const roi = this.preprocessing.roi;
     const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: inputOf(method) === 'decoder' }) : undefined);
     const total = request.supports.length + (request.ti ? 1 : 0);

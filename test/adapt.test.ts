@@ -111,7 +111,7 @@ test('trainable parameters: lp F + 1, adapters 2 k^3 F^2 + F + 1, ft-last = deco
   assert.equal(count('adapter-k1'), 2 * F * F + F + 1);
   // decoder1 = UnetrUpBlock(F, F): transposed conv F*F*8, conv1 2F*F*27, conv2 F*F*27, conv3 2F*F; at F = 48 with the head: 209,713 (paper: 209.6 K).
   assert.equal(count('ft-last'), F * F * 8 + 2 * F * F * 27 + F * F * 27 + 2 * F * F + F + 1);
-  assert.throws(() => parseMethod('lora'), /unknown method 'lora'; methods: generalization, scratch, ft, ft-last, lp/);
+  assert.throws(() => parseMethod('prompt'), /unknown method 'prompt'; methods: generalization, scratch, ft, ft-last, lp/);
 });
 
 test('transductive inference pulls the predicted query size into [(1 - gamma) S, (1 + gamma) S]', async () => {
@@ -133,7 +133,7 @@ test('transductive inference pulls the predicted query size into [(1 - gamma) S,
   assert.ok(size >= (1 - gamma) * S * 0.95 && size <= (1 + gamma) * S * 1.05, `with TI the query size ${size.toFixed(0)} should be near [${((1 - gamma) * S).toFixed(0)}, ${((1 + gamma) * S).toFixed(0)}]`);
   assert.ok(result.history.slice(0, 20).every((h) => h.sizeLoss === undefined) && result.history.slice(20).every((h) => h.sizeLoss !== undefined), 'TI is active in the last half of the epochs only');
   result.adapter.dispose();
-  assert.throws(() => adaptToOrgan(model, [support], undefined, options('ft', { ti })), /transductive inference needs a frozen backbone/);
+  assert.throws(() => adaptToOrgan(model, [support], undefined, options('ft', { ti })), /transductive inference trains on cached backbone features \(lp, the adapters, ft-last\); ft, scratch and the PEFT methods change the backbone/);
 });
 
 test('scratch starts from a given Swin encoder (the reference start) and is random elsewhere; other methods refuse one', async () => {
@@ -161,13 +161,13 @@ test('scratch starts from a given Swin encoder (the reference start) and is rand
 test('the method registry: one entry per method, parameter counts without building, and the spatial adapter runs the decoder\'s UnetResBlock', async () => {
   await switchBackend('cpu');
   const model = tinyBackbone();
-  assert.deepEqual(ADAPT_METHODS, ['generalization', 'scratch', 'ft', 'ft-last', 'lp', 'adapter', 'adapter-k1', 'residual-adapter', 'mlp-adapter']);
+  assert.deepEqual(ADAPT_METHODS, ['generalization', 'scratch', 'ft', 'ft-last', 'lp', 'adapter', 'adapter-k1', 'residual-adapter', 'mlp-adapter', 'lora', 'adaptformer', 'bitfit', 'ln-affine', 'compacter']);
   const tensors = tf.memory().numTensors;
   const counts: Record<string, number> = {};
   for (const method of ADAPT_METHODS) {
     const adapter = Adapter.create(method, model, undefined, 0);
     counts[method] = adapter.trainableParameters;
-    assert.equal(METHODS[method].trains ? METHODS[method].parameterCount(model) : 0, adapter.trainableParameters, `${method}: declared and built parameter counts agree`);
+    assert.equal(METHODS[method].trains ? METHODS[method].parameterCount(model.config) : 0, adapter.trainableParameters, `${method}: declared and built parameter counts agree`);
     assert.equal(adapter.input, METHODS[method].input);
     adapter.dispose();
   }

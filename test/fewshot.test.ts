@@ -143,7 +143,7 @@ test('fseft adapt refuses bad input with clear messages and writes nothing', asy
   const support = `${image(0)}=${label(0)}:6`;
   const cases: Array<[string[], RegExp]> = [
     [['--organ', 'brainstem', '--method', 'lp', '--support', support], /unknown organ 'brainstem'/],
-    [['--organ', 'liver', '--method', 'lora', '--support', support], /unknown method 'lora'; methods: generalization, scratch, ft, ft-last, lp, adapter, adapter-k1, residual-adapter, mlp-adapter/],
+    [['--organ', 'liver', '--method', 'prompt', '--support', support], /unknown method 'prompt'; methods: generalization, scratch, ft, ft-last, lp, adapter, adapter-k1, residual-adapter, mlp-adapter, lora, adaptformer, bitfit, ln-affine, compacter/],
     [['--organ', 'liver', '--method', 'lp', '--support', support, '--k', '5'], /--k 5 is larger than the 1 support volume\(s\) given/],
     [['--organ', 'liver', '--method', 'lp', '--support', `${image(0)}=${label(0)}:42`], /label value 42 does not occur \(values present: 1, 6\)/],
     [['--organ', 'liver', '--method', 'lp', '--support', support, '--ti'], /--ti needs --query/],

@@ -36,7 +36,7 @@ const EXPECTED: Record<string, { svg: number; png: number; tables: number }> = {
   '03-few-shot-adaptation.ipynb': { svg: 2, png: 0, tables: 1 },
   '04-gamma-ablation.ipynb': { svg: 1, png: 0, tables: 1 },
   '05-qualitative.ipynb': { svg: 1, png: 0, tables: 0 },
-  '06-adapters-vs-mlp.ipynb': { svg: 1, png: 0, tables: 1 },
+  '06-adapters-vs-mlp.ipynb': { svg: 2, png: 0, tables: 2 },
   '07-results.ipynb': { svg: 1, png: 0, tables: 1 },
 };
 

@@ -61,5 +61,10 @@ export function loadAdapter(dir: string, backbone: SwinUNETR, fingerprint: strin
   const { tensors } = readSafetensors(path.join(dir, WEIGHTS));
   const variables = new Map<string, tf.Variable>();
   for (const [name, t] of tensors) variables.set(name, variableOf(tf.tensor(Float32Array.from(t.data), t.shape), method !== 'generalization'));
-  return { adapter: Adapter.fromVariables(method, manifest.featureSize, variables, backbone), manifest };
+  try {
+    return { adapter: Adapter.fromVariables(method, manifest.featureSize, variables, backbone), manifest };
+  } catch (error) {
+    for (const variable of variables.values()) variable.dispose();
+    throw error instanceof FseftError && error.file === undefined ? new FseftError(error.message, dir) : error;
+  }
 }

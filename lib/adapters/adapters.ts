@@ -88,7 +88,7 @@ export class Adapter {
   /** Logits [1, X, Y, Z, 1] of one crop. */
   forward(inputs: CropInputs, options: { checkpoint?: boolean } = {}): tf.Tensor5D {
     return tf.tidy(() => {
-      const features = methodOf(this.method).features(inputs, (name) => this.v(name), this.network, options);
+      const features = methodOf(this.method).features(inputs, (name) => this.v(name), this.network, { ...options, tuning: this.variables });
       return linear(features, this.v('head.weight') as tf.Tensor2D, this.v('head.bias') as tf.Tensor1D) as tf.Tensor5D;
     });
   }

@@ -5,4 +5,6 @@ export { ADAPT_METHODS, METHODS, METHOD_DESCRIPTIONS, methodOf, parseMethod } fr
 export type { AdaptMethod } from './registry';
 export type { FewShotMethod, AdapterInput, CropInputs } from './method';
 export { saveAdapter, loadAdapter } from './adapter-io';
+export { PEFT_METHOD_NAMES, peftParameters } from './methods/peft';
+export type { PeftMethodName } from './methods/peft';
 export type { AdapterManifest } from './adapter-io';

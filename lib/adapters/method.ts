@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { SwinUNETR } from '../networks/swin-unetr';
+import { SwinUNETR, SwinUNETRConfig, swinUnetrParameterSpecs } from '../networks/swin-unetr';
 import { Rng } from '../util/random';
 
 /** What a method's forward pass consumes: cached last-decoder features, cached decoder1 inputs, or the image. */
@@ -34,14 +34,17 @@ export interface FewShotMethod {
   readonly trains: boolean;
   /** Where its head starts: the recipe's choice (zero-shot row or random), or always random (scratch). */
   readonly head: 'recipe' | 'random';
-  /** Its own variables at their initial values, and the network it runs (ft-last: the backbone; ft, scratch: their own). */
+  /** Its own variables at their initial values, and the network it runs (ft-last and the PEFT methods: the backbone; ft, scratch: their own). */
   create(setup: MethodSetup): { variables: Map<string, tf.Variable>; network?: SwinUNETR };
   /** The network a saved adapter of this method runs, from its variables. */
   restore(variables: Map<string, tf.Variable>, backbone: SwinUNETR): SwinUNETR | undefined;
-  /** The features the one-channel head reads, for one crop; `param` reads the method's variables. */
-  features(inputs: CropInputs, param: (name: string) => tf.Tensor, network: SwinUNETR | undefined, options: { checkpoint?: boolean }): tf.Tensor5D;
-  /** Trainable parameters for this backbone, head included, without building anything. */
-  parameterCount(backbone: SwinUNETR): number;
+  /**
+   * The features the one-channel head reads, for one crop; `param` reads the method's variables,
+   * `options.tuning` holds all of them by name (what a method inside the backbone passes to it).
+   */
+  features(inputs: CropInputs, param: (name: string) => tf.Tensor, network: SwinUNETR | undefined, options: { checkpoint?: boolean; tuning?: ReadonlyMap<string, tf.Tensor> }): tf.Tensor5D;
+  /** Trainable parameters for a backbone of this configuration, head included, without building anything. */
+  parameterCount(config: SwinUNETRConfig): number;
 }
 
 export function need(tensor: tf.Tensor5D | undefined, name: string): tf.Tensor5D {
@@ -74,4 +77,11 @@ export function adapterConvolutions(rng: Rng, featureSize: number, kernel: 1 | 3
 }
 
 /** Size of the one-channel head: F weights and a bias. */
-export const headSize = (backbone: SwinUNETR) => backbone.config.featureSize + 1;
+export const headSize = (config: SwinUNETRConfig) => config.featureSize + 1;
+
+/** Parameters of the network's specs that pass `keep` (all of them by default). */
+export function specParameters(config: SwinUNETRConfig, keep: (name: string) => boolean = () => true): number {
+  return swinUnetrParameterSpecs(config)
+    .filter((spec) => keep(spec.name))
+    .reduce((sum, spec) => sum + spec.torchShape.reduce((a, b) => a * b, 1), 0);
+}

@@ -3,6 +3,7 @@ import { FewShotMethod } from './method';
 import { fineTune, fineTuneLast, scratch } from './methods/fine-tuning';
 import { generalization } from './methods/generalization';
 import { linearProbe } from './methods/linear-probe';
+import { adaptformer, bitfit, compacter, lnAffine, lora } from './methods/peft';
 import { mlpAdapter, residualAdapter3 } from './methods/residual-adapter';
 import { adapter, adapterK1 } from './methods/spatial-adapter';
 
@@ -17,6 +18,11 @@ export const METHODS = {
   'adapter-k1': adapterK1,
   'residual-adapter': residualAdapter3,
   'mlp-adapter': mlpAdapter,
+  lora,
+  adaptformer,
+  bitfit,
+  'ln-affine': lnAffine,
+  compacter,
 } as const satisfies Record<string, FewShotMethod>;
 
 export type AdaptMethod = keyof typeof METHODS;

@@ -158,7 +158,27 @@ export interface ForwardOptions {
   checkpoint?: CheckpointMode;
   /** Also return the inputs of the last decoder block (dec0, enc0): what FT-Last trains on. */
   decoderInputs?: boolean;
+  /**
+   * Parameters of a parameter-efficient method (lib/adapters/methods/peft.ts). A name of the
+   * network replaces that parameter (BitFit, LayerNorm affine); a name under a Swin block's prefix
+   * adds a module there: \`attn.qkv.lora_A.weight\` and \`lora_B.weight\` (LoRA on the qkv
+   * projection), \`mlpAdapter.*\` (AdaptFormer's parallel MLP adapter), \`compacter_1.*\` and
+   * \`compacter_2.*\` (Compacter's PHM layers on the attention and MLP branches).
+   */
+  tuning?: ReadonlyMap<string, tf.Tensor>;
 }
+
+/** The modules a method may add to a Swin block, by name under the block's prefix. */
+export const SWIN_BLOCK_MODULES = {
+  loraA: 'attn.qkv.lora_A.weight',
+  loraB: 'attn.qkv.lora_B.weight',
+  adaptformerDown: ['mlpAdapter.down_proj.weight', 'mlpAdapter.down_proj.bias'],
+  adaptformerUp: ['mlpAdapter.up_proj.weight', 'mlpAdapter.up_proj.bias'],
+  compacter: ['compacter_1', 'compacter_2'],
+} as const;
+
+/** AdaptFormer's fixed scale of its adapter branch (the reference's MLPAdapter scale). */
+export const ADAPTFORMER_SCALE = 0.1;
 
 /** Which blocks recompute their activations in the backward pass (see ForwardOptions.checkpoint). */
 export type CheckpointMode = boolean | 'swin';
@@ -232,9 +252,9 @@ export class SwinUNETR {
     return tf.tidy(() => {
       const hidden = this.swinViT(x, options);
       const convolutional = options.checkpoint === true;
-      const res = (prefix: string, input: tf.Tensor5D) => this.block(prefix, [input], convolutional, (param, i) => this.resBlock(prefix, i as tf.Tensor5D, param));
+      const res = (prefix: string, input: tf.Tensor5D) => this.block(prefix, [input], convolutional, options, (param, i) => this.resBlock(prefix, i as tf.Tensor5D, param));
       const up = (name: string, input: tf.Tensor5D, skip: tf.Tensor5D) =>
-        this.block(`${name}.`, [input, skip], convolutional, (param, i, k) => this.upBlock(name, i as tf.Tensor5D, k as tf.Tensor5D, param));
+        this.block(`${name}.`, [input, skip], convolutional, options, (param, i, k) => this.upBlock(name, i as tf.Tensor5D, k as tf.Tensor5D, param));
       const enc0 = res('encoder1.layer.', x);
       const enc1 = res('encoder2.layer.', hidden[0]);
       const enc2 = res('encoder3.layer.', hidden[1]);
@@ -245,7 +265,8 @@ export class SwinUNETR {
       const dec1 = up('decoder3', dec2, enc2);
       const dec0 = up('decoder2', dec1, enc1);
       const features = up('decoder1', dec0, enc0);
-      const logits = linear(features, this.p('out.conv.conv.weight') as tf.Tensor2D, this.p('out.conv.conv.bias') as tf.Tensor1D) as tf.Tensor5D;
+      const param = this.resolver(options);
+      const logits = linear(features, param('out.conv.conv.weight') as tf.Tensor2D, param('out.conv.conv.bias') as tf.Tensor1D) as tf.Tensor5D;
       const result: SwinUNETROutput = { logits, features };
       if (options.hiddenStates) result.hidden = hidden;
       if (options.decoderInputs) Object.assign(result, { dec0, enc0 });
@@ -255,8 +276,9 @@ export class SwinUNETR {
 
   /** The Swin encoder: five hidden states, layer-normalised without parameters when `normalize`. */
   swinViT(x: tf.Tensor5D, options: ForwardOptions = {}): tf.Tensor5D[] {
+    const param = this.resolver(options);
     const patches = spaceToDepth2(x);
-    let current = linear(patches, this.p('swinViT.patch_embed.proj.weight') as tf.Tensor2D, this.p('swinViT.patch_embed.proj.bias') as tf.Tensor1D) as tf.Tensor5D;
+    let current = linear(patches, param('swinViT.patch_embed.proj.weight') as tf.Tensor2D, param('swinViT.patch_embed.proj.bias') as tf.Tensor1D) as tf.Tensor5D;
     current = this.dropout(current, this.config.dropRate, options);
     const outputs = [this.projOut(current)];
     let blockIndex = 0;
@@ -268,10 +290,16 @@ export class SwinUNETR {
         const dropPath = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
         tokens = this.swinBlockMaybeCheckpointed(`swinViT.layers${stage + 1}.0.blocks.${b}.`, tokens, [d, h, w], b % 2 === 1, this.config.numHeads[stage], dropPath, options);
       }
-      current = this.patchMerging(`swinViT.layers${stage + 1}.0.downsample.`, tf.reshape(tokens, [1, d, h, w, c]) as tf.Tensor5D);
+      current = this.patchMerging(`swinViT.layers${stage + 1}.0.downsample.`, tf.reshape(tokens, [1, d, h, w, c]) as tf.Tensor5D, param);
       outputs.push(this.projOut(current));
     }
     return outputs;
+  }
+
+  /** Reads a parameter: a method's replacement when it has one (ForwardOptions.tuning), else the network's. */
+  private resolver(options: ForwardOptions): (name: string) => tf.Tensor {
+    const tuning = options.tuning;
+    return tuning ? (name) => tuning.get(name) ?? this.p(name) : (name) => this.p(name);
   }
 
   private projOut(x: tf.Tensor5D): tf.Tensor5D {
@@ -287,21 +315,28 @@ export class SwinUNETR {
     prefix: string,
     inputs: tf.Tensor[],
     checkpoint: boolean,
+    options: ForwardOptions,
     run: (param: (name: string) => tf.Tensor, ...inputs: tf.Tensor[]) => T,
   ): T {
+    const resolve = this.resolver(options);
     // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
-    if (!checkpoint) return tf.tidy(() => run((name) => this.p(name), ...inputs));
+    if (!checkpoint) return tf.tidy(() => run(resolve, ...inputs));
     const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
+    for (const name of options.tuning?.keys() ?? []) if (name.startsWith(prefix) && !this.params.has(name)) names.push(name);
     return checkpointed((...all: tf.Tensor[]) => {
       const params = all.slice(inputs.length);
-      return run((name) => params[names.indexOf(name)], ...all.slice(0, inputs.length));
-    }, [...inputs, ...names.map((n) => this.p(n))]) as T;
+      return run((name) => {
+        const index = names.indexOf(name);
+        if (index < 0) throw new Error(`block ${prefix} has no parameter ${name}`);
+        return params[index];
+      }, ...all.slice(0, inputs.length));
+    }, [...inputs, ...names.map(resolve)]) as T;
   }
 
   private swinBlockMaybeCheckpointed(prefix: string, x: tf.Tensor2D, dims: [number, number, number], shifted: boolean, heads: number, dropPath: number, options: ForwardOptions): tf.Tensor2D {
     // A recomputation must draw the same dropout masks: each run gets a generator with one seed.
     const seed = options.training ? options.training.rng.nextUint32() : 0;
-    return this.block(prefix, [x], Boolean(options.checkpoint), (param, input) => {
+    return this.block(prefix, [x], Boolean(options.checkpoint), options, (param, input) => {
       const replay: ForwardOptions = options.training ? { ...options, training: { rng: new Rng(seed) } } : options;
       return this.swinBlock(prefix, input as tf.Tensor2D, dims, shifted, heads, dropPath, replay, param);
     });
@@ -323,14 +358,25 @@ export class SwinUNETR {
     const normed = layerNorm(x, param(`${prefix}norm1.weight`), param(`${prefix}norm1.bias`)) as tf.Tensor2D;
     const windows = gatherRows(normed, plan.partition, plan.reverse);
     const attended = this.windowAttention(prefix, windows, plan.windows, plan.tokens, heads, plan.mask, options, param);
-    const back = gatherRows(attended, plan.reverse, plan.partition);
+    const has = (name: string) => options.tuning?.has(`${prefix}${name}`) ?? false;
+    // Compacter replaces each branch by its PHM layer's image of it (serial, no inner residual).
+    const phm = (branch: tf.Tensor, name: string) => (has(`${name}.W`) ? phmLinear(branch, param(`${prefix}${name}.phm_rule`), param(`${prefix}${name}.W`), param(`${prefix}${name}.b`)) : branch);
+    const back = phm(gatherRows(attended, plan.reverse, plan.partition), SWIN_BLOCK_MODULES.compacter[0]);
     let out = tf.add(x, this.dropPath(back, dropPath, options)) as tf.Tensor2D;
     const mlpIn = layerNorm(out, param(`${prefix}norm2.weight`), param(`${prefix}norm2.bias`));
     let hiddenMlp = gelu(linear(mlpIn, param(`${prefix}mlp.linear1.weight`) as tf.Tensor2D, param(`${prefix}mlp.linear1.bias`) as tf.Tensor1D));
     hiddenMlp = this.dropout(hiddenMlp, this.config.dropRate, options);
     let mlpOut = linear(hiddenMlp, param(`${prefix}mlp.linear2.weight`) as tf.Tensor2D, param(`${prefix}mlp.linear2.bias`) as tf.Tensor1D);
     mlpOut = this.dropout(mlpOut, this.config.dropRate, options);
-    out = tf.add(out, this.dropPath(mlpOut, dropPath, options)) as tf.Tensor2D;
+    let branch = phm(this.dropPath(mlpOut, dropPath, options), SWIN_BLOCK_MODULES.compacter[1]);
+    if (has(SWIN_BLOCK_MODULES.adaptformerDown[0])) {
+      // AdaptFormer: a bottleneck on the stream after attention (not normalised), added to the MLP branch.
+      const [downWeight, downBias] = SWIN_BLOCK_MODULES.adaptformerDown.map((name) => param(`${prefix}${name}`));
+      const [upWeight, upBias] = SWIN_BLOCK_MODULES.adaptformerUp.map((name) => param(`${prefix}${name}`));
+      const down = tf.relu(linear(out, downWeight as tf.Tensor2D, downBias as tf.Tensor1D));
+      branch = tf.add(branch, tf.mul(linear(down, upWeight as tf.Tensor2D, upBias as tf.Tensor1D), ADAPTFORMER_SCALE));
+    }
+    out = tf.add(out, branch) as tf.Tensor2D;
     return out;
   }
 
@@ -357,8 +403,13 @@ export class SwinUNETR {
     // transposed ([windows * heads, headDim, tokens]): the products take no transposed operands.
     const weight = param(`${prefix}attn.qkv.weight`) as tf.Tensor2D;
     const qkvBias = param(`${prefix}attn.qkv.bias`) as tf.Tensor1D;
+    // LoRA: qkv(x) + B(A x), A and B without bias or scaling (the reference's LoRALayer).
+    const lora = options.tuning?.has(`${prefix}${SWIN_BLOCK_MODULES.loraA}`)
+      ? linear(linear(rows, param(`${prefix}${SWIN_BLOCK_MODULES.loraA}`) as tf.Tensor2D), param(`${prefix}${SWIN_BLOCK_MODULES.loraB}`) as tf.Tensor2D)
+      : undefined;
     const [q, kT, v] = [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].map((order, part) => {
-      const projected = linear(rows, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
+      const plain = linear(rows, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
+      const projected = lora ? tf.add(plain, tf.slice(lora, [0, part * c], [rows.shape[0], c])) : plain;
       const split = tf.transpose(tf.reshape(projected, [windows, tokens, heads, headDim]), order);
       return tf.reshape(split, [windows * heads, split.shape[2]!, split.shape[3]!]) as tf.Tensor3D;
     });
@@ -379,15 +430,15 @@ export class SwinUNETR {
    * MONAI PatchMerging: pad odd sizes, take the eight 2 x 2 x 2 sub-grids, LayerNorm(8C), Linear(8C -> 2C).
    * The default 'merging' keeps MONAI's v0.9 order of sub-grids (two of them repeated).
    */
-  private patchMerging(prefix: string, x: tf.Tensor5D): tf.Tensor5D {
+  private patchMerging(prefix: string, x: tf.Tensor5D, param: (name: string) => tf.Tensor): tf.Tensor5D {
     const [, d, h, w, c] = x.shape;
     let input = x;
     if (d % 2 || h % 2 || w % 2) input = tf.pad(x, [[0, 0], [0, d % 2], [0, h % 2], [0, w % 2], [0, 0]]);
     const [, dp, hp, wp] = input.shape;
     const count = (dp / 2) * (hp / 2) * (wp / 2);
     const merged = tf.reshape(stackSubgrids(input, this.config.downsample), [count, 8 * c]);
-    const normed = layerNorm(merged, this.p(`${prefix}norm.weight`), this.p(`${prefix}norm.bias`));
-    const reduced = linear(normed, this.p(`${prefix}reduction.weight`) as tf.Tensor2D);
+    const normed = layerNorm(merged, param(`${prefix}norm.weight`), param(`${prefix}norm.bias`));
+    const reduced = linear(normed, param(`${prefix}reduction.weight`) as tf.Tensor2D);
     return tf.reshape(reduced, [1, dp / 2, hp / 2, wp / 2, 2 * c]) as tf.Tensor5D;
   }
 
@@ -431,7 +482,17 @@ export class SwinUNETR {
   }
 }
 
-/** MONAI's UnetResBlock activation: LeakyReLU with negative slope 0.01. */
+/**
+ * Compacter's PHMLinear: y = x H + b with H = sum_i rule_i (x) W_i (Kronecker products), rule
+ * [n, n, n], W [n, in/n, out/n], so that H[a * in/n + k, c * out/n + p] = sum_i rule[i, a, c] W[i, k, p].
+ */
+export function phmLinear(x: tf.Tensor, rule: tf.Tensor, w: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  const [n] = rule.shape;
+  const [, inPart, outPart] = w.shape;
+  const products = tf.mul(tf.reshape(rule, [n, n, 1, n, 1]), tf.reshape(w, [n, 1, inPart, 1, outPart]));
+  const h = tf.reshape(tf.sum(products, 0), [n * inPart, n * outPart]) as tf.Tensor2D;
+  return linear(x, h, bias as tf.Tensor1D);
+}
 
 /** Sub-grid order of MONAI's PatchMerging as (d, h, w) offsets flattened d * 4 + h * 2 + w: x0..x7. */
 const LEGACY_MERGING_ORDER = [0, 4, 2, 1, 5, 2, 1, 7];

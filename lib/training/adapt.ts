@@ -102,6 +102,11 @@ export const METHOD_LEARNING_RATES: Record<AdaptMethod, number> = {
   'residual-adapter': 1e-3,
   'adapter-k1': 1e-3,
   'mlp-adapter': 1e-3,
+  lora: 1e-3,
+  adaptformer: 1e-2,
+  bitfit: 1e-2,
+  'ln-affine': 1e-2,
+  compacter: 1e-2,
 };
 
 /**
@@ -173,7 +178,7 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
   const input = adapter.input;
   const cached = options.cachedFeatures !== false && input !== 'image';
   if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
-  if (options.ti && input === 'image') throw new FseftError('transductive inference needs a frozen backbone (lp, adapters, ft-last), not ft or scratch');
+  if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch and the PEFT methods change the backbone');
 
   const grids = supports.map((s) => ({ image: volumeToGrid(s.image), mask: volumeToGrid(s.mask) }));
   const targetSize = options.ti ? estimateTargetSize(supports.map((s) => s.mask)) : undefined;

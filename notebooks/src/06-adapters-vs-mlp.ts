@@ -1,10 +1,12 @@
 // %% [markdown]
-// # 06 · Spatial adapters against the MLP adapter (the paper's Fig. 2a)
+// # 06 · Spatial adapters against the MLP adapter (the paper's Fig. 2a) and the PEFT methods
 //
 // Linear probe, the paper's adapter (UnetResBlock, 3x3x3) against its kernel-1 version (`adapter-k1`,
 // the "MLP" of Fig. 2a in the reference code), and the later code's residual adapters (`mlp-adapter`
 // with 1x1x1 and `residual-adapter` with 3x3x3 convolutions), with their trainable parameter counts.
-// **Synthetic data (simulated phantoms).**
+// Then the parameter-efficient methods of the authors' later code, which change the frozen Swin
+// encoder from inside its blocks (LoRA, AdaptFormer, BitFit, LayerNorm affine, Compacter; see
+// `npx fseft methods`). **Synthetic data (simulated phantoms).**
 
 // %%
 import * as tslab from 'tslab';
@@ -44,3 +46,20 @@ const records = await runPlan('adapters', {
 await show(fseft.viz.diceBarsSpec(records, 'Dice per adapter type'));
 const { DataFrame } = await import('danfojs-node');
 tslab.display.html(fseft.viz.frameHtml(new DataFrame([...new Map(records.map((r) => [r.method, { method: r.method, trainable: r.trainableParameters }])).values()]), { caption: 'trainable parameters per method' }));
+
+// %% [markdown]
+// ## PEFT methods inside the Swin encoder
+//
+// These methods cannot use the cached features (the backbone changes as they train), so each step
+// runs the whole network on its crops: slower than the adapters above. The decoder stays frozen;
+// learning rates are the later code's (LoRA 1e-3, the others 1e-2). An untrained LoRA, AdaptFormer,
+// BitFit or LN-affine gives the pretrained network's output exactly; Compacter's PHM layers replace
+// each block's branches by a product of scale 0.01, so it starts far from the pretrained network.
+
+// %%
+const peftRecords = await runPlan('peft', {
+  organs: QUICK ? ['liver'] : ['liver', 'spleen'], methods: ['lp', 'lora', 'adaptformer', 'bitfit', 'ln-affine', 'compacter'], shots: [1], folds: 1, seeds: [0], queries: 1,
+  epochs: QUICK ? 4 : 40, cropsPerStep: 2,
+});
+await show(fseft.viz.diceBarsSpec(peftRecords, 'Dice per PEFT method'));
+tslab.display.html(fseft.viz.frameHtml(new DataFrame([...new Map(peftRecords.map((r) => [r.method, { method: r.method, trainable: r.trainableParameters }])).values()]), { caption: 'trainable parameters per PEFT method (this model)' }));

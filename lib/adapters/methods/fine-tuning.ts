@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { variableOf } from '../../networks/ops';
 import { SwinUNETR } from '../../networks/swin-unetr';
 import { FseftError } from '../../util/errors';
-import { FewShotMethod, headSize, need } from '../method';
+import { FewShotMethod, headSize, need, specParameters } from '../method';
 
 const NETWORK = 'network.';
 
@@ -36,7 +36,7 @@ export const fineTune: FewShotMethod = {
   restore: networkOf,
   features: (inputs, _param, network, options) => networkFeatures(network, inputs.image, options.checkpoint),
   // Every parameter of the network is trained, its 29-channel head included (unused by the output).
-  parameterCount: (backbone) => backbone.parameterCount + headSize(backbone),
+  parameterCount: (config) => specParameters(config) + headSize(config),
 };
 
 /**
@@ -76,7 +76,7 @@ export const scratch: FewShotMethod = {
   },
   restore: networkOf,
   features: (inputs, _param, network, options) => networkFeatures(network, inputs.image, options.checkpoint),
-  parameterCount: (backbone) => backbone.parameterCount + headSize(backbone),
+  parameterCount: (config) => specParameters(config) + headSize(config),
 };
 
 /** FT-Last: the last decoder block (decoder1) trained on its cached inputs, with a one-channel head. */
@@ -92,5 +92,5 @@ export const fineTuneLast: FewShotMethod = {
   },
   restore: (_variables, backbone) => backbone,
   features: (inputs, param, network) => network!.lastDecoder(need(inputs.dec0, 'dec0'), need(inputs.enc0, 'enc0'), param),
-  parameterCount: (backbone) => backbone.specs.filter((s) => s.name.startsWith('decoder1.')).reduce((sum, s) => sum + s.torchShape.reduce((a, b) => a * b, 1), 0) + headSize(backbone),
+  parameterCount: (config) => specParameters(config, (name) => name.startsWith('decoder1.')) + headSize(config),
 };

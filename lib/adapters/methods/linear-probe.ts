@@ -9,5 +9,5 @@ export const linearProbe: FewShotMethod = {
   create: () => ({ variables: new Map() }),
   restore: () => undefined,
   features: (inputs) => need(inputs.features, 'features'),
-  parameterCount: (backbone) => headSize(backbone),
+  parameterCount: headSize,
 };

@@ -20,7 +20,7 @@ function residualAdapter(kernel: 1 | 3, description: string): FewShotMethod {
       const hidden = tf.relu(convolveSame(x, param('adapter.conv1'), kernel));
       return tf.add(x, convolveSame(hidden, param('adapter.conv2'), kernel)) as tf.Tensor5D;
     },
-    parameterCount: (backbone) => 2 * size(backbone.config.featureSize) + headSize(backbone),
+    parameterCount: (config) => 2 * size(config.featureSize) + headSize(config),
   };
 }
 

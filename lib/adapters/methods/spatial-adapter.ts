@@ -16,7 +16,7 @@ function spatialAdapter(kernel: 1 | 3, description: string): FewShotMethod {
     create: ({ featureSize, rng }) => ({ variables: adapterConvolutions(rng, featureSize, kernel, 'drawn') }),
     restore: () => undefined,
     features: (inputs, param) => unetResBlock(need(inputs.features, 'features'), { conv1: param('adapter.conv1'), conv2: param('adapter.conv2') }, kernel),
-    parameterCount: (backbone) => 2 * size(backbone.config.featureSize) + headSize(backbone),
+    parameterCount: (config) => 2 * size(config.featureSize) + headSize(config),
   };
 }
 
