@@ -12,7 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Adapter, AdaptMethod, inputOf, parseMethod, zeroShotRow } from './adapters/adapters';
+import { Adapter, AdaptMethod, DecoderMode, TRAINED_DECODER_LEARNING_RATE, inputOf, parseDecoderMode, parseMethod, zeroShotRow } from './adapters/adapters';
 import { loadAdapter, saveAdapter } from './adapters/adapter-io';
 import { BackendName, initBackend } from './backend/backend';
 import { templateClass, templateClassName } from './data/template';
@@ -58,6 +58,11 @@ export interface AdaptRequest {
   seed?: number;
   /** Scratch only: start from this model's Swin encoder (e.g. a self-supervised one), as the reference code; default random. */
   scratchEncoder?: FoundationModel;
+  /**
+   * The decoder: 'frozen' (default), 'fine-tuned' (trains from its pretrained weights) or 'new'
+   * (decoder and head re-initialised), as the reference's --decoder; learning rate 1e-4 unless given.
+   */
+  decoder?: DecoderMode;
   /** After each training step. */
   onStep?: (record: StepRecord, total: number) => void;
   /** After each volume is read, preprocessed and (frozen methods) passed through the backbone once. */
@@ -75,6 +80,8 @@ export interface AdaptSettings {
   seed: number;
   ti?: { lambda: number; gamma: number; form: SizeConstraintForm; pool: number; query: string; targetSize?: number };
   scratchInit?: string;
+  /** Present when the decoder trained. */
+  decoder?: DecoderMode;
   model: string;
 }
 
@@ -164,10 +171,11 @@ export class FoundationModel {
     if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
     if (method !== 'generalization' && request.supports.length === 0) throw new FseftError("adapt needs at least one support CT with its label (the model's own head: segment(image, { organ }))");
     if (request.scratchEncoder && method !== 'scratch') throw new FseftError(`a scratch encoder starts scratch from a model's Swin encoder; it does not apply to ${method}`);
-    const frozen = inputOf(method) !== 'image';
-    if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached backbone features (lp, the adapters, ft-last); ${method} changes the backbone`);
+    const decoder = parseDecoderMode(request.decoder, method);
+    const frozen = inputOf(method, decoder) !== 'image';
+    if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached backbone features (lp, the adapters, ft-last); ${decoder === 'frozen' ? method : `a ${decoder} decoder`} changes the network`);
     const roi = this.preprocessing.roi;
-    const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: inputOf(method) === 'decoder' }) : undefined);
+    const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: inputOf(method, decoder) === 'decoder' }) : undefined);
     const total = request.supports.length + (request.ti ? 1 : 0);
     const supports: SupportVolume[] = [];
     for (const s of request.supports) {
@@ -190,7 +198,7 @@ export class FoundationModel {
       pool: request.ti.pool ?? 2,
     };
     const epochs = request.epochs ?? (trained ? recipe.epochs[trained] : 1);
-    const learningRate = request.learningRate ?? (trained ? recipe.learningRates[trained] : 0);
+    const learningRate = request.learningRate ?? (trained ? (decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[trained]) : 0);
     const crops = request.cropsPerStep ?? recipe.cropsPerStep;
     const seed = request.seed ?? 0;
     const result = adaptToOrgan(this.network, supports, recipeHead(recipe, this.network, channel, method), {
@@ -203,6 +211,7 @@ export class FoundationModel {
       seed,
       scratchEncoder: request.scratchEncoder?.network,
       checkpoint: true,
+      decoder,
       ti: ti && { ...ti, query: query!.features! },
       onStep: request.onStep,
     });
@@ -216,6 +225,7 @@ export class FoundationModel {
       seed,
       ti: ti && { ...ti, query: query!.ct.image, targetSize: result.targetSize },
       scratchInit: method === 'scratch' ? (request.scratchEncoder ? `${request.scratchEncoder.dir} (${request.scratchEncoder.fingerprint})` : 'random') : undefined,
+      decoder: decoder === 'frozen' ? undefined : decoder,
       model: this.dir,
     };
     return new AdaptedModel(this, organ, result.adapter, { ...result, settings }, query);

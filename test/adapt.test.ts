@@ -133,7 +133,7 @@ test('transductive inference pulls the predicted query size into [(1 - gamma) S,
   assert.ok(size >= (1 - gamma) * S * 0.95 && size <= (1 + gamma) * S * 1.05, `with TI the query size ${size.toFixed(0)} should be near [${((1 - gamma) * S).toFixed(0)}, ${((1 + gamma) * S).toFixed(0)}]`);
   assert.ok(result.history.slice(0, 20).every((h) => h.sizeLoss === undefined) && result.history.slice(20).every((h) => h.sizeLoss !== undefined), 'TI is active in the last half of the epochs only');
   result.adapter.dispose();
-  assert.throws(() => adaptToOrgan(model, [support], undefined, options('ft', { ti })), /transductive inference trains on cached backbone features \(lp, the adapters, ft-last\); ft, scratch and the PEFT methods change the backbone/);
+  assert.throws(() => adaptToOrgan(model, [support], undefined, options('ft', { ti })), /transductive inference trains on cached backbone features \(lp, the adapters, ft-last\); ft, scratch, the PEFT methods and a trained decoder change the network/);
 });
 
 test('scratch starts from a given Swin encoder (the reference start) and is random elsewhere; other methods refuse one', async () => {

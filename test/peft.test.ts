@@ -182,3 +182,39 @@ test('each PEFT method lowers the support loss, trains only its own variables, a
   fs.writeFileSync(path.join(work, 'lora', 'adapter.json'), JSON.stringify({ ...manifest, method: 'adaptformer' }));
   assert.throws(() => loadAdapter(path.join(work, 'lora'), model, 'test'), /the saved adaptformer adapter has no swinViT\.layers1\.0\.blocks\.0\.mlpAdapter\.down_proj\.weight/);
 });
+
+test("--decoder fine-tuned and new (the reference's option): the decoder trains under its own names, the adapter reads the image and round-trips with its mode", async () => {
+  const decoderSize = model.specs.filter((s) => s.name.startsWith('decoder')).reduce((total, s) => total + s.torchShape.reduce((a, b) => a * b, 1), 0);
+  const image = tf.randomUniform([1, 32, 32, 32, 1], 0, 1, 'float32', 9) as tf.Tensor5D;
+  const frozen = model.forward(image);
+  const probe = Adapter.create('lp', model, zeroShotRow(model, LIVER), 1);
+  const expected = probe.forward({ features: frozen.features });
+  const fineTuned = Adapter.create('lp', model, zeroShotRow(model, LIVER), 1, undefined, 'fine-tuned');
+  assert.equal(fineTuned.input, 'image');
+  assert.equal(fineTuned.trainableParameters, decoderSize + F + 1);
+  assert.equal(maxAbsDifference(fineTuned.forward({ image }).dataSync(), expected.dataSync()), 0, 'a fine-tuned decoder starts as the pretrained one');
+  const fresh = Adapter.create('lp', model, zeroShotRow(model, LIVER), 1, undefined, 'new');
+  assert.ok(maxAbsDifference(fresh.forward({ image }).dataSync(), expected.dataSync()) > 1e-3, 'a new decoder and head start random');
+  const withLora = Adapter.create('lora', model, zeroShotRow(model, LIVER), 1, undefined, 'fine-tuned');
+  assert.equal(withLora.trainableParameters, sum(peftParameters('lora', model.config).added) + decoderSize + F + 1);
+  tf.dispose([image, frozen.logits, frozen.features, expected]);
+  for (const adapter of [probe, fineTuned, fresh, withLora]) adapter.dispose();
+  assert.throws(() => Adapter.create('ft', model, undefined, 1, undefined, 'fine-tuned'), /a fine-tuned decoder does not apply to ft \(it trains the whole network already\)/);
+  assert.throws(() => Adapter.create('lp', model, undefined, 1, undefined, 'warm' as 'new'), /decoder must be one of frozen, fine-tuned, new, got 'warm'/);
+
+  const support = ballCase([18, 18, 16], 7);
+  const query = ballCase([22, 16, 15], 8);
+  const before = new Map([...model.params].map(([name, p]) => [name, p.dataSync().slice()]));
+  const result = adaptToOrgan(model, [support], zeroShotRow(model, LIVER), { ...DEFAULT_ADAPT, method: 'adapter', decoder: 'fine-tuned', roi: ROI, epochs: 2, cropsPerStep: 1, learningRate: 1e-4, seed: 4 });
+  const moved = [...result.adapter.variables].filter(([name, v]) => name.startsWith('decoder') && maxAbsDifference(v.dataSync(), before.get(name)!) > 0).length;
+  assert.ok(moved > 0, 'the decoder trained');
+  for (const [name, p] of model.params) assert.equal(maxAbsDifference(p.dataSync(), before.get(name)!), 0, `backbone parameter ${name} changed`);
+  const dir = path.join(tempDir('fseft-decoder-'), 'adapter');
+  await saveAdapter(result.adapter, dir, { organ: 'liver', backbone: { fingerprint: 'test', featureSize: F, outChannels: 29 }, preprocessing: { spacing: 2, window: [-175, 250], roi: ROI }, training: {}, createdAt: 'test' });
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'adapter.json'), 'utf8')).decoder, 'fine-tuned');
+  const { adapter } = loadAdapter(dir, model, 'test');
+  assert.equal(adapter.decoder, 'fine-tuned');
+  assert.deepEqual(adapterProbabilities(adapter, { image: query.image }, { roi: ROI }).data, adapterProbabilities(result.adapter, { image: query.image }, { roi: ROI }).data);
+  adapter.dispose();
+  result.adapter.dispose();
+});

@@ -8,13 +8,15 @@ import { variableOf } from '../networks/ops';
 import { ensureWritableDirectory, writeFileAtomic } from '../util/atomic-write';
 import { FseftError } from '../util/errors';
 import { readJsonFile } from '../util/read-file';
-import { Adapter, AdaptMethod, parseMethod } from './adapters';
+import { Adapter, AdaptMethod, DecoderMode, parseDecoderMode, parseMethod } from './adapters';
 
 /** `adapter.json` of an adapter directory. */
 export interface AdapterManifest {
   format: 'fseft-adapter';
   version: 1;
   method: AdaptMethod;
+  /** The decoder during adaptation; absent (older adapters) means 'frozen'. */
+  decoder?: DecoderMode;
   organ: string;
   featureSize: number;
   /** The backbone it was trained on: predictions with another one are refused. */
@@ -30,7 +32,7 @@ export interface AdapterManifest {
 const MANIFEST = 'adapter.json';
 const WEIGHTS = 'adapter.safetensors';
 
-export async function saveAdapter(adapter: Adapter, dir: string, manifest: Omit<AdapterManifest, 'format' | 'version' | 'layout' | 'method' | 'featureSize' | 'trainableParameters'>): Promise<AdapterManifest> {
+export async function saveAdapter(adapter: Adapter, dir: string, manifest: Omit<AdapterManifest, 'format' | 'version' | 'layout' | 'method' | 'decoder' | 'featureSize' | 'trainableParameters'>): Promise<AdapterManifest> {
   await ensureWritableDirectory(dir);
   const tensors = [];
   for (const [name, variable] of adapter.variables) tensors.push({ name, tensor: { dtype: 'float32' as const, shape: variable.shape, data: (await variable.data()) as Float32Array } });
@@ -38,6 +40,7 @@ export async function saveAdapter(adapter: Adapter, dir: string, manifest: Omit<
     format: 'fseft-adapter',
     version: 1,
     method: adapter.method,
+    decoder: adapter.decoder,
     featureSize: adapter.featureSize,
     trainableParameters: adapter.trainableParameters,
     layout: 'tfjs',
@@ -62,7 +65,7 @@ export function loadAdapter(dir: string, backbone: SwinUNETR, fingerprint: strin
   const variables = new Map<string, tf.Variable>();
   for (const [name, t] of tensors) variables.set(name, variableOf(tf.tensor(Float32Array.from(t.data), t.shape), method !== 'generalization'));
   try {
-    return { adapter: Adapter.fromVariables(method, manifest.featureSize, variables, backbone), manifest };
+    return { adapter: Adapter.fromVariables(method, manifest.featureSize, variables, backbone, parseDecoderMode(manifest.decoder, method)), manifest };
   } catch (error) {
     for (const variable of variables.values()) variable.dispose();
     throw error instanceof FseftError && error.file === undefined ? new FseftError(error.message, dir) : error;

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { linear } from '../networks/ops';
+import { linear, variableOf } from '../networks/ops';
+import { initialValue, toKitLayout } from '../networks/parameters';
 import { SwinUNETR } from '../networks/swin-unetr';
+import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
 import { AdapterInput, CropInputs, uniformWeights } from './method';
 import { AdaptMethod, methodOf } from './registry';
@@ -9,9 +11,32 @@ export { ADAPT_METHODS, METHODS, METHOD_DESCRIPTIONS, parseMethod } from './regi
 export type { AdaptMethod } from './registry';
 export type { AdapterInput, CropInputs, FewShotMethod } from './method';
 
-export function inputOf(method: AdaptMethod): AdapterInput {
-  return methodOf(method).input;
+/**
+ * The decoder during adaptation (the reference's --decoder): 'frozen' (default), 'fine-tuned' (every
+ * decoder block trains from its pretrained weights) or 'new' (decoder blocks and head start from
+ * random weights). A decoder that trains makes the method read the image: no feature cache, no TI.
+ */
+export type DecoderMode = 'frozen' | 'fine-tuned' | 'new';
+export const DECODER_MODES: readonly DecoderMode[] = ['frozen', 'fine-tuned', 'new'];
+
+/** The reference lowers every method's learning rate to 1e-4 when its decoder trains (fseft/configs.py). */
+export const TRAINED_DECODER_LEARNING_RATE = 1e-4;
+
+export function parseDecoderMode(value: string | undefined, method: AdaptMethod): DecoderMode {
+  const mode = (value ?? 'frozen') as DecoderMode;
+  if (!DECODER_MODES.includes(mode)) throw new FseftError(`decoder must be one of ${DECODER_MODES.join(', ')}, got '${value}'`);
+  if (mode !== 'frozen' && (method === 'generalization' || method === 'ft' || method === 'scratch')) {
+    throw new FseftError(`a ${mode} decoder does not apply to ${method} (${method === 'generalization' ? 'it trains nothing' : 'it trains the whole network already'})`);
+  }
+  return mode;
 }
+
+export function inputOf(method: AdaptMethod, decoder: DecoderMode = 'frozen'): AdapterInput {
+  return decoder === 'frozen' ? methodOf(method).input : 'image';
+}
+
+/** Names of the decoder blocks' parameters (MONAI's decoder5 ... decoder1). */
+const isDecoderParameter = (name: string) => name.startsWith('decoder');
 
 /** Initial 1-channel head: the organ's row of the pretrained classifier ("zero-shot" weights), or random. */
 export interface HeadInit {
@@ -38,20 +63,33 @@ export class Adapter {
     readonly method: AdaptMethod,
     readonly featureSize: number,
     readonly variables: Map<string, tf.Variable>,
-    /** The network whose code runs decoder1 (ft-last) or the whole model (ft, scratch). */
-    private readonly network?: SwinUNETR,
+    /** The network whose code runs decoder1 (ft-last), the backbone (PEFT, a trained decoder) or the whole model (ft, scratch). */
+    private readonly network: SwinUNETR | undefined,
+    readonly decoder: DecoderMode,
   ) {}
 
   /**
    * `scratchEncoder`: for 'scratch', a model whose Swin encoder (`swinViT.*`) starts the network, as
    * the reference code starts Scratch from the self-supervised encoder; the rest stays random.
    */
-  static create(method: AdaptMethod, backbone: SwinUNETR, init: HeadInit | undefined, seed: number, scratchEncoder?: SwinUNETR): Adapter {
+  static create(method: AdaptMethod, backbone: SwinUNETR, init: HeadInit | undefined, seed: number, scratchEncoder?: SwinUNETR, decoder: DecoderMode = 'frozen'): Adapter {
+    parseDecoderMode(decoder, method);
     const spec = methodOf(method);
     const f = backbone.config.featureSize;
     const rng = new Rng(seed);
-    const { variables, network } = spec.create({ backbone, featureSize: f, rng, seed, scratchEncoder });
-    const head = spec.head === 'random' || !init ? { weight: uniformWeights(rng, f, f), bias: rng.uniform(-1, 1) / Math.sqrt(f) } : init;
+    const created = spec.create({ backbone, featureSize: f, rng, seed, scratchEncoder });
+    const variables = created.variables;
+    if (decoder !== 'frozen') {
+      // Trainable decoder blocks under their network names, which the backbone's forward pass reads
+      // through ForwardOptions.tuning ('new': PyTorch's default initialisation, drawn from the stream).
+      for (const p of backbone.specs.filter((s) => isDecoderParameter(s.name))) {
+        variables.get(p.name)?.dispose();
+        const host = decoder === 'new' ? toKitLayout(p, initialValue(p, rng)) : undefined;
+        variables.set(p.name, variableOf(host ? tf.tensor(host.data, host.shape, 'float32') : backbone.p(p.name).clone(), true));
+      }
+    }
+    const network = decoder === 'frozen' ? created.network : (created.network ?? backbone);
+    const head = spec.head === 'random' || decoder === 'new' || !init ? { weight: uniformWeights(rng, f, f), bias: rng.uniform(-1, 1) / Math.sqrt(f) } : init;
     const add = (name: string, shape: number[], values: Float32Array) => {
       const initial = tf.tensor(values, shape);
       variables.set(name, tf.variable(initial, spec.trains));
@@ -59,16 +97,21 @@ export class Adapter {
     };
     add('head.weight', [f, 1], Float32Array.from(head.weight));
     add('head.bias', [1], Float32Array.of(head.bias));
-    return new Adapter(method, f, variables, network);
+    return new Adapter(method, f, variables, network, decoder);
   }
 
   /** Rebuilds an adapter from saved variables (see adapter-io). */
-  static fromVariables(method: AdaptMethod, featureSize: number, variables: Map<string, tf.Variable>, backbone: SwinUNETR): Adapter {
-    return new Adapter(method, featureSize, variables, methodOf(method).restore(variables, backbone));
+  static fromVariables(method: AdaptMethod, featureSize: number, variables: Map<string, tf.Variable>, backbone: SwinUNETR, decoder: DecoderMode = 'frozen'): Adapter {
+    parseDecoderMode(decoder, method);
+    if (decoder !== 'frozen') {
+      for (const p of backbone.specs.filter((s) => isDecoderParameter(s.name))) if (!variables.has(p.name)) throw new FseftError(`the saved adapter has a ${decoder} decoder but no ${p.name}`);
+    }
+    const network = methodOf(method).restore(variables, backbone);
+    return new Adapter(method, featureSize, variables, decoder === 'frozen' ? network : (network ?? backbone), decoder);
   }
 
   get input(): AdapterInput {
-    return methodOf(this.method).input;
+    return inputOf(this.method, this.decoder);
   }
 
   get trainable(): tf.Variable[] {
@@ -88,7 +131,19 @@ export class Adapter {
   /** Logits [1, X, Y, Z, 1] of one crop. */
   forward(inputs: CropInputs, options: { checkpoint?: boolean } = {}): tf.Tensor5D {
     return tf.tidy(() => {
-      const features = methodOf(this.method).features(inputs, (name) => this.v(name), this.network, { ...options, tuning: this.variables });
+      const method = methodOf(this.method);
+      const param = (name: string) => this.v(name);
+      const tuning = { ...options, tuning: this.variables };
+      let features: tf.Tensor5D;
+      if (this.decoder === 'frozen' || method.input === 'image') features = method.features(inputs, param, this.network, tuning);
+      else {
+        // The trained decoder's output; a features method then applies its own block, while
+        // ft-last's block (decoder1) is already part of the trained decoder.
+        if (!inputs.image) throw new Error('an adapter with a trained decoder needs image inputs');
+        const out = this.network!.forward(inputs.image, { checkpoint: options.checkpoint, tuning: this.variables });
+        out.logits.dispose();
+        features = method.input === 'features' ? method.features({ features: out.features }, param, this.network, tuning) : out.features;
+      }
       return linear(features, this.v('head.weight') as tf.Tensor2D, this.v('head.bias') as tf.Tensor1D) as tf.Tensor5D;
     });
   }

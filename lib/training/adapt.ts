@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Adapter, AdaptMethod, HeadInit } from '../adapters/adapters';
+import { Adapter, AdaptMethod, DecoderMode, HeadInit } from '../adapters/adapters';
 import { BackboneFeatures } from '../inference/features';
 import { Shape3, Volume } from '../io/volume';
 import { bcePerChannel, diceLossPerChannel } from '../losses/segmentation';
@@ -49,6 +49,8 @@ export interface AdaptOptions {
   diceSmooth?: number;
   /** Scratch only: a model whose Swin encoder starts the network (the reference's self-supervised start). */
   scratchEncoder?: SwinUNETR;
+  /** The decoder: frozen (default), fine-tuned or new (see DecoderMode); a trained one reads the image. */
+  decoder?: DecoderMode;
   /** Transductive inference on this query (Eq. 2-3), active in the last half of the epochs. */
   ti?: TransductiveOptions & { query: BackboneFeatures };
   /**
@@ -172,13 +174,13 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
   const started = Date.now();
   if (supports.length === 0) throw new FseftError('no support volumes');
   if (options.scratchEncoder && options.method !== 'scratch') throw new FseftError(`an encoder to start from is for scratch only, not ${options.method}`);
-  const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'), options.scratchEncoder);
+  const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'), options.scratchEncoder, options.decoder);
   const history: StepRecord[] = [];
   if (options.method === 'generalization') return { adapter, history, trainableParameters: 0, seconds: 0 };
   const input = adapter.input;
   const cached = options.cachedFeatures !== false && input !== 'image';
   if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
-  if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch and the PEFT methods change the backbone');
+  if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch, the PEFT methods and a trained decoder change the network');
 
   const grids = supports.map((s) => ({ image: volumeToGrid(s.image), mask: volumeToGrid(s.mask) }));
   const targetSize = options.ti ? estimateTargetSize(supports.map((s) => s.mask)) : undefined;

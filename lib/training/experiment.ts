@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { AdaptMethod, inputOf, parseMethod } from '../adapters/adapters';
+import { AdaptMethod, DECODER_MODES, DecoderMode, TRAINED_DECODER_LEARNING_RATE, inputOf, parseMethod } from '../adapters/adapters';
 import { methodOf } from '../adapters/registry';
 import { Dataset, loadCase, openDataset } from '../data/datasets';
 import { templateClass, templateClassName } from '../data/template';
@@ -49,6 +49,11 @@ export interface ExperimentPlan {
   learningRates?: Partial<Record<AdaptMethod, number>>;
   /** The head of LP and the adapters: the organ's pretrained row or random; absent: the recipe's. */
   head?: 'zero-shot' | 'random';
+  /**
+   * The decoder of every method that can train it ('fine-tuned' or 'new'; generalization, ft and
+   * scratch keep theirs); default 'frozen'. Its learning rate is then 1e-4 unless learningRates says otherwise.
+   */
+  decoder?: DecoderMode;
   ti?: { lambda?: number[]; gamma?: number[]; form?: SizeConstraintForm; pool?: number };
 }
 
@@ -66,6 +71,8 @@ export interface ExperimentRecord {
   scratchInit?: string;
   /** Where the trained head started (the organ's pretrained row or random); scratch always starts random. */
   head?: 'zero-shot' | 'random';
+  /** The decoder when it trained ('fine-tuned' or 'new'); absent: frozen. */
+  decoder?: DecoderMode;
   lambda?: number;
   gamma?: number;
   epochs: number;
@@ -197,10 +204,12 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 continue;
               }
               const epochs = epochsFor(plan, k, cell.method, recipe);
-              const learningRate = plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : recipe.learningRates[cell.method]);
+              const decoder: DecoderMode = ['generalization', 'ft', 'scratch'].includes(cell.method) ? 'frozen' : (plan.decoder ?? 'frozen');
+              const learningRate =
+                plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[cell.method]);
               const cropsPerStep = plan.cropsPerStep ?? recipe.cropsPerStep;
               const tiForm = plan.ti?.form ?? recipe.ti.form;
-              const frozen = inputOf(cell.method) !== 'image';
+              const frozen = inputOf(cell.method, decoder) !== 'image';
               const load = async (entry: (typeof eligible)[number]) => {
                 let found = prepared.get(entry.id + '|' + organName);
                 if (!found) {
@@ -230,6 +239,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   cropsPerStep,
                   recipe: { ...recipe, sources: undefined },
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
+                  decoder: decoder === 'frozen' ? undefined : decoder,
                   data: path.resolve(plan.data),
                   supports: supportEntries.map((e) => e.id),
                   queries: group.map((e) => e.id),
@@ -260,6 +270,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   cropsPerStep,
                   seed: seedFrom(seed, 'adapt', fold, k),
                   checkpoint: true,
+                  decoder,
                   ti: ti ? { ...ti, form: tiForm, pool: plan.ti?.pool ?? 2, query: queryCases[0].features! } : undefined,
                 };
                 const result = adaptToOrgan(context.model, supports, recipeHead(recipe, context.model, channel, cell.method), options);
@@ -286,6 +297,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   recipe: recipe.name,
                   head: methodOf(cell.method).trains && methodOf(cell.method).head === 'recipe' ? recipe.head : undefined,
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
+                  decoder: decoder === 'frozen' ? undefined : decoder,
                   lambda: ti?.lambda,
                   gamma: ti?.gamma,
                   query: transductiveQuery,
@@ -376,6 +388,8 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
   if ((plan.budget !== undefined || plan.epochScale !== undefined) && plan.epochs !== undefined) throw fail('"budget" and "epochScale" scale the recipe\'s epochs: drop "epochs", or drop them');
   for (const [method, rate] of Object.entries(plan.learningRates ?? {})) number(rate, `learningRates.${method}`, { above: 0 });
   if (plan.head !== undefined && plan.head !== 'zero-shot' && plan.head !== 'random') throw fail(`"head" must be "zero-shot" or "random", got ${JSON.stringify(plan.head)}`);
+  if (plan.decoder !== undefined && !DECODER_MODES.includes(plan.decoder)) throw fail(`"decoder" must be one of ${DECODER_MODES.join(', ')}, got ${JSON.stringify(plan.decoder)}`);
+  if (plan.decoder !== undefined && plan.decoder !== 'frozen' && plan.methods.some((m) => typeof m === 'string' && m.endsWith('+ti'))) throw fail(`TI trains on cached features of a frozen network: a ${plan.decoder} decoder cannot run "+ti" methods`);
   if (plan.ti) {
     (plan.ti.lambda ?? []).forEach((lambda, i) => number(lambda, `ti.lambda[${i}]`, { min: 0 }));
     (plan.ti.gamma ?? []).forEach((gamma, i) => number(gamma, `ti.gamma[${i}]`, { min: 0, below: 1 }));

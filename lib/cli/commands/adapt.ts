@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { load } from '../../api';
-import { ADAPT_METHODS, inputOf, parseMethod } from '../../adapters/adapters';
+import { ADAPT_METHODS, DECODER_MODES, TRAINED_DECODER_LEARNING_RATE, inputOf, parseDecoderMode, parseMethod } from '../../adapters/adapters';
 import { templateClass, templateClassName } from '../../data/template';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
 import { recipeByName, recipeGamma } from '../../training/recipes';
@@ -15,8 +15,13 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
   Few-shot adaptation of a frozen (or fine-tuned) foundation model to one organ from k labelled
   volumes. Methods: ${ADAPT_METHODS.join(', ')}.
   Frozen-backbone methods (lp, adapters, ft-last) compute each volume's backbone features once
-  (sliding window) and train on crops of them.
+  (sliding window) and train on crops of them. The PEFT methods (lora, adaptformer, bitfit,
+  ln-affine, compacter) change the Swin encoder from inside and run the network on every crop.
   Options:
+    --decoder ${DECODER_MODES.join('|')}   the decoder while adapting (the reference's option): frozen
+                         (default); fine-tuned trains every decoder block from its pretrained
+                         weights; new re-initialises decoder and head. A trained decoder reads the
+                         image on every crop (no feature cache, no TI); its default --lr is 1e-4
     --k N                use the first N supports (error when fewer are given)
     --query <image>[=<label>[:<value>]]   the query volume: needed by --ti; with a label its Dice is printed
     --ti                 transductive inference (Eq. 2-3) in the last half of the epochs
@@ -31,7 +36,8 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
                          encoder imported with fseft import-torch), as the reference code; else random
     --recipe paper|reference   every default below from the paper's text (default) or from the
                          authors' code of the paper's time; see docs/recipes.md. Explicit options win.
-    --epochs (paper: 100)  --lr (paper: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4)  --crops 6  --seed 0
+    --epochs (paper: 100)  --lr (paper: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4, lora 1e-3,
+                         the other PEFT methods 1e-2)  --crops 6  --seed 0
     --backend tensorflow|wasm|cpu`;
 
 export async function adaptCommand(options: Options): Promise<void> {
@@ -46,12 +52,13 @@ export async function adaptCommand(options: Options): Promise<void> {
   const recipe = recipeByName(options.string('recipe') ?? 'paper');
   const scratchInit = options.string('init');
   const trained = method === 'generalization' ? undefined : method;
+  const decoder = parseDecoderMode(options.string('decoder'), method);
   const lambda = options.number('lambda', recipe.ti.lambda, { min: 0 })!;
   const gamma = options.number('gamma', recipeGamma(recipe, templateClassName(templateClass(organName))), { min: 0, below: 1 })!;
   const form = (options.string('ti-form') ?? recipe.ti.form) as SizeConstraintForm;
   const pool = options.integer('ti-pool', 2, { min: 1 })!;
   const epochs = options.integer('epochs', trained ? recipe.epochs[trained] : 1, { min: 1 })!;
-  const learningRate = options.number('lr', trained ? recipe.learningRates[trained] : 0, { above: 0 })!;
+  const learningRate = options.number('lr', trained ? (decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[trained]) : 0, { above: 0 })!;
   const crops = options.integer('crops', recipe.cropsPerStep, { min: 1 })!;
   const seed = options.integer('seed', 0, { min: 0 })!;
   const backend = options.string('backend');
@@ -71,7 +78,7 @@ export async function adaptCommand(options: Options): Promise<void> {
       const supports = supportSpecs.slice(0, k ?? supportSpecs.length).map((s) => ({ image: s.image, label: s.label!, value: s.value }));
       const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
       console.log(`adapting ${model.dir} (${model.network.parameterCount.toLocaleString('en-US')} parameters, F = ${model.network.config.featureSize}) to ${templateClassName(templateClass(organName))} with ${method}, k = ${supports.length}`);
-      const frozen = inputOf(method) !== 'image';
+      const frozen = inputOf(method, decoder) !== 'image';
       const featureBar = frozen ? new ProgressBar(supports.length + (ti ? 1 : 0), 'backbone features (once per volume)') : undefined;
       const bar = method === 'generalization' ? undefined : new ProgressBar(epochs * supports.length, `${method}${ti ? '+ti' : ''}`);
       const adapted = await model.adapt({
@@ -85,6 +92,7 @@ export async function adaptCommand(options: Options): Promise<void> {
         cropsPerStep: crops,
         seed,
         scratchEncoder,
+        decoder,
         onVolume: (image) => featureBar?.tick(path.basename(image)),
         onStep: (r) => bar?.tick(`loss ${r.loss.toFixed(4)}${r.predictedSize !== undefined ? ` size ${Math.round(r.predictedSize)}` : ''}`),
       });
