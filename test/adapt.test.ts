@@ -9,7 +9,8 @@ import { Shape3, Volume } from '../lib/io/volume';
 import { dice } from '../lib/metrics/overlap';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { volumeToGrid } from '../lib/networks/volume-tensor';
-import { AdaptOptions, DEFAULT_ADAPT, SupportVolume, adaptToOrgan, estimateTargetSize, sampleCropStarts } from '../lib/training/adapt';
+import { AdaptOptions, DEFAULT_ADAPT, SupportVolume, adaptToOrgan, estimateTargetSize, sampleCropStarts, shouldStopEarly } from '../lib/training/adapt';
+import { RECIPES } from '../lib/training/recipes';
 import { Rng } from '../lib/util/random';
 import { diagonalAffine, volumeFrom } from './helpers';
 
@@ -189,4 +190,27 @@ test('the method registry: one entry per method, parameter counts without buildi
   assert.ok(tf.max(tf.abs(tf.sub(head, expected))).dataSync()[0] < 1e-5, 'adapter = decoder UnetResBlock + head');
   tf.dispose([x, head, expected]);
   adapter.dispose();
+});
+
+test("early stopping (the reference-head recipe): the 10-epoch moving average of the training loss must fall by 0.001 over 20 epochs, checked from epoch 31", async () => {
+  const rule = RECIPES['reference-head'].earlyStopping!;
+  assert.deepEqual(rule, { window: 10, patience: 20, minDelta: 0.001 });
+  const flat = Array.from({ length: 40 }, () => 0.5);
+  assert.equal(shouldStopEarly(flat.slice(0, 30), rule), false, 'not before epoch 31');
+  assert.equal(shouldStopEarly(flat.slice(0, 31), rule), true);
+  const falling = Array.from({ length: 60 }, (_, i) => 1 - 0.0001 * i);
+  // A fall of 0.0001 per epoch is 0.002 over 20 epochs of the moving average: it goes on.
+  assert.equal(shouldStopEarly(falling, rule), false);
+  // After a steep fall (0.01 per epoch) the plateau of epochs 41-60 still sees the fall in the average 20 epochs back.
+  const steep = Array.from({ length: 60 }, (_, i) => (i < 40 ? 1 - 0.01 * i : 1 - 0.01 * 40));
+  assert.equal(shouldStopEarly(steep, rule), false);
+  assert.equal(shouldStopEarly([...steep, ...Array.from({ length: 10 }, () => steep[59])], rule), true);
+  // A run stops at the first epoch where the rule holds.
+  await switchBackend('cpu');
+  const support = syntheticCase([18, 18, 16], 7, 1);
+  const result = adaptToOrgan(tinyBackbone(), [support], undefined, options('lp', { epochs: 40, learningRate: 0, earlyStopping: { window: 2, patience: 2, minDelta: 1 } }));
+  assert.equal(result.history.at(-1)!.epoch, 5, 'stops after patience + window + 1 epochs when the loss cannot fall');
+  result.adapter.dispose();
+  const head = RECIPES['reference-head'];
+  assert.deepEqual([head.weightDecay, head.warmupEpochs, head.epochs.lora, head.learningRates.lora, head.learningRates.bitfit, head.learningRates.adapter, head.threshold, head.predictionLargestComponent, head.groundTruthLargestComponent, head.head], [0, 0, 199, 1e-3, 1e-2, 1e-4, 0.5, false, false, 'zero-shot']);
 });

@@ -302,7 +302,7 @@ test('recipes: the paper recipe is the engine defaults; the reference recipe is 
   assert.deepEqual(readRecords(path.join(work, 'recipe-plan.records.jsonl')).slice(3).map((r) => [r.method, r.gamma, r.lambda]), [['lp+ti', 0.3, 0.1], ['lp+ti', 0.2, 0.1]]);
   assert.equal(fs.readFileSync(path.join(REPO_ROOT, 'docs', 'recipes.md'), 'utf8'), recipesPage(), 'docs/recipes.md is out of date: npm run docs:recipes');
   fs.writeFileSync(plan, JSON.stringify({ ...base, recipe: 'mine' }));
-  assert.match(fseft('experiment', '--plan', plan).stderr, /plan: "recipe" must be one of paper, reference, got "mine"/);
+  assert.match(fseft('experiment', '--plan', plan).stderr, /plan: "recipe" must be one of paper, reference, reference-head, got "mine"/);
 });
 
 test('ft, scratch and ft-last train through the network; adapter directories round-trip to the same predictions', async () => {

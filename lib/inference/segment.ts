@@ -45,10 +45,10 @@ export function adapterProbabilities(adapter: Adapter, inputs: { image?: Volume;
 }
 
 /** The paper's post-processing: threshold (0.5) and the largest 26-connected component, as a uint8 mask volume. */
-export function probabilitiesToMask(probabilities: FeatureGrid, like: Volume, threshold = 0.5): Volume<Uint8Array> {
+export function probabilitiesToMask(probabilities: FeatureGrid, like: Volume, threshold = 0.5, largestComponent = true): Volume<Uint8Array> {
   const values = gridChannelToVolumeData(probabilities);
   const binary = Uint8Array.from(values, (p) => (p > threshold ? 1 : 0));
-  return like.withData(largestConnectedComponent(binary, like.shape, 26));
+  return like.withData(largestComponent ? largestConnectedComponent(binary, like.shape, 26) : binary);
 }
 
 /** Probabilities as a float32 volume on the grid of `like`. */

@@ -51,6 +51,8 @@ export interface AdaptOptions {
   scratchEncoder?: SwinUNETR;
   /** The decoder: frozen (default), fine-tuned or new (see DecoderMode); a trained one reads the image. */
   decoder?: DecoderMode;
+  /** Stops before `epochs` when the training loss has stopped falling (the later reference code). */
+  earlyStopping?: EarlyStopping;
   /** Transductive inference on this query (Eq. 2-3), active in the last half of the epochs. */
   ti?: TransductiveOptions & { query: BackboneFeatures };
   /**
@@ -61,6 +63,25 @@ export interface AdaptOptions {
   /** Recompute Swin blocks in backpropagation (FT, Scratch). */
   checkpoint?: boolean;
   onStep?: (record: StepRecord, total: number) => void;
+}
+
+/**
+ * The later reference code's stopping rule on the training loss: after each epoch, the moving
+ * average over `window` epochs of the mean segmentation loss; stop when it fell by less than
+ * `minDelta` over the last `patience` epochs (checked once `patience + window + 1` epochs are done).
+ */
+export interface EarlyStopping {
+  window: number;
+  patience: number;
+  minDelta: number;
+}
+
+/** True when the epoch losses so far meet the early-stopping rule. */
+export function shouldStopEarly(epochLosses: number[], rule: EarlyStopping): boolean {
+  if (epochLosses.length < rule.patience + rule.window + 1) return false;
+  const smooth: number[] = [];
+  for (let end = rule.window; end <= epochLosses.length; end++) smooth.push(epochLosses.slice(end - rule.window, end).reduce((a, b) => a + b, 0) / rule.window);
+  return smooth[smooth.length - rule.patience] - smooth[smooth.length - 1] < rule.minDelta;
 }
 
 export interface StepRecord {
@@ -189,6 +210,7 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
   const totalSteps = options.epochs * supports.length;
   const tiFrom = Math.floor(options.epochs / 2);
   const half = options.roi.map((n) => n / 2) as Shape3;
+  const epochLosses: number[] = [];
   try {
     for (let epoch = 0, step = 0; epoch < options.epochs; epoch++) {
       const rng = new Rng(seedFrom(options.seed, 'adapt-epoch', epoch));
@@ -241,6 +263,9 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
         const last = history.at(-1);
         if (last) Object.assign(last, sizeStep);
       }
+      const thisEpoch = history.filter((r) => r.epoch === epoch + 1);
+      epochLosses.push(thisEpoch.reduce((total, r) => total + r.segmentationLoss, 0) / thisEpoch.length);
+      if (options.earlyStopping && shouldStopEarly(epochLosses, options.earlyStopping)) break;
     }
   } catch (error) {
     adapter.dispose();

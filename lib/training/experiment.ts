@@ -90,6 +90,8 @@ export interface ExperimentRecord {
   sizeByEpoch?: number[];
   trainSeconds: number;
   secondsPerStep?: number;
+  /** Epochs trained when early stopping ended the cell before `epochs` (the reference-head recipe). */
+  epochsRun?: number;
 }
 
 export interface ExperimentContext {
@@ -310,6 +312,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   targetSize: result.targetSize,
                   predictedSize: result.history.at(-1)?.predictedSize,
                   sizeByEpoch: cell.ti ? sizeByEpoch(result.history) : undefined,
+                  epochsRun: (result.history.at(-1)?.epoch ?? epochs) < epochs ? result.history.at(-1)!.epoch : undefined,
                   trainSeconds: result.seconds,
                   secondsPerStep: steps > 0 ? result.history.reduce((s, h) => s + h.seconds, 0) / steps : undefined,
                 };

@@ -7,7 +7,7 @@ import type { FeatureGrid } from '../networks/volume-tensor';
 import { probabilitiesToMask } from '../inference/segment';
 import type { PreparedCase } from '../inference/predict';
 import { FseftError } from '../util/errors';
-import type { AdaptOptions } from './adapt';
+import type { AdaptOptions, EarlyStopping } from './adapt';
 
 /**
  * Named few-shot recipes: every choice that changes a number, in one place, with its source.
@@ -16,8 +16,8 @@ import type { AdaptOptions } from './adapt';
  * ../shared/reference-notes.md). Explicit options override a recipe's values. docs/recipes.md
  * prints the same table for readers.
  */
-export type RecipeName = 'paper' | 'reference';
-export const RECIPE_NAMES: readonly RecipeName[] = ['paper', 'reference'];
+export type RecipeName = 'paper' | 'reference' | 'reference-head';
+export const RECIPE_NAMES: readonly RecipeName[] = ['paper', 'reference', 'reference-head'];
 
 export interface Recipe {
   name: RecipeName;
@@ -37,6 +37,10 @@ export interface Recipe {
   ti: { form: SizeConstraintForm; lambda: number; gamma: number; gammaByOrgan?: Record<string, number> };
   /** Probability above which a voxel is foreground (the reference thresholds logits at 0.5). */
   threshold: number;
+  /** Experiment Dice of the prediction reduced to its largest component (the paper's post-processing). */
+  predictionLargestComponent: boolean;
+  /** Stop when the moving average of the epoch losses stops falling (AdaptOptions.earlyStopping); absent: never. */
+  earlyStopping?: EarlyStopping;
   /** Experiment Dice against the ground truth reduced to its largest component. */
   groundTruthLargestComponent: boolean;
   /** Where each value comes from, by field. */
@@ -68,6 +72,7 @@ export const RECIPES: Record<RecipeName, Recipe> = {
     head: 'zero-shot',
     ti: { form: 'paper', lambda: 1, gamma: 0.25 },
     threshold: 0.5,
+    predictionLargestComponent: true,
     groundTruthLargestComponent: false,
     sources: {
       learningRates:
@@ -81,6 +86,8 @@ export const RECIPES: Record<RecipeName, Recipe> = {
       ti: 'paper Eq. 2 (in voxels), lambda 1 (sec. 3), gamma 0.25 (Fig. 2b: a wide range works)',
       threshold: 'paper sec. 3: probabilities thresholded at 0.5',
       groundTruthLargestComponent: 'paper sec. 3: only the prediction keeps its largest component',
+      predictionLargestComponent: 'paper sec. 3: the prediction keeps its largest connected component',
+      earlyStopping: 'paper sec. 3: a fixed number of epochs',
     },
   },
   reference: {
@@ -96,6 +103,7 @@ export const RECIPES: Record<RecipeName, Recipe> = {
     head: 'random',
     ti: { form: 'reference', lambda: 0.1, gamma: 0.3, gammaByOrgan: { rkidney: 0.5, lkidney: 0.5 } },
     threshold: SIGMOID_HALF,
+    predictionLargestComponent: true,
     groundTruthLargestComponent: true,
     sources: {
       learningRates: 'documents/experiments/experiments_sample.txt at 2a14658: LP 1e-1, adapter 1e-2, FT-Last 1e-2, FT and Scratch 1e-4 (residual and MLP adapters as the adapter)' + PEFT_SOURCE,
@@ -108,13 +116,47 @@ export const RECIPES: Record<RecipeName, Recipe> = {
       ti: 'fseft/transductive/TI_modules.py: ProportionConstraint, a separate step once per epoch; runs with lambda_TI 0.1, margin 0.3 (0.5 for the kidneys)',
       threshold: 'the evaluation thresholds logits at 0.5, i.e. probability 0.622',
       groundTruthLargestComponent: 'the evaluation reduces the ground truth to its largest component too',
+      predictionLargestComponent: 'the evaluation keeps the prediction\'s largest component',
+      earlyStopping: 'main_fseft.py at 2a14658 trains the fixed epochs',
+    },
+  },
+  'reference-head': {
+    name: 'reference-head',
+    learningRates: { lp: 1e-2, adapter: 1e-4, 'adapter-k1': 1e-4, 'residual-adapter': 1e-4, 'mlp-adapter': 1e-4, 'ft-last': 1e-4, ft: 1e-4, scratch: 1e-4, ...PEFT_LEARNING_RATES },
+    epochs: { lp: 199, adapter: 199, 'adapter-k1': 199, 'residual-adapter': 199, 'mlp-adapter': 199, 'ft-last': 199, ft: 199, scratch: 199, ...peftEpochs(199) },
+    weightDecay: 0,
+    warmupEpochs: 0,
+    cropsPerStep: 6,
+    dice: 'per-crop',
+    diceSmooth: 1,
+    bce: false,
+    head: 'zero-shot',
+    ti: { form: 'reference', lambda: 0.1, gamma: 0.3, gammaByOrgan: { rkidney: 0.5, lkidney: 0.5 } },
+    threshold: 0.5,
+    predictionLargestComponent: false,
+    groundTruthLargestComponent: false,
+    earlyStopping: { window: 10, patience: 20, minDelta: 0.001 },
+    sources: {
+      learningRates:
+        'fseft/configs.py at HEAD: LP 1e-2, the black-box adapters 1e-4, FT and Scratch 1e-4, LoRA 1e-3, BitFit, LN-affine, Compacter and AdaptFormer 1e-2 (FT-Last is not in that code: 1e-4, its rate for a trained decoder)',
+      epochs: "configs.py: 200 epochs, and main_fseft.py's loop `while epoch < epochs` from epoch 1 trains at most 199",
+      weightDecay: 'main_fseft.py at HEAD: AdamW weight decay 0',
+      warmupEpochs: 'main_fseft.py: one warm-up epoch starting at lr / 1 = lr, i.e. none; then cosine',
+      cropsPerStep: 'configs.py: num_samples 6, batch size 1',
+      dice: 'utils/losses.py BinaryDice3D: sigmoid, Dice per crop with smooth 1, no BCE',
+      head: 'fseft/modeling/heads.py: the head starts from the zero-shot rows (random for scratch)',
+      ti: "HEAD's main_fseft.py has no TI: the paper-era code's values",
+      threshold: 'main_fseft.py test(): sigmoid > 0.5',
+      predictionLargestComponent: 'main_fseft.py: --post_process defaults to False (no largest component)',
+      groundTruthLargestComponent: 'main_fseft.py: the ground truth is used as it is',
+      earlyStopping: "main_fseft.py, --early_stop_criteria train (the default): stop when the 10-epoch moving average of the training loss fell by less than 0.001 over the last 20 epochs (checked from epoch 31); the k + 1 holdout is used only by the 'val' criterion",
     },
   },
 };
 
 /** The training options a recipe fixes for every method (AdaptOptions' loss and schedule fields). */
-export function recipeTraining(recipe: Recipe): Pick<AdaptOptions, 'weightDecay' | 'warmupEpochs' | 'bce' | 'dice' | 'diceSmooth'> {
-  return { weightDecay: recipe.weightDecay, warmupEpochs: recipe.warmupEpochs, bce: recipe.bce, dice: recipe.dice, diceSmooth: recipe.diceSmooth };
+export function recipeTraining(recipe: Recipe): Pick<AdaptOptions, 'weightDecay' | 'warmupEpochs' | 'bce' | 'dice' | 'diceSmooth' | 'earlyStopping'> {
+  return { weightDecay: recipe.weightDecay, warmupEpochs: recipe.warmupEpochs, bce: recipe.bce, dice: recipe.dice, diceSmooth: recipe.diceSmooth, earlyStopping: recipe.earlyStopping };
 }
 
 /** The head a recipe starts from: the organ's pretrained row, or random (generalization always uses the row). */
@@ -128,7 +170,7 @@ export function recipeHead(recipe: Recipe, model: SwinUNETR, channel: number | u
  * component, and (reference) the ground truth's largest component. Returns the mask as well.
  */
 export function recipeQueryDice(recipe: Recipe, probabilities: FeatureGrid, query: PreparedCase): { dice: number; mask: ReturnType<typeof probabilitiesToMask> } {
-  const mask = probabilitiesToMask(probabilities, query.image, recipe.threshold);
+  const mask = probabilitiesToMask(probabilities, query.image, recipe.threshold, recipe.predictionLargestComponent);
   const truth = query.mask!;
   const reference = recipe.groundTruthLargestComponent ? largestConnectedComponent(truth.data, truth.shape, 26) : truth.data;
   return { dice: dice(mask.data, reference), mask };
@@ -159,6 +201,10 @@ export function recipesMarkdown(): string {
       return `form ${ti.form}, lambda ${ti.lambda}, gamma ${ti.gamma}${byOrgan ? ` (${byOrgan})` : ''}`;
     }
     if (field === 'threshold') return `p > ${Number((value as number).toFixed(4))}`;
+    if (field === 'earlyStopping') {
+      const stop = value as EarlyStopping | undefined;
+      return stop ? `moving average of ${stop.window} epochs, fall < ${stop.minDelta} over ${stop.patience} epochs` : 'none';
+    }
     return String(value);
   };
   const fields: Array<[keyof Recipe, string]> = [
@@ -171,7 +217,9 @@ export function recipesMarkdown(): string {
     ['head', 'head of LP and adapters'],
     ['ti', 'transductive inference'],
     ['threshold', 'foreground threshold'],
+    ['predictionLargestComponent', 'prediction reduced to its largest component (experiment Dice)'],
     ['groundTruthLargestComponent', 'ground truth reduced to its largest component (experiment Dice)'],
+    ['earlyStopping', 'early stopping on the training loss'],
   ];
   const lines = [
     '# Few-shot recipes',
@@ -179,16 +227,19 @@ export function recipesMarkdown(): string {
     'Made from `lib/training/recipes.ts` (a test keeps this page in sync). `fseft adapt --recipe NAME` and',
     '`"recipe": "NAME"` in an experiment plan take every value below from the recipe; explicit options',
     'and plan fields override it. `paper` follows the paper\'s text; `reference` follows the authors\'',
-    'code of the paper\'s time (github jusiro/fewshot-finetuning at commit 2a14658).',
+    'code of the paper\'s time (github jusiro/fewshot-finetuning at commit 2a14658); `reference-head` follows',
+    'that repository\'s later code (HEAD: `main_fseft.py`, `fseft/configs.py`), which added the PEFT methods.',
     '',
-    '| choice | paper | source | reference | source |',
-    '|---|---|---|---|---|',
   ];
-  for (const [field, label] of fields) {
-    const sourceOf = (recipe: Recipe) => recipe.sources[field] ?? '';
-    const extra = (recipe: Recipe) => (field === 'dice' ? `, smooth ${recipe.diceSmooth}, ${recipe.bce ? '+ BCE' : 'no BCE'}` : '');
-    lines.push(`| ${label} | ${show(RECIPES.paper, field)}${extra(RECIPES.paper)} | ${sourceOf(RECIPES.paper)} | ${show(RECIPES.reference, field)}${extra(RECIPES.reference)} | ${sourceOf(RECIPES.reference)} |`);
+  const sourceOf = (recipe: Recipe, field: string) => recipe.sources[field] ?? '';
+  const extra = (recipe: Recipe, field: keyof Recipe) => (field === 'dice' ? `, smooth ${recipe.diceSmooth}, ${recipe.bce ? '+ BCE' : 'no BCE'}` : '');
+  for (const name of RECIPE_NAMES) {
+    const recipe = RECIPES[name];
+    lines.push(`## ${name}`, '', '| choice | value | source |', '|---|---|---|');
+    for (const [field, label] of fields) lines.push(`| ${label} | ${show(recipe, field)}${extra(recipe, field)} | ${sourceOf(recipe, field)} |`);
+    lines.push('');
   }
+  lines.pop();
   lines.push(
     '',
     'Each query volume is adapted on its own when TI is on (both recipes): TI is transductive.',

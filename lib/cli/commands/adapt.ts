@@ -34,8 +34,10 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
                          optimizer step once per TI epoch (none inside the margin)
     --init <model dir>   scratch only: start from that model's Swin encoder (e.g. a self-supervised
                          encoder imported with fseft import-torch), as the reference code; else random
-    --recipe paper|reference   every default below from the paper's text (default) or from the
-                         authors' code of the paper's time; see docs/recipes.md. Explicit options win.
+    --recipe paper|reference|reference-head   every default below from the paper's text (default),
+                         the authors' code of the paper's time, or their later code (HEAD: its
+                         learning rates, 199 epochs with early stopping on the training loss, no
+                         largest component); see docs/recipes.md. Explicit options win.
     --epochs (paper: 100)  --lr (paper: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4, lora 1e-3,
                          the other PEFT methods 1e-2)  --crops 6  --seed 0
     --backend tensorflow|wasm|cpu`;
