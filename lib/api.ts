@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Adapter, AdaptMethod, DecoderMode, TRAINED_DECODER_LEARNING_RATE, inputOf, parseDecoderMode, parseMethod, zeroShotRow } from './adapters/adapters';
 import { loadAdapter, saveAdapter } from './adapters/adapter-io';
 import { BackendName, initBackend } from './backend/backend';
-import { templateClass, templateClassName } from './data/template';
+import { novelStructureName, templateClass, templateClassName } from './data/template';
 import { FeatureCache } from './inference/feature-cache';
 import { BackboneFeatures, backboneFeatures } from './inference/features';
 import { PreparedCase, predictCase, prepareCase } from './inference/predict';
@@ -40,8 +40,13 @@ export interface LabelledCT {
 }
 
 export interface AdaptRequest {
-  /** Template organ name or synonym ('liver', 'kidney_left', 'gallbladder'). */
+  /** Template organ name or synonym ('liver', 'kidney_left', 'gallbladder'), or with `novel` any structure name. */
   organ: string;
+  /**
+   * The structure is outside the 29-class template (e.g. 'heart', 'gluteus_maximus_left'): its head
+   * starts random, generalization does not apply, and the support labels say where it is.
+   */
+  novel?: boolean;
   supports: LabelledCT[];
   /** Default 'adapter' (the paper's spatial adapter). */
   method?: AdaptMethod | string;
@@ -166,8 +171,8 @@ export class FoundationModel {
   async adapt(request: AdaptRequest): Promise<AdaptedModel> {
     const method = parseMethod(request.method ?? 'adapter');
     const recipe = recipeByName(request.recipe ?? 'paper');
-    const organ = templateClassName(templateClass(request.organ));
-    const channel = headChannelOf(this.manifest, templateClass(organ), organ);
+    const organ = request.novel ? novelStructureName(request.organ) : templateClassName(templateClass(request.organ));
+    const channel = request.novel ? undefined : headChannelOf(this.manifest, templateClass(organ), organ);
     if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
     if (method !== 'generalization' && request.supports.length === 0) throw new FseftError("adapt needs at least one support CT with its label (the model's own head: segment(image, { organ }))");
     if (request.scratchEncoder && method !== 'scratch') throw new FseftError(`a scratch encoder starts scratch from a model's Swin encoder; it does not apply to ${method}`);

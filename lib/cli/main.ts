@@ -25,7 +25,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   validate: { run: validateCommand, help: VALIDATE_HELP, flags: [] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
   methods: { run: methodsCommand, help: METHODS_HELP, flags: ['json'] },
-  adapt: { run: adaptCommand, help: ADAPT_HELP, flags: ['ti'] },
+  adapt: { run: adaptCommand, help: ADAPT_HELP, flags: ['ti', 'novel'] },
   predict: { run: predictCommand, help: PREDICT_HELP, flags: [] },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, flags: [] },
   experiment: { run: experimentCommand, help: EXPERIMENT_HELP, flags: [] },

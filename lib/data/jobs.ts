@@ -8,6 +8,7 @@ import { Rng, seedFrom } from '../util/random';
 import { CaseEntry, Dataset, loadCase } from './datasets';
 import { splitLeftRight } from './left-right';
 import { generatePhantom, institutionByName } from './synth/phantom';
+import { NOVEL_STRUCTURES, NOVEL_STRUCTURE_GROUPS, NovelStructureGroup } from './synth/anatomy';
 
 /** One case to preprocess into `outDir` (image.nii.gz, label.nii.gz, case.json). */
 export interface PreprocessJob {
@@ -114,14 +115,17 @@ export interface SynthJob {
   imageFile: string;
   labelFile: string;
   spacingScale?: number;
+  /** Novel structures drawn and kept in the label (values NOVEL_STRUCTURES). */
+  structures?: NovelStructureGroup[];
 }
 
 export async function runSynthJob(job: SynthJob): Promise<{ imageFile: string; labelFile: string; skipped: boolean }> {
   if (fs.existsSync(job.imageFile) && fs.existsSync(job.labelFile)) return { imageFile: job.imageFile, labelFile: job.labelFile, skipped: true };
   const rng = new Rng(seedFrom(job.seed, job.datasetName, job.index));
-  const phantom = generatePhantom(rng, { institution: institutionByName(job.institution), spacingScale: job.spacingScale });
+  const phantom = generatePhantom(rng, { institution: institutionByName(job.institution), spacingScale: job.spacingScale, structures: job.structures });
   const keep = new Uint8Array(256);
   for (const c of job.annotated) keep[c] = 1;
+  for (const group of job.structures ?? []) for (const s of NOVEL_STRUCTURE_GROUPS[group]) keep[NOVEL_STRUCTURES[s]] = 1;
   const label = phantom.label.data;
   for (let i = 0; i < label.length; i++) if (!keep[label[i]]) label[i] = 0;
   // Image last: only a case with both files counts as done on a rerun.

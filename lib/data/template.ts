@@ -77,7 +77,20 @@ export function findTemplateClass(name: string): number | undefined {
 export function templateClass(name: string): number {
   const found = findTemplateClass(name);
   if (found !== undefined) return found;
-  throw new FseftError(`unknown organ '${name}'; known organs: ${TEMPLATE_CLASSES.join(', ')} (and synonyms such as kidney_left, gallbladder, inferior_vena_cava)`);
+  throw new FseftError(
+    `unknown organ '${name}'; known organs: ${TEMPLATE_CLASSES.join(', ')} (and synonyms such as kidney_left, gallbladder, inferior_vena_cava); a structure outside the template adapts with a new head (fseft adapt --novel)`,
+  );
+}
+
+/**
+ * The name of a structure outside the template (the reference's heart chambers, lung lobes, gluteal
+ * muscles): letters, digits, '_' and '-', not a template organ or synonym.
+ */
+export function novelStructureName(name: string): string {
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) throw new FseftError(`a structure name needs a letter then up to 63 letters, digits, '_' or '-', got '${name}'`);
+  const found = findTemplateClass(name);
+  if (found !== undefined) throw new FseftError(`'${name}' is the template organ ${TEMPLATE_CLASSES[found - 1]}: adapt it without --novel (its head starts from the model's row)`);
+  return name;
 }
 
 export function templateClassName(templateIndex: number): TemplateClassName {

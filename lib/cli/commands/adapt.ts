@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { load } from '../../api';
 import { ADAPT_METHODS, DECODER_MODES, TRAINED_DECODER_LEARNING_RATE, inputOf, parseDecoderMode, parseMethod } from '../../adapters/adapters';
-import { templateClass, templateClassName } from '../../data/template';
+import { novelStructureName, templateClass, templateClassName } from '../../data/template';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../../losses/size-constraint';
 import { recipeByName, recipeGamma } from '../../training/recipes';
 import { withOutputDirectory } from '../../util/atomic-write';
@@ -18,6 +18,8 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
   (sliding window) and train on crops of them. The PEFT methods (lora, adaptformer, bitfit,
   ln-affine, compacter) change the Swin encoder from inside and run the network on every crop.
   Options:
+    --novel              the structure is outside the 29-class template (heart chambers, lung lobes,
+                         muscles): any name, a randomly initialised head, supports labelled by value
     --decoder ${DECODER_MODES.join('|')}   the decoder while adapting (the reference's option): frozen
                          (default); fine-tuned trains every decoder block from its pretrained
                          weights; new re-initialises decoder and head. A trained decoder reads the
@@ -44,7 +46,8 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
 
 export async function adaptCommand(options: Options): Promise<void> {
   const modelName = options.required('model');
-  const organName = options.required('organ');
+  const novel = options.flag('novel');
+  const organName = novel ? novelStructureName(options.required('organ')) : templateClassName(templateClass(options.required('organ')));
   const method = parseMethod(options.required('method'));
   const out = options.required('out');
   const supportSpecs = options.all('support').map((s) => parseSupportSpec(s, 'support'));
@@ -56,7 +59,7 @@ export async function adaptCommand(options: Options): Promise<void> {
   const trained = method === 'generalization' ? undefined : method;
   const decoder = parseDecoderMode(options.string('decoder'), method);
   const lambda = options.number('lambda', recipe.ti.lambda, { min: 0 })!;
-  const gamma = options.number('gamma', recipeGamma(recipe, templateClassName(templateClass(organName))), { min: 0, below: 1 })!;
+  const gamma = options.number('gamma', recipeGamma(recipe, organName), { min: 0, below: 1 })!;
   const form = (options.string('ti-form') ?? recipe.ti.form) as SizeConstraintForm;
   const pool = options.integer('ti-pool', 2, { min: 1 })!;
   const epochs = options.integer('epochs', trained ? recipe.epochs[trained] : 1, { min: 1 })!;
@@ -79,12 +82,13 @@ export async function adaptCommand(options: Options): Promise<void> {
       if (method === 'scratch') console.log(`scratch starts from ${scratchEncoder ? `the Swin encoder of ${scratchEncoder.dir}` : 'random weights (--init <model dir> starts it from a self-supervised encoder)'}`);
       const supports = supportSpecs.slice(0, k ?? supportSpecs.length).map((s) => ({ image: s.image, label: s.label!, value: s.value }));
       const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
-      console.log(`adapting ${model.dir} (${model.network.parameterCount.toLocaleString('en-US')} parameters, F = ${model.network.config.featureSize}) to ${templateClassName(templateClass(organName))} with ${method}, k = ${supports.length}`);
+      console.log(`adapting ${model.dir} (${model.network.parameterCount.toLocaleString('en-US')} parameters, F = ${model.network.config.featureSize}) to ${organName}${novel ? ' (a structure outside the template: new head)' : ''} with ${method}, k = ${supports.length}`);
       const frozen = inputOf(method, decoder) !== 'image';
       const featureBar = frozen ? new ProgressBar(supports.length + (ti ? 1 : 0), 'backbone features (once per volume)') : undefined;
       const bar = method === 'generalization' ? undefined : new ProgressBar(epochs * supports.length, `${method}${ti ? '+ti' : ''}`);
       const adapted = await model.adapt({
         organ: organName,
+        novel,
         supports,
         method,
         recipe: recipe.name,

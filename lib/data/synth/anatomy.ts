@@ -37,7 +37,22 @@ export const TISSUES = {
   marrow: { hu: 260, enhancement: 0, organ: 'bone' },
   corticalBone: { hu: 750, enhancement: 0, organ: 'bone' },
   spinalCanal: { hu: 15, enhancement: 0 },
-} satisfies Record<string, { hu: number; enhancement: number; organ?: TemplateClassName }>;
+  // Drawn only on request (PhantomOptions.structures): outside the template, so the shipped model
+  // never learnt them. Appended last so that the other tissues keep their ids and HU draws.
+  psoasRight: { hu: 50, enhancement: 10, structure: 'psoas_right' },
+  psoasLeft: { hu: 50, enhancement: 10, structure: 'psoas_left' },
+} satisfies Record<string, { hu: number; enhancement: number; organ?: TemplateClassName; structure?: NovelStructure }>;
+
+/**
+ * Structures outside the 29-class template that the phantom can draw and label (the reference's
+ * novel-structure experiments use muscles, heart chambers and lung lobes): the psoas major muscles,
+ * with their label values (above the template's 1-29).
+ */
+export const NOVEL_STRUCTURES = { psoas_right: 30, psoas_left: 31 } as const;
+export type NovelStructure = keyof typeof NOVEL_STRUCTURES;
+/** Groups of novel structures a phantom is asked to draw. */
+export const NOVEL_STRUCTURE_GROUPS = { psoas: ['psoas_right', 'psoas_left'] } as const satisfies Record<string, readonly NovelStructure[]>;
+export type NovelStructureGroup = keyof typeof NOVEL_STRUCTURE_GROUPS;
 
 export type TissueName = keyof typeof TISSUES;
 export const TISSUE_NAMES = Object.keys(TISSUES) as TissueName[];
@@ -61,7 +76,7 @@ export interface Anatomy {
  * superior; z = 0 near the first lumbar vertebra). Body size, organ positions, sizes, shapes and
  * attenuation vary between subjects; the layout follows typical adult anatomy.
  */
-export function sampleAnatomy(rng: Rng): Anatomy {
+export function sampleAnatomy(rng: Rng, structures: readonly NovelStructureGroup[] = []): Anatomy {
   const bx = rng.uniform(140, 172);
   const by = rng.uniform(100, 128);
   const sx = bx / 155;
@@ -143,7 +158,29 @@ export function sampleAnatomy(rng: Rng): Anatomy {
   paintRibs(paint, bx - fat - 6, by - fat - 6, rng);
 
   const huJitter = Object.fromEntries(TISSUE_NAMES.map((t) => [t, rng.normal() * 6])) as Record<TissueName, number>;
+  // Novel structures draw from the stream only after everything above, so a phantom without them is
+  // the same as before they existed; they are painted before the organs (which lie over them).
+  if (structures.includes('psoas')) regions.splice(3, 0, ...psoasRegions(-by + fat + 38, sx, sz, rng));
   return { regions, huJitter, zRange };
+}
+
+/**
+ * The psoas major muscles: from the upper lumbar spine (about the renal hila) down and outwards to
+ * the pelvis, lateral to the vertebral bodies, widening from about 1 to 2.4 cm in radius (adult
+ * muscles of roughly 150-250 ml each).
+ */
+function psoasRegions(spineY: number, sx: number, sz: number, rng: Rng): Region[] {
+  return [1, -1].map((side) => {
+    const jitter = () => rng.normal() * 2;
+    const path: Vec3[] = [
+      [side * (24 + jitter()) * sx, spineY + 4 + jitter(), 45 * sz],
+      [side * (34 + jitter()) * sx, spineY + 12 + jitter(), -20 * sz],
+      [side * (46 + jitter()) * sx, spineY + 22 + jitter(), -85 * sz],
+      [side * (56 + jitter()) * sx, spineY + 34 + jitter(), -140 * sz],
+    ];
+    const radii = [10, 17, 22, 24].map((r) => r * rng.uniform(0.9, 1.1));
+    return { tissue: side === 1 ? 'psoasRight' : 'psoasLeft', shape: tube(path, radii) } as Region;
+  });
 }
 
 function paintSpine(paint: (t: TissueName, s: Shape) => void, spineY: number, [z0, z1]: [number, number], rng: Rng): void {

@@ -4,7 +4,7 @@ import { gaussianSmooth } from '../../transforms/smooth';
 import { FseftError } from '../../util/errors';
 import { Rng } from '../../util/random';
 import { templateClass } from '../template';
-import { Anatomy, TISSUES, TISSUE_NAMES, sampleAnatomy } from './anatomy';
+import { Anatomy, NOVEL_STRUCTURES, NovelStructure, NovelStructureGroup, TISSUES, TISSUE_NAMES, sampleAnatomy } from './anatomy';
 
 /**
  * How one (simulated) hospital acquires its CTs. Domain shifts between institutions are those
@@ -78,6 +78,8 @@ export interface PhantomOptions {
   institution?: Institution;
   /** Multiplies the institution's voxel size (2 = half the voxels per axis), for fast demos. */
   spacingScale?: number;
+  /** Novel structures to draw and label as well (values NOVEL_STRUCTURES); none by default. */
+  structures?: readonly NovelStructureGroup[];
 }
 
 export interface Phantom {
@@ -113,7 +115,7 @@ export function institutionGrid(institution: Institution, spacingScale = 1): { s
 export function generatePhantom(rng: Rng, options: PhantomOptions = {}): Phantom {
   const institution = options.institution ?? INSTITUTIONS.source;
   const { shape, affine } = institutionGrid(institution, options.spacingScale ?? 1);
-  const anatomy = sampleAnatomy(rng.fork('anatomy'));
+  const anatomy = sampleAnatomy(rng.fork('anatomy'), options.structures);
   const tissue = paintTissues(anatomy, shape, affine);
 
   const noise = rng.fork('noise');
@@ -144,8 +146,8 @@ export function generatePhantom(rng: Rng, options: PhantomOptions = {}): Phantom
   }
 
   const organOf = TISSUE_NAMES.map((name) => {
-    const organ = (TISSUES[name] as { organ?: string }).organ;
-    return organ ? templateClass(organ) : 0;
+    const { organ, structure } = TISSUES[name] as { organ?: string; structure?: NovelStructure };
+    return organ ? templateClass(organ) : structure ? NOVEL_STRUCTURES[structure] : 0;
   });
   const label = new Uint8Array(tissue.length);
   for (let i = 0; i < label.length; i++) label[i] = organOf[tissue[i]];

@@ -5,6 +5,7 @@ import { BatchOptions, runJobs } from '../batch';
 import { Dataset, readMsdDataset } from '../datasets';
 import { Job, SynthJob } from '../jobs';
 import { TEMPLATE_CLASSES, templateClass, templateClassName } from '../template';
+import { NOVEL_STRUCTURES, NOVEL_STRUCTURE_GROUPS, NovelStructureGroup } from './anatomy';
 import { INSTITUTIONS, institutionByName } from './phantom';
 
 /** Every organ the phantom draws, as template class names. */
@@ -22,6 +23,12 @@ export interface SynthDatasetOptions {
   organs?: readonly string[];
   /** Multiplies the institution's voxel size (2 = 8x fewer voxels), for fast demos. */
   spacingScale?: number;
+  /**
+   * Novel structures (outside the template) to draw and label too, e.g. ['psoas']: label values
+   * NOVEL_STRUCTURES, listed under "structures" in dataset.json (not "labels", whose names must be
+   * template organs). The images differ from a dataset without them.
+   */
+  structures?: readonly NovelStructureGroup[];
 }
 
 /**
@@ -35,6 +42,9 @@ export async function writeSynthDataset(outDir: string, options: SynthDatasetOpt
   const annotated = [...new Set((options.organs ?? SYNTH_ORGANS).map(templateClass))].sort((a, b) => a - b);
   const undrawn = annotated.filter((c) => !(SYNTH_ORGANS as readonly string[]).includes(templateClassName(c)));
   if (undrawn.length > 0) throw new FseftError(`the phantom has no ${undrawn.map(templateClassName).join(', ')}; it draws ${SYNTH_ORGANS.join(', ')}`);
+  for (const group of options.structures ?? []) {
+    if (!Object.prototype.hasOwnProperty.call(NOVEL_STRUCTURE_GROUPS, group)) throw new FseftError(`unknown structure '${group}'; the phantom can draw ${Object.keys(NOVEL_STRUCTURE_GROUPS).join(', ')}`);
+  }
   const ids = Array.from({ length: options.cases }, (_, i) => `${options.name}_${String(i).padStart(3, '0')}`);
   const jobs: Job[] = ids.map((id, index): SynthJob => ({
     kind: 'synth',
@@ -46,6 +56,7 @@ export async function writeSynthDataset(outDir: string, options: SynthDatasetOpt
     imageFile: path.join(outDir, 'imagesTr', `${id}.nii.gz`),
     labelFile: path.join(outDir, 'labelsTr', `${id}.nii.gz`),
     spacingScale: options.spacingScale,
+    structures: options.structures?.length ? [...options.structures] : undefined,
   }));
   await runJobs(jobs, (job) => (job.kind === 'synth' ? `${job.datasetName} case ${job.index}` : ''), { label: `synth ${options.name}`, ...batch });
   const descriptor = {
@@ -54,6 +65,7 @@ export async function writeSynthDataset(outDir: string, options: SynthDatasetOpt
     synthetic: { seed: options.seed, institution: institution.name, spacingScale: options.spacingScale ?? 1, generator: 'fseft synth' },
     modality: { '0': 'CT' },
     labels: Object.fromEntries([['0', 'background'], ...annotated.map((c) => [String(c), TEMPLATE_CLASSES[c - 1]])]),
+    ...(options.structures?.length ? { structures: Object.fromEntries(options.structures.flatMap((group) => NOVEL_STRUCTURE_GROUPS[group].map((s) => [String(NOVEL_STRUCTURES[s]), s]))) } : {}),
     numTraining: ids.length,
     training: ids.map((id) => ({ image: `./imagesTr/${id}.nii.gz`, label: `./labelsTr/${id}.nii.gz` })),
   };
