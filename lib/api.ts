@@ -28,20 +28,29 @@ import { dice } from './metrics/overlap';
 import { ModelManifest, ModelPreprocessing, headChannelOf, loadNamedModel, modelPreprocessing } from './networks/model-io';
 import { SwinUNETR } from './networks/swin-unetr';
 import { StepRecord, SupportVolume, adaptToOrgan } from './training/adapt';
-import { RecipeName, recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from './training/recipes';
+import { RecipeName, recipeByName, recipeGamma, recipeHead, recipeMultiClassDice, recipeQueryDice, recipeTraining } from './training/recipes';
 import { writeFileAtomic } from './util/atomic-write';
 import { FseftError } from './util/errors';
 
-/** A CT with its label file; `value` picks the organ's value in a multi-label map (default: any non-zero voxel). */
+/**
+ * A CT with its label file; `value` picks the organ's value in a multi-label map (default: any
+ * non-zero voxel). For several organs at once, `values` gives each organ's value in their order
+ * (default: each organ's template class, the numbering of the kit's synthetic data).
+ */
 export interface LabelledCT {
   image: string;
   label: string;
   value?: number;
+  values?: number[];
 }
 
 export interface AdaptRequest {
-  /** Template organ name or synonym ('liver', 'kidney_left', 'gallbladder'), or with `novel` any structure name. */
-  organ: string;
+  /**
+   * Template organ name or synonym ('liver', 'kidney_left', 'gallbladder'), or with `novel` any
+   * structure name. Several names adapt one multi-class head over them (background channel,
+   * softmax, each voxel to its most probable class), as the reference's multi-class objective.
+   */
+  organ: string | string[];
   /**
    * The structure is outside the 29-class template (e.g. 'heart', 'gluteus_maximus_left'): its head
    * starts random, generalization does not apply, and the support labels say where it is.
@@ -87,6 +96,8 @@ export interface AdaptSettings {
   scratchInit?: string;
   /** Present when the decoder trained. */
   decoder?: DecoderMode;
+  /** A multi-class head: its organs in channel order with the label value each is written with. */
+  organs?: Array<{ organ: string; value: number }>;
   model: string;
 }
 
@@ -98,7 +109,10 @@ export interface SegmentOptions {
 
 /** A segmentation on the input CT's own grid (orientation, spacing, affine). */
 export interface Segmentation {
+  /** The organ, or the organs of a multi-class adapter joined by ','. */
   organ: string;
+  /** Several organs: each one's label value in `mask` and its size. */
+  organs?: Array<{ organ: string; value: number; voxels: number; millilitres: number }>;
   method: AdaptMethod;
   mask: Volume<Uint8Array>;
   probabilities: Volume<Float32Array>;
@@ -121,7 +135,7 @@ export async function load(name = 'default', options: { backend?: BackendName | 
   return new FoundationModel(model, manifest, dir, fingerprint, options.cacheMiB);
 }
 
-const specOf = (ct: LabelledCT) => `${ct.image}=${ct.label}${ct.value !== undefined ? ':' + ct.value : ''}`;
+const specOf = (ct: LabelledCT) => `${ct.image}=${ct.label}${ct.values ? ':' + ct.values.join(',') : ct.value !== undefined ? ':' + ct.value : ''}`;
 const asLabelled = (ct: string | LabelledCT): { image: string; label?: string; value?: number } => (typeof ct === 'string' ? { image: ct } : ct);
 
 interface PreparedQuery {
@@ -171,8 +185,21 @@ export class FoundationModel {
   async adapt(request: AdaptRequest): Promise<AdaptedModel> {
     const method = parseMethod(request.method ?? 'adapter');
     const recipe = recipeByName(request.recipe ?? 'paper');
-    const organ = request.novel ? novelStructureName(request.organ) : templateClassName(templateClass(request.organ));
-    const channel = request.novel ? undefined : headChannelOf(this.manifest, templateClass(organ), organ);
+    const names = typeof request.organ === 'string' ? [request.organ] : request.organ;
+    if (names.length === 0) throw new FseftError('adapt needs an organ');
+    const organs = names.map((name) => (request.novel ? novelStructureName(name) : templateClassName(templateClass(name))));
+    if (new Set(organs).size !== organs.length) throw new FseftError(`an organ is named twice: ${organs.join(', ')}`);
+    const multi = organs.length > 1;
+    if (multi && (method === 'generalization' || request.ti)) throw new FseftError(`several organs adapt one multi-class head: ${method === 'generalization' ? 'generalization has none to train' : 'TI constrains one organ at a time'}`);
+    const organ = organs.join(',');
+    const channel = request.novel || multi ? undefined : headChannelOf(this.manifest, templateClass(organ), organ);
+    // A multi-class support label names each organ by a value: given, or the organ's template class.
+    const valuesOf = (ct: LabelledCT): number[] => {
+      const values = ct.values ?? (request.novel ? undefined : organs.map((o) => templateClass(o)));
+      if (!values) throw new FseftError(`give the label values of ${organs.join(', ')} in ${ct.label} (values: [...]; --support image=label:v1,v2)`);
+      if (values.length !== organs.length) throw new FseftError(`${values.length} label values for ${organs.length} organs (${organs.join(', ')})`, ct.label);
+      return values;
+    };
     if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);
     if (method !== 'generalization' && request.supports.length === 0) throw new FseftError("adapt needs at least one support CT with its label (the model's own head: segment(image, { organ }))");
     if (request.scratchEncoder && method !== 'scratch') throw new FseftError(`a scratch encoder starts scratch from a model's Swin encoder; it does not apply to ${method}`);
@@ -184,7 +211,7 @@ export class FoundationModel {
     const total = request.supports.length + (request.ti ? 1 : 0);
     const supports: SupportVolume[] = [];
     for (const s of request.supports) {
-      const prepared = await prepareCase(s.image, this.preprocessing, { file: s.label, value: s.value });
+      const prepared = await prepareCase(s.image, this.preprocessing, multi ? { file: s.label, values: valuesOf(s) } : { file: s.label, value: s.value });
       supports.push({ id: s.image, image: prepared.image, mask: prepared.mask!, features: featuresOf(s.image, prepared) });
       request.onVolume?.(s.image, supports.length, total);
     }
@@ -206,7 +233,10 @@ export class FoundationModel {
     const learningRate = request.learningRate ?? (trained ? (decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[trained]) : 0);
     const crops = request.cropsPerStep ?? recipe.cropsPerStep;
     const seed = request.seed ?? 0;
-    const result = adaptToOrgan(this.network, supports, recipeHead(recipe, this.network, channel, method), {
+    const head = multi
+      ? { organs: organs.map((o) => (request.novel ? undefined : recipeHead(recipe, this.network, headChannelOf(this.manifest, templateClass(o), o), method))) }
+      : recipeHead(recipe, this.network, channel, method);
+    const result = adaptToOrgan(this.network, supports, head, {
       method,
       roi,
       ...recipeTraining(recipe),
@@ -231,6 +261,7 @@ export class FoundationModel {
       ti: ti && { ...ti, query: query!.ct.image, targetSize: result.targetSize },
       scratchInit: method === 'scratch' ? (request.scratchEncoder ? `${request.scratchEncoder.dir} (${request.scratchEncoder.fingerprint})` : 'random') : undefined,
       decoder: decoder === 'frozen' ? undefined : decoder,
+      organs: multi ? organs.map((o, i) => ({ organ: o, value: valuesOf(request.supports[0])[i] })) : undefined,
       model: this.dir,
     };
     return new AdaptedModel(this, organ, result.adapter, { ...result, settings }, query);
@@ -300,18 +331,36 @@ export class AdaptedModel {
 
   /** Segments a CT: preprocessing, sliding windows, back onto the CT's grid, threshold 0.5, largest component. */
   segment(image: string, options: SegmentOptions = {}): Promise<Segmentation> {
-    return segmentWith(this.base, this.adapter, this.organ, image, options);
+    return segmentWith(this.base, this.adapter, this.organ, image, options, this.settings.organs);
   }
 
-  /** Dice of a labelled CT on the preprocessed grid, under the recipe's evaluation (as experiments score). */
+  /** The organs of a multi-class adapter in channel order (one name otherwise). */
+  get organs(): string[] {
+    return this.settings.organs?.map((o) => o.organ) ?? [this.organ];
+  }
+
+  /**
+   * Dice of a labelled CT on the preprocessed grid, under the recipe's evaluation (as experiments
+   * score); for a multi-class adapter the mean over its organs (scoreByOrgan gives each).
+   */
   async score(ct: LabelledCT): Promise<number> {
+    const byOrgan = await this.scoreByOrgan(ct);
+    const values = Object.values(byOrgan);
+    return values.reduce((a, b) => a + b, 0) / values.length;
+  }
+
+  /** Dice per organ of a labelled CT (the label values as at adaptation unless `ct.values` says otherwise). */
+  async scoreByOrgan(ct: LabelledCT): Promise<Record<string, number>> {
+    const multi = this.settings.organs;
     const q = this.query;
-    const cached = q && q.ct.image === ct.image && q.ct.label === ct.label && q.ct.value === ct.value ? q : undefined;
-    const prepared = cached?.prepared ?? (await prepareCase(ct.image, this.base.preprocessing, { file: ct.label, value: ct.value }));
+    const cached = !multi && q && q.ct.image === ct.image && q.ct.label === ct.label && q.ct.value === ct.value ? q : undefined;
+    const label = multi ? { file: ct.label, values: ct.values ?? multi.map((o) => o.value) } : { file: ct.label, value: ct.value };
+    const prepared = cached?.prepared ?? (await prepareCase(ct.image, this.base.preprocessing, label));
     const roi = this.base.preprocessing.roi;
     const features = this.adapter.input === 'image' ? undefined : (cached?.features ?? this.base.featuresOf(ct.image, prepared, { decoderInputs: this.adapter.input === 'decoder' }));
     const grid = adapterProbabilities(this.adapter, { image: prepared.image, features }, { roi });
-    return recipeQueryDice(recipeByName(this.recipe), grid, prepared).dice;
+    if (!multi) return { [this.organ]: recipeQueryDice(recipeByName(this.recipe), grid, prepared).dice };
+    return recipeMultiClassDice(recipeByName(this.recipe), grid, prepared, this.organs);
   }
 
   /** Writes an adapter directory (adapter.json, adapter.safetensors, log.jsonl) that `fseft predict --adapter` and `loadAdapter` read. */
@@ -333,21 +382,35 @@ export class AdaptedModel {
   }
 }
 
-async function segmentWith(base: FoundationModel, adapter: Adapter, organ: string, image: string, options: SegmentOptions): Promise<Segmentation> {
+async function segmentWith(base: FoundationModel, adapter: Adapter, organ: string, image: string, options: SegmentOptions, organs?: Array<{ organ: string; value: number }>): Promise<Segmentation> {
   const prepared = await prepareCase(image, base.preprocessing);
   const features = adapter.input === 'image' ? undefined : base.featuresOf(image, prepared, { decoderInputs: adapter.input === 'decoder', overlap: options.overlap, onWindow: options.onWindow });
   const result = predictCase(base.network, adapter, prepared, base.preprocessing, { ...options, features });
-  const voxels = result.mask.data.reduce((a, b) => a + b, 0);
   const [sx, sy, sz] = result.mask.spacing;
-  const description = `fseft ${adapter.method} ${organ}`;
+  const ml = (count: number) => (count * sx * sy * sz) / 1000;
+  let perOrgan: Segmentation['organs'];
+  if (organs) {
+    // The head's channel c becomes the organ's label value (as in the supports' labels).
+    const counts = new Array<number>(organs.length + 1).fill(0);
+    const values = Uint8Array.from([0, ...organs.map((o) => o.value)]);
+    const data = result.mask.data;
+    for (let i = 0; i < data.length; i++) {
+      counts[data[i]]++;
+      data[i] = values[data[i]];
+    }
+    perOrgan = organs.map((o, c) => ({ organ: o.organ, value: o.value, voxels: counts[c + 1], millilitres: ml(counts[c + 1]) }));
+  }
+  const voxels = perOrgan ? perOrgan.reduce((a, o) => a + o.voxels, 0) : result.mask.data.reduce((a, b) => a + b, 0);
+  const description = `fseft ${adapter.method} ${organs ? organs.map((o) => `${o.organ}=${o.value}`).join(',') : organ}`;
   return {
     organ,
+    organs: perOrgan,
     method: adapter.method,
     mask: result.mask,
     probabilities: result.probabilities,
     seconds: result.seconds,
     voxels,
-    millilitres: (voxels * sx * sy * sz) / 1000,
+    millilitres: ml(voxels),
     save: async (maskFile, probabilitiesFile) => {
       await writeNifti(maskFile, result.mask, { description });
       if (!probabilitiesFile) return;

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { ADAPT_METHODS, Adapter, METHODS, parseMethod } from '../lib/adapters/adapters';
 import { BackboneFeatures } from '../lib/inference/features';
-import { adapterProbabilities, probabilitiesToMask } from '../lib/inference/segment';
+import { adapterProbabilities, probabilitiesToLabels, probabilitiesToMask } from '../lib/inference/segment';
 import { Shape3, Volume } from '../lib/io/volume';
 import { dice } from '../lib/metrics/overlap';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
@@ -213,4 +213,44 @@ test("early stopping (the reference-head recipe): the 10-epoch moving average of
   result.adapter.dispose();
   const head = RECIPES['reference-head'];
   assert.deepEqual([head.weightDecay, head.warmupEpochs, head.epochs.lora, head.learningRates.lora, head.learningRates.bitfit, head.learningRates.adapter, head.threshold, head.predictionLargestComponent, head.groundTruthLargestComponent, head.head], [0, 0, 199, 1e-3, 1e-2, 1e-4, 0.5, false, false, 'zero-shot']);
+});
+
+test('a multi-class head (background + softmax over two organs) learns both on features that tell them apart; one-hot targets, argmax labels', async () => {
+  await switchBackend('wasm');
+  const organs = [
+    { centre: [12, 12, 10], radius: 6 },
+    { centre: [28, 24, 22], radius: 5 },
+  ];
+  const rng = new Rng(4);
+  const inBall = (i: number, j: number, k: number, b: { centre: number[]; radius: number }) => (i - b.centre[0]) ** 2 + (j - b.centre[1]) ** 2 + (k - b.centre[2]) ** 2 <= b.radius ** 2;
+  const labelAt = (i: number, j: number, k: number) => (inBall(i, j, k, organs[0]) ? 1 : inBall(i, j, k, organs[1]) ? 2 : 0);
+  const image = volumeFrom(SHAPE, diagonalAffine([2, 2, 2]), (i, j, k) => [0.3, 0.7, 0.9][labelAt(i, j, k)]);
+  const mask = volumeFrom(SHAPE, diagonalAffine([2, 2, 2]), labelAt);
+  const labels = mask.withData(Uint8Array.from(mask.data)) as Volume<Uint8Array>;
+  const grid = volumeToGrid(labels);
+  const data = new Float32Array(grid.data.length * F);
+  for (let v = 0; v < grid.data.length; v++) {
+    data[v * F] = grid.data[v] === 1 ? 1 : -1;
+    data[v * F + 1] = grid.data[v] === 2 ? 1 : -1;
+    for (let c = 2; c < F; c++) data[v * F + c] = 0.3 * rng.normal();
+  }
+  const support: SupportVolume = { id: 'two-balls', image, mask: labels, features: { features: { data, shape: SHAPE, channels: F }, seconds: 0 } };
+  const model = tinyBackbone();
+  const tensors = tf.memory().numTensors;
+  const result = adaptToOrgan(model, [support], { organs: [undefined, undefined] }, options('lp', { epochs: 100, learningRate: 0.1, cropsPerStep: 2 }));
+  assert.equal(result.adapter.outputChannels, 3);
+  assert.equal(result.trainableParameters, 3 * F + 3);
+  const losses = result.history.map((h) => h.loss);
+  assert.ok(losses.slice(-5).reduce((a, b) => a + b) < losses.slice(0, 5).reduce((a, b) => a + b), 'the loss falls');
+  const predicted = probabilitiesToLabels(adapterProbabilities(result.adapter, { features: support.features }, { roi: ROI }), image);
+  for (const organ of [1, 2]) {
+    const d = dice(Uint8Array.from(predicted.data, (v) => (v === organ ? 1 : 0)), Uint8Array.from(labels.data, (v) => (v === organ ? 1 : 0)));
+    assert.ok(d > 0.8, `organ ${organ}: Dice ${d.toFixed(3)}`);
+  }
+  result.adapter.dispose();
+  assert.equal(tf.memory().numTensors, tensors);
+  assert.throws(
+    () => adaptToOrgan(tinyBackbone(), [support], { organs: [undefined, undefined] }, options('lp', { epochs: 1, ti: { lambda: 1, gamma: 0.2, form: 'paper', pool: 1, query: support.features! } })),
+    /transductive inference constrains one organ's size/,
+  );
 });

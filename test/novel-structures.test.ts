@@ -84,3 +84,34 @@ test('fseft synth --structures psoas lists them under "structures"; adapt --nove
   assert.equal(JSON.parse(fs.readFileSync(path.join(work, 'right', 'adapter.json'), 'utf8')).organ, 'psoas_right');
   model.dispose();
 });
+
+test('several structures at once: one multi-class head over psoas_right and psoas_left; predict writes their label values; values must match the organs', async () => {
+  const dataset = readMsdDataset(data);
+  const model = await fseft.load(modelDir);
+  const support = { image: dataset.cases[0].image, label: dataset.cases[0].label! };
+  await assert.rejects(model.adapt({ organ: ['psoas_right', 'psoas_left'], novel: true, supports: [support], method: 'lp', epochs: 1 }), /give the label values of psoas_right, psoas_left/);
+  await assert.rejects(model.adapt({ organ: ['psoas_right', 'psoas_left'], novel: true, supports: [{ ...support, values: [30] }], method: 'lp', epochs: 1 }), /1 label values for 2 organs/);
+  await assert.rejects(model.adapt({ organ: ['psoas_right', 'psoas_left'], novel: true, supports: [{ ...support, values: [30, 31] }], method: 'lp', epochs: 1, ti: { query: dataset.cases[1].image } }), /TI constrains one organ at a time/);
+  const adapted = await model.adapt({ organ: ['psoas_right', 'psoas_left'], novel: true, supports: [{ ...support, values: [30, 31] }], method: 'lp', epochs: 2, cropsPerStep: 1 });
+  assert.deepEqual(adapted.organs, ['psoas_right', 'psoas_left']);
+  assert.equal(adapted.trainableParameters, 3 * 12 + 3);
+  const scores = await adapted.scoreByOrgan({ image: dataset.cases[1].image, label: dataset.cases[1].label! });
+  assert.deepEqual(Object.keys(scores), ['psoas_right', 'psoas_left']);
+  const dir = path.join(work, 'both');
+  await adapted.save(dir);
+  const segmentation = await adapted.segment(dataset.cases[1].image);
+  assert.deepEqual(segmentation.organs!.map((o) => [o.organ, o.value]), [['psoas_right', 30], ['psoas_left', 31]]);
+  assert.ok([...new Set(segmentation.mask.data)].every((v) => v === 0 || v === 30 || v === 31), 'the mask holds the organs\' label values');
+  adapted.dispose();
+  const out = path.join(work, 'both.nii.gz');
+  const cli = spawnSync(process.execPath, [CLI, 'predict', '--model', modelDir, '--adapter', dir, '--image', dataset.cases[1].image, '--out', out], { encoding: 'utf8' });
+  assert.equal(cli.status, 0, cli.stderr);
+  assert.match(cli.stdout, /psoas_right,psoas_left \(lp\)/);
+  assert.match(cli.stdout, /psoas_left \(value 31\): \d+ voxels/);
+  const written = await readNifti(out);
+  assert.deepEqual(Array.from(written.data), Array.from(segmentation.mask.data), 'the CLI and the API write the same labels');
+  const adapt = spawnSync(process.execPath, [CLI, 'adapt', '--model', modelDir, '--organ', 'psoas_right,psoas_left', '--novel', '--method', 'lp', '--support', `${support.image}=${support.label}:30,31`, '--query', `${dataset.cases[1].image}=${dataset.cases[1].label}:30,31`, '--epochs', '1', '--crops', '1', '--out', path.join(work, 'both-cli')], { encoding: 'utf8' });
+  assert.equal(adapt.status, 0, adapt.stderr);
+  assert.match(adapt.stdout, /query Dice \(preprocessed grid, paper recipe's evaluation\): psoas_right \d\.\d{4}, psoas_left \d\.\d{4}/);
+  model.dispose();
+});

@@ -44,6 +44,17 @@ export interface HeadInit {
   bias: number;
 }
 
+/**
+ * A multi-class head over several organs (the reference's multi-class objective): a background
+ * channel (xavier-uniform, bias 0) then one channel per organ from its row (zero-shot) or random
+ * (undefined), with softmax across them.
+ */
+export interface MultiClassHead {
+  organs: Array<HeadInit | undefined>;
+}
+
+const isMultiClass = (init: HeadInit | MultiClassHead | undefined): init is MultiClassHead => init !== undefined && 'organs' in init;
+
 /** The pretrained output head's row for `channel` (0-based). */
 export function zeroShotRow(model: SwinUNETR, channel: number): HeadInit {
   const weight = model.p('out.conv.conv.weight').dataSync() as Float32Array; // [F, out]
@@ -72,7 +83,7 @@ export class Adapter {
    * `scratchEncoder`: for 'scratch', a model whose Swin encoder (`swinViT.*`) starts the network, as
    * the reference code starts Scratch from the self-supervised encoder; the rest stays random.
    */
-  static create(method: AdaptMethod, backbone: SwinUNETR, init: HeadInit | undefined, seed: number, scratchEncoder?: SwinUNETR, decoder: DecoderMode = 'frozen'): Adapter {
+  static create(method: AdaptMethod, backbone: SwinUNETR, init: HeadInit | MultiClassHead | undefined, seed: number, scratchEncoder?: SwinUNETR, decoder: DecoderMode = 'frozen'): Adapter {
     parseDecoderMode(decoder, method);
     const spec = methodOf(method);
     const f = backbone.config.featureSize;
@@ -89,14 +100,23 @@ export class Adapter {
       }
     }
     const network = decoder === 'frozen' ? created.network : (created.network ?? backbone);
-    const head = spec.head === 'random' || decoder === 'new' || !init ? { weight: uniformWeights(rng, f, f), bias: rng.uniform(-1, 1) / Math.sqrt(f) } : init;
+    const randomRow = () => ({ weight: uniformWeights(rng, f, f), bias: rng.uniform(-1, 1) / Math.sqrt(f) });
+    const keepRows = spec.head !== 'random' && decoder !== 'new';
+    let rows: HeadInit[];
+    if (isMultiClass(init)) {
+      if (method === 'generalization') throw new FseftError('generalization runs the pretrained head: it has no multi-class head to train');
+      const bound = Math.sqrt(6 / (f + 1));
+      const background = { weight: Float32Array.from({ length: f }, () => rng.uniform(-bound, bound)), bias: 0 };
+      rows = [background, ...init.organs.map((row) => (keepRows && row ? row : randomRow()))];
+    } else rows = [keepRows && init ? init : randomRow()];
     const add = (name: string, shape: number[], values: Float32Array) => {
       const initial = tf.tensor(values, shape);
       variables.set(name, tf.variable(initial, spec.trains));
       initial.dispose();
     };
-    add('head.weight', [f, 1], Float32Array.from(head.weight));
-    add('head.bias', [1], Float32Array.of(head.bias));
+    // [F, channels] with channel c in column c.
+    add('head.weight', [f, rows.length], Float32Array.from({ length: f * rows.length }, (_, i) => rows[i % rows.length].weight[Math.floor(i / rows.length)]));
+    add('head.bias', [rows.length], Float32Array.from(rows, (row) => row.bias));
     return new Adapter(method, f, variables, network, decoder);
   }
 
@@ -112,6 +132,21 @@ export class Adapter {
 
   get input(): AdapterInput {
     return inputOf(this.method, this.decoder);
+  }
+
+  /** Channels of the head: 1 (one organ, sigmoid) or organs + 1 (background first, softmax). */
+  get outputChannels(): number {
+    return this.v('head.bias').shape[0];
+  }
+
+  /** Organs the head segments: 1, or the organs of a multi-class head. */
+  get organCount(): number {
+    return this.outputChannels === 1 ? 1 : this.outputChannels - 1;
+  }
+
+  /** Probabilities from this adapter's logits: sigmoid for one organ, softmax across a multi-class head. */
+  activate(logits: tf.Tensor5D): tf.Tensor5D {
+    return (this.outputChannels === 1 ? tf.sigmoid(logits) : tf.softmax(logits)) as tf.Tensor5D;
   }
 
   get trainable(): tf.Variable[] {

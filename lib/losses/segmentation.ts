@@ -7,10 +7,13 @@ import * as tf from '@tensorflow/tfjs-core';
 
 const SPATIAL = [0, 1, 2, 3];
 
-/** Per-channel soft Dice loss 1 - (2 sum(p t) + 1e-5) / (sum p + sum t + 1e-5) of sigmoid(logits): [C]. */
-export function diceLossPerChannel(logits: tf.Tensor, target: tf.Tensor, smooth = 1e-5): tf.Tensor1D {
+/**
+ * Per-channel soft Dice loss 1 - (2 sum(p t) + 1e-5) / (sum p + sum t + 1e-5) of sigmoid(logits),
+ * or of softmax(logits) over the channels (multi-class, one-hot targets with a background channel): [C].
+ */
+export function diceLossPerChannel(logits: tf.Tensor, target: tf.Tensor, smooth = 1e-5, activation: 'sigmoid' | 'softmax' = 'sigmoid'): tf.Tensor1D {
   return tf.tidy(() => {
-    const p = tf.sigmoid(logits);
+    const p = activation === 'sigmoid' ? tf.sigmoid(logits) : tf.softmax(logits);
     const intersection = tf.sum(tf.mul(p, target), SPATIAL);
     const denominator = tf.add(tf.sum(p, SPATIAL), tf.sum(target, SPATIAL));
     return tf.sub(1, tf.div(tf.add(tf.mul(intersection, 2), smooth), tf.add(denominator, smooth))) as tf.Tensor1D;
@@ -23,6 +26,14 @@ export function bcePerChannel(logits: tf.Tensor, target: tf.Tensor): tf.Tensor1D
     // max(x, 0) - x t + log(1 + exp(-|x|)), the numerically stable form.
     const elementwise = tf.add(tf.sub(tf.relu(logits), tf.mul(logits, target)), tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
     return tf.mean(elementwise, SPATIAL) as tf.Tensor1D;
+  });
+}
+
+/** Mean categorical cross-entropy of softmax(logits) against one-hot targets, as [1] (multi-class). */
+export function crossEntropy(logits: tf.Tensor, target: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() => {
+    const logProbabilities = tf.logSoftmax(logits);
+    return tf.reshape(tf.neg(tf.mean(tf.sum(tf.mul(target, logProbabilities), -1))), [1]) as tf.Tensor1D;
   });
 }
 

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Adapter, AdaptMethod, DecoderMode, HeadInit } from '../adapters/adapters';
+import { Adapter, AdaptMethod, DecoderMode, HeadInit, MultiClassHead } from '../adapters/adapters';
 import { BackboneFeatures } from '../inference/features';
 import { Shape3, Volume } from '../io/volume';
-import { bcePerChannel, diceLossPerChannel } from '../losses/segmentation';
+import { bcePerChannel, crossEntropy, diceLossPerChannel } from '../losses/segmentation';
 import { SizeConstraintForm, referenceSizePenalty, sizeConstraintLoss } from '../losses/size-constraint';
 import { largestConnectedComponent } from '../metrics/components';
 import { SwinUNETR } from '../networks/swin-unetr';
@@ -16,6 +16,7 @@ import { warmupCosine } from './schedule';
 export interface SupportVolume {
   id: string;
   image: Volume<Float32Array>;
+  /** The organ (1) on background (0); for a multi-class head the organs 1..C in the head's order. */
   mask: Volume<Uint8Array>;
   features?: BackboneFeatures;
 }
@@ -191,7 +192,7 @@ export function sampleCropStarts(mask: Volume, image: Volume, roi: Shape3, count
  * volume per epoch, each on `cropsPerStep` random crops; AdamW with warm-up + cosine decay; with
  * `ti`, the size constraint on the query is added (weight lambda) in the last half of the epochs.
  */
-export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], init: HeadInit | undefined, options: AdaptOptions): AdaptResult {
+export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], init: HeadInit | MultiClassHead | undefined, options: AdaptOptions): AdaptResult {
   const started = Date.now();
   if (supports.length === 0) throw new FseftError('no support volumes');
   if (options.scratchEncoder && options.method !== 'scratch') throw new FseftError(`an encoder to start from is for scratch only, not ${options.method}`);
@@ -201,6 +202,11 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
   const input = adapter.input;
   const cached = options.cachedFeatures !== false && input !== 'image';
   if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
+  const channels = adapter.outputChannels;
+  if (options.ti && channels > 1) {
+    adapter.dispose();
+    throw new FseftError('transductive inference constrains one organ\'s size: adapt one organ at a time with TI');
+  }
   if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch, the PEFT methods and a trained decoder change the network');
 
   const grids = supports.map((s) => ({ image: volumeToGrid(s.image), mask: volumeToGrid(s.mask) }));
@@ -230,12 +236,13 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
           for (const start of starts) {
             const inputs = cropInputs(backbone, support, grids[index].image, start, options.roi, half, input, cached);
             logits.push(adapter.forward(inputs, { checkpoint: options.checkpoint }));
-            targets.push(cropGrid(grids[index].mask, start, options.roi));
+            const target = cropGrid(grids[index].mask, start, options.roi);
+            targets.push(channels === 1 ? target : oneHotTarget(target, channels));
           }
           const allLogits = tf.concat(logits, 0);
           const allTargets = tf.concat(targets, 0);
-          let segmentation = stepDiceLoss(logits, targets, options.dice ?? 'pooled', options.diceSmooth);
-          if (options.bce) segmentation = tf.add(segmentation, bcePerChannel(allLogits, allTargets).mean()) as tf.Scalar;
+          let segmentation = stepDiceLoss(logits, targets, options.dice ?? 'pooled', options.diceSmooth, channels === 1 ? 'sigmoid' : 'softmax');
+          if (options.bce) segmentation = tf.add(segmentation, (channels === 1 ? bcePerChannel(allLogits, allTargets) : crossEntropy(allLogits, allTargets)).mean()) as tf.Scalar;
           segmentationValue = segmentation.dataSync()[0];
           if (!withTi) return segmentation;
           const sizeScale = options.ti!.pool ** 3;
@@ -281,10 +288,19 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
  * The Dice term of a support step: one Dice over all crops pooled (smooth 1e-5 by default), or the
  * mean of each crop's own Dice (smooth 1 by default, the reference code).
  */
-export function stepDiceLoss(logits: tf.Tensor5D[], targets: tf.Tensor5D[], mode: 'pooled' | 'per-crop', smooth?: number): tf.Scalar {
+export function stepDiceLoss(logits: tf.Tensor5D[], targets: tf.Tensor5D[], mode: 'pooled' | 'per-crop', smooth?: number, activation: 'sigmoid' | 'softmax' = 'sigmoid'): tf.Scalar {
   return tf.tidy(() => {
-    if (mode === 'pooled') return diceLossPerChannel(tf.concat(logits, 0), tf.concat(targets, 0), smooth ?? 1e-5).mean() as tf.Scalar;
-    return tf.mean(tf.stack(logits.map((crop, i) => diceLossPerChannel(crop, targets[i], smooth ?? 1).mean()))) as tf.Scalar;
+    if (mode === 'pooled') return diceLossPerChannel(tf.concat(logits, 0), tf.concat(targets, 0), smooth ?? 1e-5, activation).mean() as tf.Scalar;
+    return tf.mean(tf.stack(logits.map((crop, i) => diceLossPerChannel(crop, targets[i], smooth ?? 1, activation).mean()))) as tf.Scalar;
+  });
+}
+
+/** A crop of organ indices [1, X, Y, Z, 1] (0 background) as one-hot [1, X, Y, Z, channels]. */
+function oneHotTarget(indices: tf.Tensor5D, channels: number): tf.Tensor5D {
+  return tf.tidy(() => {
+    const [, x, y, z] = indices.shape;
+    const hot = tf.oneHot(tf.cast(tf.reshape(indices, [-1]), 'int32') as tf.Tensor1D, channels);
+    return tf.reshape(tf.cast(hot, 'float32'), [1, x, y, z, channels]) as tf.Tensor5D;
   });
 }
 

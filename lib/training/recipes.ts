@@ -4,7 +4,7 @@ import { largestConnectedComponent } from '../metrics/components';
 import { dice } from '../metrics/overlap';
 import type { SwinUNETR } from '../networks/swin-unetr';
 import type { FeatureGrid } from '../networks/volume-tensor';
-import { probabilitiesToMask } from '../inference/segment';
+import { probabilitiesToLabels, probabilitiesToMask } from '../inference/segment';
 import type { PreparedCase } from '../inference/predict';
 import { FseftError } from '../util/errors';
 import type { AdaptOptions, EarlyStopping } from './adapt';
@@ -174,6 +174,24 @@ export function recipeQueryDice(recipe: Recipe, probabilities: FeatureGrid, quer
   const truth = query.mask!;
   const reference = recipe.groundTruthLargestComponent ? largestConnectedComponent(truth.data, truth.shape, 26) : truth.data;
   return { dice: dice(mask.data, reference), mask };
+}
+
+/**
+ * Dice per organ of a multi-class head's probabilities: each voxel to its most probable class,
+ * each organ's largest component when the recipe keeps it, against the truth's organ indices
+ * (reduced to their largest component when the recipe does).
+ */
+export function recipeMultiClassDice(recipe: Recipe, probabilities: FeatureGrid, query: PreparedCase, organs: string[]): Record<string, number> {
+  const labels = probabilitiesToLabels(probabilities, query.image, recipe.predictionLargestComponent);
+  const truth = query.mask!;
+  return Object.fromEntries(
+    organs.map((organ, i) => {
+      const predicted = Uint8Array.from(labels.data, (v) => (v === i + 1 ? 1 : 0));
+      const organTruth = Uint8Array.from(truth.data, (v) => (v === i + 1 ? 1 : 0));
+      const reference = recipe.groundTruthLargestComponent ? largestConnectedComponent(organTruth, truth.shape, 26) : organTruth;
+      return [organ, dice(predicted, reference)];
+    }),
+  );
 }
 
 /** The recipe's TI margin for an organ: its own where the recipe has one (reference: 0.5 for the kidneys). */

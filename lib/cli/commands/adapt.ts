@@ -18,6 +18,9 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
   (sliding window) and train on crops of them. The PEFT methods (lora, adaptformer, bitfit,
   ln-affine, compacter) change the Swin encoder from inside and run the network on every crop.
   Options:
+    --organ a,b,...      several organs: one multi-class head (background + softmax) over them; each
+                         support's label gives their values in order (<label>:6,1; default their
+                         template classes); predict writes a multi-label mask with those values
     --novel              the structure is outside the 29-class template (heart chambers, lung lobes,
                          muscles): any name, a randomly initialised head, supports labelled by value
     --decoder ${DECODER_MODES.join('|')}   the decoder while adapting (the reference's option): frozen
@@ -47,7 +50,8 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
 export async function adaptCommand(options: Options): Promise<void> {
   const modelName = options.required('model');
   const novel = options.flag('novel');
-  const organName = novel ? novelStructureName(options.required('organ')) : templateClassName(templateClass(options.required('organ')));
+  const organNames = options.required('organ').split(',').map((name) => (novel ? novelStructureName(name.trim()) : templateClassName(templateClass(name.trim()))));
+  const organName = organNames.join(',');
   const method = parseMethod(options.required('method'));
   const out = options.required('out');
   const supportSpecs = options.all('support').map((s) => parseSupportSpec(s, 'support'));
@@ -80,14 +84,14 @@ export async function adaptCommand(options: Options): Promise<void> {
     const scratchEncoder = scratchInit !== undefined ? await load(scratchInit) : undefined;
     try {
       if (method === 'scratch') console.log(`scratch starts from ${scratchEncoder ? `the Swin encoder of ${scratchEncoder.dir}` : 'random weights (--init <model dir> starts it from a self-supervised encoder)'}`);
-      const supports = supportSpecs.slice(0, k ?? supportSpecs.length).map((s) => ({ image: s.image, label: s.label!, value: s.value }));
+      const supports = supportSpecs.slice(0, k ?? supportSpecs.length).map((s) => ({ image: s.image, label: s.label!, value: s.value, values: s.values }));
       const query = querySpec ? parseSupportSpec(querySpec, 'query') : undefined;
       console.log(`adapting ${model.dir} (${model.network.parameterCount.toLocaleString('en-US')} parameters, F = ${model.network.config.featureSize}) to ${organName}${novel ? ' (a structure outside the template: new head)' : ''} with ${method}, k = ${supports.length}`);
       const frozen = inputOf(method, decoder) !== 'image';
       const featureBar = frozen ? new ProgressBar(supports.length + (ti ? 1 : 0), 'backbone features (once per volume)') : undefined;
       const bar = method === 'generalization' ? undefined : new ProgressBar(epochs * supports.length, `${method}${ti ? '+ti' : ''}`);
       const adapted = await model.adapt({
-        organ: organName,
+        organ: organNames,
         novel,
         supports,
         method,
@@ -109,8 +113,9 @@ export async function adaptCommand(options: Options): Promise<void> {
         console.log(`${adapted.history.length} steps in ${adapted.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${adapted.history.at(-1)!.loss.toFixed(4)}`);
       }
       if (query?.label) {
-        const dice = await adapted.score({ image: query.image, label: query.label, value: query.value });
-        console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${dice.toFixed(4)}`);
+        const dice = await adapted.scoreByOrgan({ image: query.image, label: query.label, value: query.value, values: query.values });
+        const shown = Object.entries(dice).map(([organ, d]) => (organNames.length > 1 ? `${organ} ${d.toFixed(4)}` : d.toFixed(4))).join(', ');
+        console.log(`query Dice (preprocessed grid, ${recipe.name} recipe's evaluation): ${shown}`);
       }
       await adapted.save(out);
       console.log(`adapter written to ${out}`);

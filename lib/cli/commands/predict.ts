@@ -41,8 +41,9 @@ export async function predictCommand(options: Options): Promise<void> {
       segmentation = await model.segment(image, { organ: organName!, ...segmentOptions });
     }
     await segmentation.save(out, probabilitiesFile);
-    const { organ, method, voxels, millilitres, mask, seconds } = segmentation;
+    const { organ, organs, method, voxels, millilitres, mask, seconds } = segmentation;
     console.log(`${organ} (${method}): ${voxels} voxels = ${millilitres.toFixed(1)} ml on the input grid ${mask.shape.join('x')} -> ${out} (${seconds.toFixed(1)} s)`);
+    for (const o of organs ?? []) console.log(`  ${o.organ} (value ${o.value}): ${o.voxels} voxels = ${o.millilitres.toFixed(1)} ml`);
   } finally {
     model.dispose();
   }
