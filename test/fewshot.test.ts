@@ -147,7 +147,7 @@ test('fseft adapt refuses bad input with clear messages and writes nothing', asy
     [['--organ', 'liver', '--method', 'lp', '--support', support, '--k', '5'], /--k 5 is larger than the 1 support volume\(s\) given/],
     [['--organ', 'liver', '--method', 'lp', '--support', `${image(0)}=${label(0)}:42`], /label value 42 does not occur \(values present: 1, 6\)/],
     [['--organ', 'liver', '--method', 'lp', '--support', support, '--ti'], /--ti needs --query/],
-    [['--organ', 'liver', '--method', 'ft', '--support', support, '--query', image(1), '--ti'], /transductive inference trains on cached features: use it with a frozen-backbone method, not ft/],
+    [['--organ', 'liver', '--method', 'ft', '--support', support, '--query', image(1), '--ti'], /transductive inference trains on cached backbone features \(lp, the adapters, ft-last\); ft changes the network/],
   ];
   for (const [args, message] of cases) {
     const result = fseft('adapt', '--model', modelDir, ...args, '--epochs', '1', '--out', out);
