@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
-import { windowAttention } from './attention';
-import { variableOf, checkpointed, concatChannels, depthToSpace2, gatherRows, gelu, layerNorm, linear, lookupRows, pipeline, releaseIntermediates, spaceToDepth2 } from './ops';
+import { variableOf, checkpointed, layerNorm } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
-import { WindowMask, biasIndex, maskOfWindows, windowPlan } from './swin-windows';
-import { unetResBlock } from './unet-res-block';
+import { ParamReader, PatchEmbed, Regularisation, SwinStage, SwinTransformerBlock, dropout } from './swin-blocks';
+import { UnetOutBlock, UnetResBlockModule, UnetrUpBlock } from './unetr-blocks';
+
+export { ADAPTFORMER_SCALE, SWIN_BLOCK_MODULES, phmLinear, stackSubgrids } from './swin-blocks';
 
 /** MONAI `SwinUNETR` arguments (v1 architecture). */
 export interface SwinUNETRConfig {
@@ -77,64 +78,61 @@ export function swinUnetrConfig(overrides: Partial<SwinUNETRConfig> = {}): SwinU
   return config;
 }
 
-/** Every parameter of the network with its MONAI state-dict name, in MONAI's order. */
-export function swinUnetrParameterSpecs(config: SwinUNETRConfig): ParamSpec[] {
-  const specs: ParamSpec[] = [];
-  const f = config.featureSize;
-  const w = config.windowSize;
-  const add = (name: string, torchShape: number[], kind: ParamSpec['kind'], init: ParamSpec['init'], fanIn?: number) => specs.push({ name, torchShape, kind, init, fanIn });
-  add('swinViT.patch_embed.proj.weight', [f, config.inChannels, 2, 2, 2], 'patchEmbed', 'kaimingUniform', config.inChannels * 8);
-  add('swinViT.patch_embed.proj.bias', [f], 'vector', 'convBias', config.inChannels * 8);
-  for (let stage = 0; stage < 4; stage++) {
-    const dim = f * 2 ** stage;
-    const heads = config.numHeads[stage];
-    for (let b = 0; b < config.depths[stage]; b++) {
-      const p = `swinViT.layers${stage + 1}.0.blocks.${b}.`;
-      add(`${p}norm1.weight`, [dim], 'vector', 'ones');
-      add(`${p}norm1.bias`, [dim], 'vector', 'zeros');
-      add(`${p}attn.relative_position_bias_table`, [(2 * w - 1) ** 3, heads], 'table', 'truncNormal02');
-      add(`${p}attn.qkv.weight`, [3 * dim, dim], 'linear', 'truncNormal02');
-      add(`${p}attn.qkv.bias`, [3 * dim], 'vector', 'zeros');
-      add(`${p}attn.proj.weight`, [dim, dim], 'linear', 'truncNormal02');
-      add(`${p}attn.proj.bias`, [dim], 'vector', 'zeros');
-      add(`${p}norm2.weight`, [dim], 'vector', 'ones');
-      add(`${p}norm2.bias`, [dim], 'vector', 'zeros');
-      add(`${p}mlp.linear1.weight`, [4 * dim, dim], 'linear', 'truncNormal02');
-      add(`${p}mlp.linear1.bias`, [4 * dim], 'vector', 'zeros');
-      add(`${p}mlp.linear2.weight`, [dim, 4 * dim], 'linear', 'truncNormal02');
-      add(`${p}mlp.linear2.bias`, [dim], 'vector', 'zeros');
-    }
-    const d = `swinViT.layers${stage + 1}.0.downsample.`;
-    add(`${d}reduction.weight`, [2 * dim, 8 * dim], 'linear', 'truncNormal02');
-    add(`${d}norm.weight`, [8 * dim], 'vector', 'ones');
-    add(`${d}norm.bias`, [8 * dim], 'vector', 'zeros');
-  }
-  const resBlock = (prefix: string, cin: number, cout: number) => {
-    add(`${prefix}conv1.conv.weight`, [cout, cin, 3, 3, 3], 'conv3d', 'kaimingUniform', cin * 27);
-    add(`${prefix}conv2.conv.weight`, [cout, cout, 3, 3, 3], 'conv3d', 'kaimingUniform', cout * 27);
-    if (cin !== cout) add(`${prefix}conv3.conv.weight`, [cout, cin, 1, 1, 1], 'conv1x1', 'kaimingUniform', cin);
-  };
-  resBlock('encoder1.layer.', config.inChannels, f);
-  resBlock('encoder2.layer.', f, f);
-  resBlock('encoder3.layer.', 2 * f, 2 * f);
-  resBlock('encoder4.layer.', 4 * f, 4 * f);
-  resBlock('encoder10.layer.', 16 * f, 16 * f);
-  for (const [name, cin, cout] of DECODERS(f)) {
-    add(`${name}.transp_conv.conv.weight`, [cin, cout, 2, 2, 2], 'convTranspose2', 'kaimingUniform', cout * 8);
-    resBlock(`${name}.conv_block.`, 2 * cout, cout);
-  }
-  add('out.conv.conv.weight', [config.outChannels, f, 1, 1, 1], 'conv1x1', 'kaimingUniform', f);
-  add('out.conv.conv.bias', [config.outChannels], 'vector', 'convBias', f);
-  return specs;
+/** The modules of the network, each owning its parameters under its MONAI prefix. */
+export interface SwinUNETRModules {
+  patchEmbed: PatchEmbed;
+  stages: SwinStage[];
+  /** encoder1, encoder2, encoder3, encoder4 and encoder10 (MONAI UnetrBasicBlock with a residual block, `.layer`). */
+  encoders: UnetResBlockModule[];
+  /** decoder5 ... decoder1. */
+  decoders: UnetrUpBlock[];
+  out: UnetOutBlock;
 }
 
-const DECODERS = (f: number): Array<[string, number, number]> => [
-  ['decoder5', 16 * f, 8 * f],
-  ['decoder4', 8 * f, 4 * f],
-  ['decoder3', 4 * f, 2 * f],
-  ['decoder2', 2 * f, f],
-  ['decoder1', f, f],
-];
+export function swinUnetrModules(config: SwinUNETRConfig): SwinUNETRModules {
+  const f = config.featureSize;
+  const totalBlocks = config.depths.reduce((a, b) => a + b, 0);
+  let blockIndex = 0;
+  const stages = config.depths.map((depth, stage) => {
+    // Stochastic depth grows linearly over all blocks of the encoder (MONAI's dpr).
+    const rates = Array.from({ length: depth }, () => (totalBlocks > 1 ? (config.dropPathRate * blockIndex++) / (totalBlocks - 1) : 0));
+    return new SwinStage(`swinViT.layers${stage + 1}.0.`, f * 2 ** stage, depth, config.numHeads[stage], config.windowSize, rates, config.downsample);
+  });
+  return {
+    patchEmbed: new PatchEmbed('swinViT.patch_embed.', config.inChannels, f),
+    stages,
+    encoders: [
+      new UnetResBlockModule('encoder1.layer.', config.inChannels, f),
+      new UnetResBlockModule('encoder2.layer.', f, f),
+      new UnetResBlockModule('encoder3.layer.', 2 * f, 2 * f),
+      new UnetResBlockModule('encoder4.layer.', 4 * f, 4 * f),
+      new UnetResBlockModule('encoder10.layer.', 16 * f, 16 * f),
+    ],
+    decoders: [
+      new UnetrUpBlock('decoder5.', 16 * f, 8 * f),
+      new UnetrUpBlock('decoder4.', 8 * f, 4 * f),
+      new UnetrUpBlock('decoder3.', 4 * f, 2 * f),
+      new UnetrUpBlock('decoder2.', 2 * f, f),
+      new UnetrUpBlock('decoder1.', f, f),
+    ],
+    out: new UnetOutBlock('out.', f, config.outChannels),
+  };
+}
+
+/** Every parameter of the network with its MONAI state-dict name, in MONAI's order: the modules' own lists. */
+export function swinUnetrParameterSpecs(config: SwinUNETRConfig): ParamSpec[] {
+  return specsOf(swinUnetrModules(config));
+}
+
+function specsOf(modules: SwinUNETRModules): ParamSpec[] {
+  return [
+    ...modules.patchEmbed.specs,
+    ...modules.stages.flatMap((stage) => stage.specs),
+    ...modules.encoders.flatMap((m) => m.specs),
+    ...modules.decoders.flatMap((m) => m.specs),
+    ...modules.out.specs,
+  ];
+}
 
 /** State-dict entries that MONAI stores but that are buffers, not parameters (recomputed here). */
 export function swinUnetrBufferNames(config: SwinUNETRConfig): string[] {
@@ -161,24 +159,12 @@ export interface ForwardOptions {
   /**
    * Parameters of a parameter-efficient method (lib/adapters/methods/peft.ts). A name of the
    * network replaces that parameter (BitFit, LayerNorm affine); a name under a Swin block's prefix
-   * adds a module there: \`attn.qkv.lora_A.weight\` and \`lora_B.weight\` (LoRA on the qkv
-   * projection), \`mlpAdapter.*\` (AdaptFormer's parallel MLP adapter), \`compacter_1.*\` and
-   * \`compacter_2.*\` (Compacter's PHM layers on the attention and MLP branches).
+   * adds a module there: `attn.qkv.lora_A.weight` and `lora_B.weight` (LoRA on the qkv
+   * projection), `mlpAdapter.*` (AdaptFormer's parallel MLP adapter), `compacter_1.*` and
+   * `compacter_2.*` (Compacter's PHM layers on the attention and MLP branches).
    */
   tuning?: ReadonlyMap<string, tf.Tensor>;
 }
-
-/** The modules a method may add to a Swin block, by name under the block's prefix. */
-export const SWIN_BLOCK_MODULES = {
-  loraA: 'attn.qkv.lora_A.weight',
-  loraB: 'attn.qkv.lora_B.weight',
-  adaptformerDown: ['mlpAdapter.down_proj.weight', 'mlpAdapter.down_proj.bias'],
-  adaptformerUp: ['mlpAdapter.up_proj.weight', 'mlpAdapter.up_proj.bias'],
-  compacter: ['compacter_1', 'compacter_2'],
-} as const;
-
-/** AdaptFormer's fixed scale of its adapter branch (the reference's MLPAdapter scale). */
-export const ADAPTFORMER_SCALE = 0.1;
 
 /** Which blocks recompute their activations in the backward pass (see ForwardOptions.checkpoint). */
 export type CheckpointMode = boolean | 'swin';
@@ -201,13 +187,15 @@ export interface SwinUNETROutput {
  * checkpoint maps one to one.
  */
 export class SwinUNETR {
+  readonly modules: SwinUNETRModules;
   readonly specs: ParamSpec[];
 
   constructor(
     readonly config: SwinUNETRConfig,
     readonly params: ParameterMap,
   ) {
-    this.specs = swinUnetrParameterSpecs(config);
+    this.modules = swinUnetrModules(config);
+    this.specs = specsOf(this.modules);
     for (const spec of this.specs) {
       const p = params.get(spec.name);
       if (!p) throw new FseftError(`parameter ${spec.name} is missing`);
@@ -252,21 +240,22 @@ export class SwinUNETR {
     return tf.tidy(() => {
       const hidden = this.swinViT(x, options);
       const convolutional = options.checkpoint === true;
-      const res = (prefix: string, input: tf.Tensor5D) => this.block(prefix, [input], convolutional, options, (param, i) => this.resBlock(prefix, i as tf.Tensor5D, param));
-      const up = (name: string, input: tf.Tensor5D, skip: tf.Tensor5D) =>
-        this.block(`${name}.`, [input, skip], convolutional, options, (param, i, k) => this.upBlock(name, i as tf.Tensor5D, k as tf.Tensor5D, param));
-      const enc0 = res('encoder1.layer.', x);
-      const enc1 = res('encoder2.layer.', hidden[0]);
-      const enc2 = res('encoder3.layer.', hidden[1]);
-      const enc3 = res('encoder4.layer.', hidden[2]);
-      const dec4 = res('encoder10.layer.', hidden[4]);
-      const dec3 = up('decoder5', dec4, hidden[3]);
-      const dec2 = up('decoder4', dec3, enc3);
-      const dec1 = up('decoder3', dec2, enc2);
-      const dec0 = up('decoder2', dec1, enc1);
-      const features = up('decoder1', dec0, enc0);
-      const param = this.resolver(options);
-      const logits = linear(features, param('out.conv.conv.weight') as tf.Tensor2D, param('out.conv.conv.bias') as tf.Tensor1D) as tf.Tensor5D;
+      const [encoder1, encoder2, encoder3, encoder4, encoder10] = this.modules.encoders;
+      const res = (module: UnetResBlockModule, input: tf.Tensor5D) => this.block(module.prefix, [input], convolutional, options, (param, i) => module.forward(i as tf.Tensor5D, param));
+      const up = (module: UnetrUpBlock, input: tf.Tensor5D, skip: tf.Tensor5D) =>
+        this.block(module.prefix, [input, skip], convolutional, options, (param, i, k) => module.forward(i as tf.Tensor5D, k as tf.Tensor5D, param));
+      const [decoder5, decoder4, decoder3, decoder2, decoder1] = this.modules.decoders;
+      const enc0 = res(encoder1, x);
+      const enc1 = res(encoder2, hidden[0]);
+      const enc2 = res(encoder3, hidden[1]);
+      const enc3 = res(encoder4, hidden[2]);
+      const dec4 = res(encoder10, hidden[4]);
+      const dec3 = up(decoder5, dec4, hidden[3]);
+      const dec2 = up(decoder4, dec3, enc3);
+      const dec1 = up(decoder3, dec2, enc2);
+      const dec0 = up(decoder2, dec1, enc1);
+      const features = up(decoder1, dec0, enc0);
+      const logits = this.modules.out.forward(features, this.resolver(options));
       const result: SwinUNETROutput = { logits, features };
       if (options.hiddenStates) result.hidden = hidden;
       if (options.decoderInputs) Object.assign(result, { dec0, enc0 });
@@ -277,29 +266,27 @@ export class SwinUNETR {
   /** The Swin encoder: five hidden states, layer-normalised without parameters when `normalize`. */
   swinViT(x: tf.Tensor5D, options: ForwardOptions = {}): tf.Tensor5D[] {
     const param = this.resolver(options);
-    const patches = spaceToDepth2(x);
-    let current = linear(patches, param('swinViT.patch_embed.proj.weight') as tf.Tensor2D, param('swinViT.patch_embed.proj.bias') as tf.Tensor1D) as tf.Tensor5D;
-    current = this.dropout(current, this.config.dropRate, options);
+    const regularisation = this.regularisation(options.training?.rng);
+    let current = dropout(this.modules.patchEmbed.forward(x, param), regularisation);
     const outputs = [this.projOut(current)];
-    let blockIndex = 0;
-    const totalBlocks = this.config.depths.reduce((a, b) => a + b, 0);
-    for (let stage = 0; stage < 4; stage++) {
+    for (const stage of this.modules.stages) {
       const [, d, h, w, c] = current.shape;
       let tokens = tf.reshape(current, [d * h * w, c]) as tf.Tensor2D;
-      for (let b = 0; b < this.config.depths[stage]; b++, blockIndex++) {
-        const dropPath = totalBlocks > 1 ? (this.config.dropPathRate * blockIndex) / (totalBlocks - 1) : 0;
-        tokens = this.swinBlockMaybeCheckpointed(`swinViT.layers${stage + 1}.0.blocks.${b}.`, tokens, [d, h, w], b % 2 === 1, this.config.numHeads[stage], dropPath, options);
-      }
-      current = this.patchMerging(`swinViT.layers${stage + 1}.0.downsample.`, tf.reshape(tokens, [1, d, h, w, c]) as tf.Tensor5D, param);
+      for (const block of stage.blocks) tokens = this.swinBlock(block, tokens, [d, h, w], options);
+      current = stage.downsample.forward(tf.reshape(tokens, [1, d, h, w, c]) as tf.Tensor5D, param);
       outputs.push(this.projOut(current));
     }
     return outputs;
   }
 
   /** Reads a parameter: a method's replacement when it has one (ForwardOptions.tuning), else the network's. */
-  private resolver(options: ForwardOptions): (name: string) => tf.Tensor {
+  private resolver(options: ForwardOptions): ParamReader {
     const tuning = options.tuning;
     return tuning ? (name) => tuning.get(name) ?? this.p(name) : (name) => this.p(name);
+  }
+
+  private regularisation(rng: Rng | undefined): Regularisation | undefined {
+    return rng && { rng, dropRate: this.config.dropRate, attnDropRate: this.config.attnDropRate };
   }
 
   private projOut(x: tf.Tensor5D): tf.Tensor5D {
@@ -307,16 +294,17 @@ export class SwinUNETR {
   }
 
   /**
-   * Runs one block whose parameters share `prefix`, checkpointed when `checkpoint` is set: its
-   * activations are recomputed during backpropagation instead of kept.
-   * `run` reads parameters through `param` so that the checkpoint can route their gradients.
+   * Runs one module whose parameters share `prefix`, checkpointed when `checkpoint` is set: its
+   * activations are recomputed during backpropagation instead of kept. `run` reads parameters
+   * through `param` so that the checkpoint can route their gradients (a method's modules under
+   * the prefix included).
    */
   private block<T extends tf.Tensor>(
     prefix: string,
     inputs: tf.Tensor[],
     checkpoint: boolean,
     options: ForwardOptions,
-    run: (param: (name: string) => tf.Tensor, ...inputs: tf.Tensor[]) => T,
+    run: (param: ParamReader, ...inputs: tf.Tensor[]) => T,
   ): T {
     const resolve = this.resolver(options);
     // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
@@ -333,193 +321,30 @@ export class SwinUNETR {
     }, [...inputs, ...names.map(resolve)]) as T;
   }
 
-  private swinBlockMaybeCheckpointed(prefix: string, x: tf.Tensor2D, dims: [number, number, number], shifted: boolean, heads: number, dropPath: number, options: ForwardOptions): tf.Tensor2D {
+  private swinBlock(block: SwinTransformerBlock, x: tf.Tensor2D, dims: [number, number, number], options: ForwardOptions): tf.Tensor2D {
     // A recomputation must draw the same dropout masks: each run gets a generator with one seed.
     const seed = options.training ? options.training.rng.nextUint32() : 0;
-    return this.block(prefix, [x], Boolean(options.checkpoint), options, (param, input) => {
-      const replay: ForwardOptions = options.training ? { ...options, training: { rng: new Rng(seed) } } : options;
-      return this.swinBlock(prefix, input as tf.Tensor2D, dims, shifted, heads, dropPath, replay, param);
-    });
+    const has = (name: string) => options.tuning?.has(name) ?? false;
+    return this.block(block.prefix, [x], Boolean(options.checkpoint), options, (param, input) =>
+      block.forward(input as tf.Tensor2D, dims, param, has, this.regularisation(options.training ? new Rng(seed) : undefined)),
+    );
   }
 
-  private swinBlock(
-    prefix: string,
-    x: tf.Tensor2D,
-    dims: [number, number, number],
-    shifted: boolean,
-    heads: number,
-    dropPath: number,
-    options: ForwardOptions,
-    param: (name: string) => tf.Tensor,
-  ): tf.Tensor2D {
-    const w = this.config.windowSize;
-    const half = Math.floor(w / 2);
-    const plan = windowPlan(dims, [w, w, w], shifted ? [half, half, half] : [0, 0, 0]);
-    const normed = layerNorm(x, param(`${prefix}norm1.weight`), param(`${prefix}norm1.bias`)) as tf.Tensor2D;
-    const windows = gatherRows(normed, plan.partition, plan.reverse);
-    const attended = this.windowAttention(prefix, windows, plan.windows, plan.tokens, heads, plan.mask, options, param);
-    const has = (name: string) => options.tuning?.has(`${prefix}${name}`) ?? false;
-    // Compacter replaces each branch by its PHM layer's image of it (serial, no inner residual).
-    const phm = (branch: tf.Tensor, name: string) => (has(`${name}.W`) ? phmLinear(branch, param(`${prefix}${name}.phm_rule`), param(`${prefix}${name}.W`), param(`${prefix}${name}.b`)) : branch);
-    const back = phm(gatherRows(attended, plan.reverse, plan.partition), SWIN_BLOCK_MODULES.compacter[0]);
-    let out = tf.add(x, this.dropPath(back, dropPath, options)) as tf.Tensor2D;
-    const mlpIn = layerNorm(out, param(`${prefix}norm2.weight`), param(`${prefix}norm2.bias`));
-    let hiddenMlp = gelu(linear(mlpIn, param(`${prefix}mlp.linear1.weight`) as tf.Tensor2D, param(`${prefix}mlp.linear1.bias`) as tf.Tensor1D));
-    hiddenMlp = this.dropout(hiddenMlp, this.config.dropRate, options);
-    let mlpOut = linear(hiddenMlp, param(`${prefix}mlp.linear2.weight`) as tf.Tensor2D, param(`${prefix}mlp.linear2.bias`) as tf.Tensor1D);
-    mlpOut = this.dropout(mlpOut, this.config.dropRate, options);
-    let branch = phm(this.dropPath(mlpOut, dropPath, options), SWIN_BLOCK_MODULES.compacter[1]);
-    if (has(SWIN_BLOCK_MODULES.adaptformerDown[0])) {
-      // AdaptFormer: a bottleneck on the stream after attention (not normalised), added to the MLP branch.
-      const [downWeight, downBias] = SWIN_BLOCK_MODULES.adaptformerDown.map((name) => param(`${prefix}${name}`));
-      const [upWeight, upBias] = SWIN_BLOCK_MODULES.adaptformerUp.map((name) => param(`${prefix}${name}`));
-      const down = tf.relu(linear(out, downWeight as tf.Tensor2D, downBias as tf.Tensor1D));
-      branch = tf.add(branch, tf.mul(linear(down, upWeight as tf.Tensor2D, upBias as tf.Tensor1D), ADAPTFORMER_SCALE));
-    }
-    out = tf.add(out, branch) as tf.Tensor2D;
-    return out;
-  }
-
-  /** Multi-head self-attention within windows: rows [windows * tokens, C] in, same out. */
-  private windowAttention(
-    prefix: string,
-    rows: tf.Tensor2D,
-    windows: number,
-    tokens: number,
-    heads: number,
-    mask: WindowMask | undefined,
-    options: ForwardOptions,
-    param: (name: string) => tf.Tensor,
-  ): tf.Tensor2D {
-    const w = this.config.windowSize;
-    const c = rows.shape[1];
-    const headDim = c / heads;
-    const bias = tf.reshape(
-      tf.transpose(tf.reshape(lookupRows(param(`${prefix}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
-      [1, heads, tokens, tokens],
-    ) as tf.Tensor4D;
-    // q, k and v from column blocks of the qkv weight, each split into heads by a rank-4
-    // transpose (tfjs-wasm's rank-5 transposes are an order of magnitude slower). k is laid out
-    // transposed ([windows * heads, headDim, tokens]): the products take no transposed operands.
-    const weight = param(`${prefix}attn.qkv.weight`) as tf.Tensor2D;
-    const qkvBias = param(`${prefix}attn.qkv.bias`) as tf.Tensor1D;
-    // LoRA: qkv(x) + B(A x), A and B without bias or scaling (the reference's LoRALayer).
-    const lora = options.tuning?.has(`${prefix}${SWIN_BLOCK_MODULES.loraA}`)
-      ? linear(linear(rows, param(`${prefix}${SWIN_BLOCK_MODULES.loraA}`) as tf.Tensor2D), param(`${prefix}${SWIN_BLOCK_MODULES.loraB}`) as tf.Tensor2D)
-      : undefined;
-    const [q, kT, v] = [[0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]].map((order, part) => {
-      const plain = linear(rows, tf.slice(weight, [0, part * c], [c, c]), tf.slice(qkvBias, [part * c], [c]));
-      const projected = lora ? tf.add(plain, tf.slice(lora, [0, part * c], [rows.shape[0], c])) : plain;
-      const split = tf.transpose(tf.reshape(projected, [windows, tokens, heads, headDim]), order);
-      return tf.reshape(split, [windows * heads, split.shape[2]!, split.shape[3]!]) as tf.Tensor3D;
-    });
-    const attnDrop = options.training && this.config.attnDropRate > 0 ? { rate: this.config.attnDropRate, seed: options.training.rng.nextUint32() } : undefined;
-    const mixed = windowAttention(tf.mul(q, headDim ** -0.5) as tf.Tensor3D, kT, v, bias, {
-      heads,
-      mask: mask && ((start, count) => maskOfWindows(mask, start, count)),
-      // Chunks of windows bound each [windows, heads, N, N] temporary to 64 MB.
-      chunkWindows: Math.max(1, Math.floor(16_000_000 / (heads * tokens * tokens))),
-      dropout: attnDrop,
-    });
-    const merged = tf.reshape(tf.transpose(tf.reshape(mixed, [windows, heads, tokens, headDim]), [0, 2, 1, 3]), [windows * tokens, c]);
-    const out = linear(merged, param(`${prefix}attn.proj.weight`) as tf.Tensor2D, param(`${prefix}attn.proj.bias`) as tf.Tensor1D);
-    return this.dropout(out, this.config.dropRate, options) as tf.Tensor2D;
-  }
-
-  /**
-   * MONAI PatchMerging: pad odd sizes, take the eight 2 x 2 x 2 sub-grids, LayerNorm(8C), Linear(8C -> 2C).
-   * The default 'merging' keeps MONAI's v0.9 order of sub-grids (two of them repeated).
-   */
-  private patchMerging(prefix: string, x: tf.Tensor5D, param: (name: string) => tf.Tensor): tf.Tensor5D {
-    const [, d, h, w, c] = x.shape;
-    let input = x;
-    if (d % 2 || h % 2 || w % 2) input = tf.pad(x, [[0, 0], [0, d % 2], [0, h % 2], [0, w % 2], [0, 0]]);
-    const [, dp, hp, wp] = input.shape;
-    const count = (dp / 2) * (hp / 2) * (wp / 2);
-    const merged = tf.reshape(stackSubgrids(input, this.config.downsample), [count, 8 * c]);
-    const normed = layerNorm(merged, param(`${prefix}norm.weight`), param(`${prefix}norm.bias`));
-    const reduced = linear(normed, param(`${prefix}reduction.weight`) as tf.Tensor2D);
-    return tf.reshape(reduced, [1, dp / 2, hp / 2, wp / 2, 2 * c]) as tf.Tensor5D;
-  }
-
-  /** MONAI UnetResBlock of this network at `prefix` (see unet-res-block.ts). */
-  resBlock(prefix: string, x: tf.Tensor5D, param: (name: string) => tf.Tensor = (name) => this.p(name)): tf.Tensor5D {
-    const projected = this.params.has(`${prefix}conv3.conv.weight`);
-    return unetResBlock(x, { conv1: param(`${prefix}conv1.conv.weight`), conv2: param(`${prefix}conv2.conv.weight`), conv3: projected ? param(`${prefix}conv3.conv.weight`) : undefined });
+  /** The UnetResBlock of this network at `prefix` (an encoder's `.layer.` or a decoder's `.conv_block.`). */
+  resBlock(prefix: string, x: tf.Tensor5D, param: ParamReader = (name) => this.p(name)): tf.Tensor5D {
+    const module = [...this.modules.encoders, ...this.modules.decoders.map((d) => d.convBlock)].find((m) => m.prefix === prefix);
+    if (!module) throw new Error(`no UnetResBlock at ${prefix}`);
+    return module.forward(x, param);
   }
 
   /** The last decoder block (decoder1) on its inputs, with parameters read through `param` (FT-Last trains copies). */
-  lastDecoder(dec0: tf.Tensor5D, enc0: tf.Tensor5D, param: (name: string) => tf.Tensor = (name) => this.p(name)): tf.Tensor5D {
-    return this.upBlock('decoder1', dec0, enc0, param);
-  }
-
-  /** MONAI UnetrUpBlock: transposed conv (kernel 2, stride 2), concatenation with the skip, UnetResBlock. */
-  private upBlock(name: string, x: tf.Tensor5D, skip: tf.Tensor5D, param: (name: string) => tf.Tensor): tf.Tensor5D {
-    const joined = pipeline(
-      x,
-      (t) => linear(t, param(`${name}.transp_conv.conv.weight`) as tf.Tensor2D),
-      (t) => depthToSpace2(t as tf.Tensor5D),
-      (t) => concatChannels(t, skip),
-    );
-    const out = this.resBlock(`${name}.conv_block.`, joined as tf.Tensor5D, param);
-    releaseIntermediates(joined);
-    return out;
-  }
-
-  private dropout<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {
-    if (!options.training || rate <= 0) return x;
-    return tf.dropout(x, rate, undefined, options.training.rng.nextUint32()) as T;
-  }
-
-  /** Stochastic depth for batch 1: the whole branch is dropped or scaled by 1 / keep. */
-  private dropPath<T extends tf.Tensor>(x: T, rate: number, options: ForwardOptions): T {
-    if (!options.training || rate <= 0) return x;
-    return (options.training.rng.next() < rate ? tf.zerosLike(x) : tf.div(x, 1 - rate)) as T;
+  lastDecoder(dec0: tf.Tensor5D, enc0: tf.Tensor5D, param: ParamReader = (name) => this.p(name)): tf.Tensor5D {
+    return this.modules.decoders[4].forward(dec0, enc0, param);
   }
 
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
   }
-}
-
-/**
- * Compacter's PHMLinear: y = x H + b with H = sum_i rule_i (x) W_i (Kronecker products), rule
- * [n, n, n], W [n, in/n, out/n], so that H[a * in/n + k, c * out/n + p] = sum_i rule[i, a, c] W[i, k, p].
- */
-export function phmLinear(x: tf.Tensor, rule: tf.Tensor, w: tf.Tensor, bias: tf.Tensor): tf.Tensor {
-  const [n] = rule.shape;
-  const [, inPart, outPart] = w.shape;
-  const products = tf.mul(tf.reshape(rule, [n, n, 1, n, 1]), tf.reshape(w, [n, 1, inPart, 1, outPart]));
-  const h = tf.reshape(tf.sum(products, 0), [n * inPart, n * outPart]) as tf.Tensor2D;
-  return linear(x, h, bias as tf.Tensor1D);
-}
-
-/** Sub-grid order of MONAI's PatchMerging as (d, h, w) offsets flattened d * 4 + h * 2 + w: x0..x7. */
-const LEGACY_MERGING_ORDER = [0, 4, 2, 1, 5, 2, 1, 7];
-
-/**
- * The eight 2 x 2 x 2 sub-grids x[:, i::2, j::2, k::2] of an even-sized [1, D, H, W, C] volume as
- * [D/2 * H/2 * W/2, 8, C], in MONAI's order: itertools.product order for 'mergingv2', the v0.9
- * order (x0, x1, x2, x3, x4, x2, x3, x7 by offsets) for 'merging'.
- */
-export function stackSubgrids(x: tf.Tensor5D, mode: SwinUNETRConfig['downsample']): tf.Tensor3D {
-  return tf.tidy(() => {
-    const [, d, h, w, c] = x.shape;
-    const count = (d / 2) * (h / 2) * (w / 2);
-    // spaceToDepth2's channel order is the sub-grid offsets flattened d * 4 + h * 2 + w.
-    const stacked = tf.reshape(spaceToDepth2(x), [count, 8, c]) as tf.Tensor3D;
-    return mode === 'merging' ? selectSubgrids(stacked, LEGACY_MERGING_ORDER) : stacked;
-  });
-}
-
-/** out[:, j, :] = x[:, order[j], :] as a tiny matmul, so gradients need no scatter kernel. */
-function selectSubgrids(x: tf.Tensor3D, order: number[]): tf.Tensor3D {
-  const [count, eight, c] = x.shape;
-  const selection = new Float32Array(eight * eight);
-  order.forEach((source, target) => (selection[source * eight + target] = 1));
-  const moved = tf.reshape(tf.transpose(x, [0, 2, 1]), [count * c, eight]);
-  const picked = tf.matMul(moved, tf.tensor2d(selection, [eight, eight]));
-  return tf.transpose(tf.reshape(picked, [count, c, eight]), [0, 2, 1]) as tf.Tensor3D;
 }
 
 let suffix = 0;
