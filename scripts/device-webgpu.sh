@@ -2,7 +2,8 @@
 # One lent-GPU session: the WebGPU backend (Dawn's Node binding) checked against wasm and timed.
 # Run from the repository root on the GPU machine with the carried folders .gl (libvulkan1 .deb),
 # .gpu (node.xz, node_modules.tar.xz: tfjs, tfjs-backend-webgpu, webgpu) and dist (built here).
-# Writes agreement.txt and bench.txt under $OUT.
+# Writes agreement.txt, bench.txt and e2e.txt (synth, adapt with adapter + TI and with LoRA,
+# predict, each phase timed: scripts/e2e-timing.sh) under $OUT.
 set -u
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
@@ -23,3 +24,4 @@ mkdir -p "$OUT"
 timeout 200 "$NODE" dist/bench/agreement.js --backend webgpu --reference wasm 2>&1 | grep -v '^    at ' | tee "$OUT/agreement.txt" | tail -40
 # BENCH_ARGS adds options, e.g. "--checkpoint none".
 timeout 300 "$NODE" dist/bench/model.js --backends webgpu --configs a,b --repeat 3 ${BENCH_ARGS:-} 2>&1 | grep -v '^    at ' | tee "$OUT/bench.txt" | tail -40
+timeout 300 env BACKEND=webgpu NODE="$NODE" OUT="$OUT" sh scripts/e2e-timing.sh 2>&1 | grep -v '^    at ' | tail -20
