@@ -139,11 +139,6 @@ export class Adapter {
     return this.v('head.bias').shape[0];
   }
 
-  /** Organs the head segments: 1, or the organs of a multi-class head. */
-  get organCount(): number {
-    return this.outputChannels === 1 ? 1 : this.outputChannels - 1;
-  }
-
   /** Probabilities from this adapter's logits: sigmoid for one organ, softmax across a multi-class head. */
   activate(logits: tf.Tensor5D): tf.Tensor5D {
     return (this.outputChannels === 1 ? tf.sigmoid(logits) : tf.softmax(logits)) as tf.Tensor5D;

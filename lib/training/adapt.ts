@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Adapter, AdaptMethod, DecoderMode, HeadInit, MultiClassHead } from '../adapters/adapters';
+import { Adapter, AdaptMethod, DecoderMode, HeadInit, MultiClassHead, inputOf } from '../adapters/adapters';
 import { BackboneFeatures } from '../inference/features';
 import { Shape3, Volume } from '../io/volume';
 import { bcePerChannel, crossEntropy, diceLossPerChannel } from '../losses/segmentation';
@@ -196,18 +196,16 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
   const started = Date.now();
   if (supports.length === 0) throw new FseftError('no support volumes');
   if (options.scratchEncoder && options.method !== 'scratch') throw new FseftError(`an encoder to start from is for scratch only, not ${options.method}`);
+  // Everything that can be refused is refused before any variable exists.
+  const input = inputOf(options.method, options.decoder);
+  const cached = options.method !== 'generalization' && options.cachedFeatures !== false && input !== 'image';
+  if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
+  if (options.ti && init !== undefined && 'organs' in init) throw new FseftError('transductive inference constrains one organ\'s size: adapt one organ at a time with TI');
+  if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch, the PEFT methods and a trained decoder change the network');
   const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'), options.scratchEncoder, options.decoder);
   const history: StepRecord[] = [];
   if (options.method === 'generalization') return { adapter, history, trainableParameters: 0, seconds: 0 };
-  const input = adapter.input;
-  const cached = options.cachedFeatures !== false && input !== 'image';
-  if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
   const channels = adapter.outputChannels;
-  if (options.ti && channels > 1) {
-    adapter.dispose();
-    throw new FseftError('transductive inference constrains one organ\'s size: adapt one organ at a time with TI');
-  }
-  if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch, the PEFT methods and a trained decoder change the network');
 
   const grids = supports.map((s) => ({ image: volumeToGrid(s.image), mask: volumeToGrid(s.mask) }));
   const targetSize = options.ti ? estimateTargetSize(supports.map((s) => s.mask)) : undefined;
