@@ -198,6 +198,8 @@ export class FoundationModel {
       const values = ct.values ?? (request.novel ? undefined : organs.map((o) => templateClass(o)));
       if (!values) throw new FseftError(`give the label values of ${organs.join(', ')} in ${ct.label} (values: [...]; --support image=label:v1,v2)`);
       if (values.length !== organs.length) throw new FseftError(`${values.length} label values for ${organs.length} organs (${organs.join(', ')})`, ct.label);
+      // The multi-label mask that predict writes is uint8.
+      if (values.some((v) => !Number.isInteger(v) || v < 1 || v > 255)) throw new FseftError(`label values must be whole numbers from 1 to 255, got ${values.join(', ')}`, ct.label);
       return values;
     };
     if (method === 'generalization' && channel === undefined) throw new FseftError(`the model's head has no ${organ} channel: generalization is not possible; train lp or an adapter`);

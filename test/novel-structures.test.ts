@@ -115,3 +115,11 @@ test('several structures at once: one multi-class head over psoas_right and psoa
   assert.match(adapt.stdout, /query Dice \(preprocessed grid, paper recipe's evaluation\): psoas_right \d\.\d{4}, psoas_left \d\.\d{4}/);
   model.dispose();
 });
+
+test('several organs: label values outside 1-255 are refused by file', async () => {
+  const dataset = readMsdDataset(data);
+  const model = await fseft.load(modelDir);
+  const support = { image: dataset.cases[0].image, label: dataset.cases[0].label!, values: [30, 300] };
+  await assert.rejects(model.adapt({ organ: ['psoas_right', 'psoas_left'], novel: true, supports: [support], method: 'lp', epochs: 1 }), /labelsTr.*label values must be whole numbers from 1 to 255, got 30, 300/);
+  model.dispose();
+});
