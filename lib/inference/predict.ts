@@ -3,7 +3,7 @@ import { readNifti } from '../io/nifti';
 import { Shape3, Volume, sameGrid, valueRange } from '../io/volume';
 import { ModelPreprocessing } from '../networks/model-io';
 import { SwinUNETR } from '../networks/swin-unetr';
-import { largestConnectedComponent } from '../metrics/components';
+import { largestComponentPerLabel, largestConnectedComponent } from '../metrics/components';
 import { spatialPad } from '../transforms/crop';
 import { preprocessCase } from '../transforms/preprocess';
 import { resampleOnGrid } from '../transforms/resample';
@@ -152,10 +152,8 @@ export function labelsOnInputGeometry(grid: FeatureGrid, prepared: PreparedCase)
   }
   // Outside the preprocessed crop every channel maps to 0: background.
   for (let i = 0; i < size; i++) if (best[i] <= 0) winner[i] = 0;
-  const mask = new Uint8Array(size);
-  for (let organ = 1; organ < grid.channels; organ++) {
-    const kept = largestConnectedComponent(Uint8Array.from(winner, (v) => (v === organ ? 1 : 0)), source.shape, 26);
-    for (let i = 0; i < size; i++) if (kept[i]) mask[i] = organ;
-  }
-  return { mask: source.withData(mask), probabilities: source.withData(Float32Array.from(background, (p, i) => (best[i] > 0 ? 1 - p : 0))) };
+  return {
+    mask: source.withData(largestComponentPerLabel(winner, source.shape, grid.channels - 1)),
+    probabilities: source.withData(Float32Array.from(background, (p, i) => (best[i] > 0 ? 1 - p : 0))),
+  };
 }

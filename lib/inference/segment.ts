@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Adapter } from '../adapters/adapters';
 import { Shape3, Volume } from '../io/volume';
-import { largestConnectedComponent } from '../metrics/components';
+import { largestComponentPerLabel, largestConnectedComponent } from '../metrics/components';
 import { FeatureGrid, cropGrid, gridChannelToVolumeData, volumeToGrid } from '../networks/volume-tensor';
 import { BackboneFeatures } from './features';
 import { slidingWindow } from './sliding-window';
@@ -72,11 +72,5 @@ export function probabilitiesToLabels(probabilities: FeatureGrid, like: Volume, 
   }
   const grid = gridChannelToVolumeData({ data: Float32Array.from(winner), shape: probabilities.shape, channels: 1 });
   const labels = Uint8Array.from(grid);
-  if (!largestComponent) return like.withData(labels);
-  const out = new Uint8Array(labels.length);
-  for (let organ = 1; organ < channels; organ++) {
-    const kept = largestConnectedComponent(Uint8Array.from(labels, (v) => (v === organ ? 1 : 0)), like.shape, 26);
-    for (let i = 0; i < out.length; i++) if (kept[i]) out[i] = organ;
-  }
-  return like.withData(out);
+  return like.withData(largestComponent ? largestComponentPerLabel(labels, like.shape, channels - 1) : labels);
 }

@@ -58,3 +58,13 @@ export function largestConnectedComponent(mask: MaskArray, shape: Shape3, connec
   for (let i = 0; i < labels.length; i++) if (labels[i] === best) out[i] = 1;
   return out;
 }
+
+/** A label map (0 background, 1..labels) with each label reduced to its largest connected component. */
+export function largestComponentPerLabel(labels: Uint8Array, shape: Shape3, count: number, connectivity: 6 | 26 = 26): Uint8Array {
+  const out = new Uint8Array(labels.length);
+  for (let label = 1; label <= count; label++) {
+    const kept = largestConnectedComponent(Uint8Array.from(labels, (v) => (v === label ? 1 : 0)), shape, connectivity);
+    for (let i = 0; i < out.length; i++) if (kept[i]) out[i] = label;
+  }
+  return out;
+}
