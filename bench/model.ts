@@ -1,20 +1,38 @@
 /**
- * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N --checkpoint none|swin|all]
+ * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N --checkpoint none|swin|all|fine
+ *                        --frozen lora,ft-last|none --compare-unfrozen]
  * Times SwinUNETR forward passes and training steps (forward, backward, AdamW) per backend:
  *   (a) feature_size 12, 64^3 input, 29 outputs   (b) feature_size 48, 96^3 input, 29 outputs
- * and the throughput of the heaviest operations. Reference: MONAI 1.2 on PyTorch CPU on this
- * machine kind needs 5.8 s / 10.2 s for (a) and 26.4 s / 74.0 s for (b) (shared/baselines.md).
+ * the training step of few-shot methods on the frozen backbone (`--frozen`: a PEFT method through
+ * the whole network, ft-last on the last block; `--compare-unfrozen` also times them with the
+ * backbone's weight gradients computed, as before they were skipped), with the wasm heap's
+ * high-water mark, and the throughput of the heaviest operations. MONAI's figures come from the
+ * same run when MONAI imports here (bench/monai.ts; `--no-monai` skips it), else from
+ * shared/baselines.md, and the line says which.
  */
+import { spawnSync } from 'node:child_process';
+import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKEND_ORDER, BackendName, switchBackend } from '../lib/backend/backend';
 import { argument } from './args';
+import { monaiAvailable, runMonai } from './monai';
 import { batchMatMul } from '../lib/networks/matmul';
 import { conv3dSame } from '../lib/networks/ops';
 import { CheckpointMode, SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
+import { Adapter, METHODS, zeroShotRow } from '../lib/adapters/adapters';
 import { AdamW } from '../lib/training/adamw';
-import { CONFIGS, checkpointFor, forwardPass, trainingStep } from './swin-workload';
+import { CONFIGS, checkpointFor, forwardPass, frozenBackboneStep, trainingStep } from './swin-workload';
 
-const MONAI: Record<string, { forward: number; step: number }> = { a: { forward: 5.8, step: 10.2 }, b: { forward: 26.4, step: 74.0 } };
+/** MONAI 1.2 / PyTorch 1.13 CPU, 2 threads, re-measured on a quiet machine of this kind on 2026-11-28 (shared/baselines.md). */
+const MONAI_REFERENCE: Record<string, { forward: number; step: number }> = { a: { forward: 3.35, step: 5.93 }, b: { forward: 12.5, step: 35.3 } };
+
+/** MONAI's figures for a configuration: measured now when MONAI runs here, else the reference. */
+function monaiFigures(config: string, featureSize: number, size: number, train: boolean): { forward: number; step?: number; source: string } {
+  const available = monaiAvailable();
+  if (!available.ok) return { ...MONAI_REFERENCE[config], source: 'shared/baselines.md, 2026-11-28' };
+  const measured = runMonai<{ forward: number; step?: number }>('swinunetr.py', ['--feature-size', String(featureSize), '--size', String(size), '--threads', String(os.cpus().length), '--repeat', String(REPEAT), ...(train ? [] : ['--no-train'])]);
+  return { forward: measured.forward, step: measured.step, source: `same run, ${os.cpus().length} threads` };
+}
 
 /** Native and GPU backends: fast enough that a whole-tensor read-back would dominate an op's time, and a (b) training step takes seconds. */
 function accelerated(backend: string): boolean {
@@ -88,12 +106,70 @@ async function opThroughput(): Promise<string[]> {
   return lines;
 }
 
+/** The wasm heap's size: it only grows, so after a step it is the process's high-water mark. */
+function heapMiB(): string {
+  const wasm = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm;
+  return wasm ? `heap high-water ${(wasm.HEAPU8.length / 2 ** 20).toFixed(0)} MiB` : `${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MiB held after`;
+}
+
+/**
+ * One few-shot method's training step on the frozen backbone, in this (child) process: a fresh
+ * network and backend, so that the heap's high-water mark is the step's own and a failure leaves
+ * nothing behind for the next measurement. Prints one JSON line.
+ */
+async function frozenStepChild(backend: BackendName, config: string, method: string, frozenBackbone: boolean): Promise<void> {
+  await switchBackend(backend);
+  const { featureSize, size } = CONFIGS[config];
+  if (!(method in METHODS)) throw new Error(`--frozen: unknown method ${method}`);
+  const input = METHODS[method as keyof typeof METHODS].input;
+  if (input === 'features') throw new Error(`--frozen: ${method} trains on cached features, not through the network`);
+  const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
+  const x = tf.randomNormal([1, size, size, size, 1], 0, 1, 'float32', 3) as tf.Tensor5D;
+  const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 1], 0, 1, 'float32', 7), 1), 'float32'));
+  const adapter = Adapter.create(method as keyof typeof METHODS, model, zeroShotRow(model, 5), 1);
+  const optimizer = new AdamW({ learningRate: 1e-4 });
+  const checkpoint = checkpointFor(config, true);
+  const run = () => frozenBackboneStep(model, adapter, input as 'image' | 'decoder', x, target, optimizer, checkpoint.mode, frozenBackbone);
+  await seconds(run, 1);
+  const step = await seconds(run);
+  console.log(JSON.stringify({ step, trained: adapter.trainableParameters, checkpoint: checkpoint.label, heap: heapMiB() }));
+}
+
+/** Training steps of few-shot methods on the frozen backbone (`--frozen`, default lora and ft-last), each in a child process. */
+function frozenSteps(backend: BackendName, config: string, monaiStep: number | undefined): string[] {
+  const methods = (argument('frozen') ?? 'lora,ft-last').split(',').filter((m) => m !== 'none');
+  const lines: string[] = [];
+  for (const method of methods) {
+    for (const frozenBackbone of process.argv.includes('--compare-unfrozen') ? [true, false] : [true]) {
+      const label = `train step, ${method} on the ${frozenBackbone ? 'frozen' : 'unfrozen'} backbone`;
+      const passed = process.argv.slice(2).filter((a, i, all) => !['--backends', '--configs', '--frozen'].includes(a) && !['--backends', '--configs', '--frozen'].includes(all[i - 1]));
+      const child = spawnSync(process.execPath, [__filename, '--frozen-child', [backend, config, method, String(frozenBackbone)].join(','), ...passed], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      const last = child.stdout.trim().split('\n').pop() ?? '';
+      if (child.status !== 0 || !last.startsWith('{')) {
+        const reason = (child.stderr || child.stdout).split('\n').find((l) => /Error|error/.test(l)) ?? `exit ${child.status}`;
+        lines.push(`${label}: failed: ${reason.trim()}`);
+        continue;
+      }
+      const r = JSON.parse(last) as { step: number; trained: number; checkpoint: string; heap: string };
+      lines.push(`${label} (${r.trained.toLocaleString('en-US')} trained, checkpoint ${r.checkpoint}): ${r.step.toFixed(2)} s${monaiStep ? ` (${(r.step / monaiStep).toFixed(2)}x MONAI's whole-network step)` : ''}, ${r.heap}`);
+    }
+  }
+  return lines;
+}
+
 async function main(): Promise<void> {
+  const child = argument('frozen-child');
+  if (child) {
+    const [backend, config, method, frozen] = child.split(',');
+    return frozenStepChild(backend as BackendName, config, method, frozen === 'true');
+  }
   const backends = (argument('backends')?.split(',') ?? [...BACKEND_ORDER]) as BackendName[];
   const configs = argument('configs')?.split(',') ?? ['a', 'b'];
   const train = !process.argv.includes('--no-train');
   console.log(`SwinUNETR benchmark, node ${process.version}; median of ${REPEAT} call(s) after one warm-up call`);
-  console.log('backend | config | forward | MONAI forward | train step | MONAI step');
+  console.log(`MONAI: ${monaiAvailable().reason}`);
+  console.log('backend | config | forward | MONAI forward | ratio | train step | MONAI step | ratio | MONAI from');
+  const monai = new Map<string, ReturnType<typeof monaiFigures>>();
   for (const backend of backends) {
     try {
       const choice = await switchBackend(backend);
@@ -109,26 +185,37 @@ async function main(): Promise<void> {
         console.log(`${backend} | (${name}) F=${featureSize} ${size}^3 | skipped (about 1 GFLOP/s: tens of minutes)`);
         continue;
       }
+      if (!monai.has(name)) monai.set(name, monaiFigures(name, featureSize, size, train));
+      const reference = monai.get(name)!;
       const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
       const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
       await forwardSeconds(model, x, 1);
       const forward = await forwardSeconds(model, x);
       let step = 'not run';
+      let stepRatio = '-';
       // On wasm a (b) training step takes minutes (and more than its 4 GB heap).
       if (train && backend !== 'cpu' && (name === 'a' || accelerated(backend))) {
         const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 29]), 1), 'float32'));
         const optimizer = new AdamW({ learningRate: 1e-4 });
         const checkpoint = checkpointFor(name);
         await stepSeconds(model, x, target, optimizer, checkpoint.mode, 1);
-        step = `${(await stepSeconds(model, x, target, optimizer, checkpoint.mode)).toFixed(2)} s (checkpoint ${checkpoint.label})`;
+        const seconds = await stepSeconds(model, x, target, optimizer, checkpoint.mode);
+        step = `${seconds.toFixed(2)} s (checkpoint ${checkpoint.label})`;
+        if (reference.step) stepRatio = (seconds / reference.step).toFixed(2);
         optimizer.dispose();
         target.dispose();
       } else if (name === 'b' && train) {
-        step = 'not run (inference only at this size on CPU)';
+        step = 'not run (the whole network does not train at this size in the 4 GiB heap)';
       }
-      console.log(`${backend} | (${name}) F=${featureSize} ${size}^3, ${(model.parameterCount / 1e6).toFixed(1)} M params | ${forward.toFixed(2)} s | ${MONAI[name].forward} s | ${step} | ${MONAI[name].step} s`);
+      const monaiStep = reference.step ? `${reference.step.toFixed(2)} s` : 'not run';
+      // MONAI's speed on a shared machine varies (its same-run figures here have been 1.6-2x its
+      // quiet-machine reference): print the ratio against the reference as well.
+      const quiet = MONAI_REFERENCE[name];
+      if (reference.source.startsWith('same run')) console.log(`${backend} | (${name}) against shared/baselines.md's MONAI (quiet machine, ${quiet.forward} s / ${quiet.step} s): forward ${(forward / quiet.forward).toFixed(2)}${stepRatio !== '-' ? `, step ${(Number(step.split(' ')[0]) / quiet.step).toFixed(2)}` : ''}`);
+      console.log(`${backend} | (${name}) F=${featureSize} ${size}^3, ${(model.parameterCount / 1e6).toFixed(1)} M params | ${forward.toFixed(2)} s | ${reference.forward.toFixed(2)} s | ${(forward / reference.forward).toFixed(2)} | ${step} | ${monaiStep} | ${stepRatio} | ${reference.source}`);
       model.dispose();
       x.dispose();
+      if (train && backend !== 'cpu') for (const line of frozenSteps(backend, name, reference.step)) console.log(`${backend} | (${name}) ${line}`);
     }
     if (backend !== 'cpu') for (const line of await opThroughput()) console.log(`  ${backend}: ${line}`);
   }

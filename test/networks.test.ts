@@ -3,8 +3,9 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { HostTensor } from '../lib/io/host-tensor';
-import { conv3dSame, depthToSpace2, gatherRows, instanceNorm, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
-import { ParamSpec, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
+import { conv3dSame, convolutionTuning, depthToSpace2, gatherRows, instanceNorm, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
+import { ParamSpec, initialValue, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
+import { UnetrUpBlock } from '../lib/networks/unetr-blocks';
 import { CheckpointMode, SwinUNETR, stackSubgrids, swinUnetrConfig, swinUnetrParameterSpecs } from '../lib/networks/swin-unetr';
 import { biasIndex, effectiveWindow, maskOfWindows, relativePositionIndex, windowPlan } from '../lib/networks/swin-windows';
 import { AdamW } from '../lib/training/adamw';
@@ -72,12 +73,19 @@ test('conv3dSame on wasm (conv2d decomposition) equals native Conv3d, values and
   await switchBackend('cpu');
   const reference = await run();
   await switchBackend('wasm');
-  const fast = await run();
-  for (const key of ['y', 'gx', 'gw'] as const) {
-    let worst = 0;
-    for (let i = 0; i < reference[key].length; i++) worst = Math.max(worst, Math.abs(reference[key][i] - fast[key][i]));
-    assert.ok(worst < 1e-3, `${key}: max difference ${worst}`);
+  // The filter gradient in one chunk of depth slices, in chunks of 2 (5 = 2 + 2 + 1) and of 1.
+  const sliceFloats = 6 * 4 * 3;
+  const saved = convolutionTuning.filterGradientChunkFloats;
+  for (const chunkFloats of [saved, 2 * sliceFloats, sliceFloats]) {
+    convolutionTuning.filterGradientChunkFloats = chunkFloats;
+    const fast = await run();
+    for (const key of ['y', 'gx', 'gw'] as const) {
+      let worst = 0;
+      for (let i = 0; i < reference[key].length; i++) worst = Math.max(worst, Math.abs(reference[key][i] - fast[key][i]));
+      assert.ok(worst < 1e-3, `${key} (chunks of ${chunkFloats / sliceFloats} slices): max difference ${worst}`);
+    }
   }
+  convolutionTuning.filterGradientChunkFloats = saved;
 });
 
 test('conv3dSame gradient matches finite differences (wasm custom gradient)', async () => {
@@ -262,28 +270,33 @@ test('training steps (forward, backward, AdamW) on wasm keep the tensor count co
   model.dispose();
 });
 
-test("checkpointed blocks ('swin' and all) give the same gradients, keep less memory and leak nothing", async () => {
+test("checkpointed blocks ('swin', all and fine) give the same gradients, keep less memory and leak nothing", async () => {
   await switchBackend('wasm');
   const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 4);
   const x = random([1, 32, 32, 32, 1], 13) as tf.Tensor5D;
   const variables = [...model.params.values()];
   const gradients = async (checkpoint: CheckpointMode) => {
     let taped = 0;
-    const { value, grads } = tf.variableGrads(() => {
-      const loss = tf.mean(tf.square(model.forward(x, { checkpoint }).logits)) as tf.Scalar;
-      taped = tf.memory().numBytes;
-      return loss;
-    }, variables);
-    const values = await Promise.all(variables.map((v) => grads[v.name].data()));
-    tf.dispose([value, ...Object.values(grads)]);
-    return { values, taped };
+    let values: Float32Array[] = [];
+    // tf.profile's record is shared between calls: read its peak before the next one.
+    const { peakBytes } = await tf.profile(async () => {
+      const { value, grads } = tf.variableGrads(() => {
+        const loss = tf.mean(tf.square(model.forward(x, { checkpoint }).logits)) as tf.Scalar;
+        taped = tf.memory().numBytes;
+        return loss;
+      }, variables);
+      values = (await Promise.all(variables.map((v) => grads[v.name].data()))) as Float32Array[];
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    return { values, taped, peak: peakBytes };
   };
   const plain = await gradients(false);
   const before = tf.memory().numTensors;
   const swin = await gradients('swin');
   const all = await gradients(true);
+  const fine = await gradients('fine');
   assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
-  for (const [name, saved] of [['swin', swin], ['all', all]] as const) {
+  for (const [name, saved] of [['swin', swin], ['all', all], ['fine', fine]] as const) {
     let worst = 0;
     plain.values.forEach((g, i) => g.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - saved.values[i][j])))));
     assert.ok(worst < 1e-6, `${name}: gradient difference ${worst}`);
@@ -291,7 +304,46 @@ test("checkpointed blocks ('swin' and all) give the same gradients, keep less me
   // Memory held when the forward pass ends: each mode keeps less than the one before.
   assert.ok(swin.taped < plain.taped, `swin: ${swin.taped} vs ${plain.taped} bytes`);
   assert.ok(all.taped < swin.taped / 2, `all: ${all.taped} vs ${swin.taped} bytes`);
+  // 'fine' keeps what 'all' keeps when the forward pass ends (its saving is inside the recomputation: next test).
+  assert.equal(fine.taped, all.taped);
   model.dispose();
+});
+
+test('a decoder block in checkpointed segments: same output and gradients, a lower peak while training', async () => {
+  await switchBackend('wasm');
+  const block = new UnetrUpBlock('decoder1.', 8, 8);
+  const rng = new Rng(3);
+  const weights = new Map(block.specs.map((spec) => {
+    const host = toKitLayout(spec, initialValue(spec, rng));
+    return [spec.name, tf.variable(tf.tensor(host.data, host.shape, 'float32'))];
+  }));
+  const param = (name: string) => weights.get(name)!;
+  const x = random([1, 16, 16, 16, 8], 21) as tf.Tensor5D;
+  const skip = random([1, 32, 32, 32, 8], 22) as tf.Tensor5D;
+  const run = async (segments: boolean) => {
+    let out: Float32Array = new Float32Array();
+    let grads: Float32Array[] = [];
+    const { peakBytes } = await tf.profile(async () => {
+      const { value, grads: g } = tf.variableGrads(() => {
+        const y = block.forward(x, skip, param, segments);
+        out = y.dataSync().slice() as Float32Array;
+        return tf.mean(tf.square(y)) as tf.Scalar;
+      }, [...weights.values()]);
+      grads = (await Promise.all([...weights.values()].map((v) => g[v.name].data()))) as Float32Array[];
+      tf.dispose([value, ...Object.values(g)]);
+    });
+    return { out, grads, peak: peakBytes };
+  };
+  const plain = await run(false);
+  const before = tf.memory().numTensors;
+  const segmented = await run(true);
+  assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
+  assert.equal(maxAbsDifference(plain.out, segmented.out), 0);
+  plain.grads.forEach((g, i) => assert.ok(maxAbsDifference(g, segmented.grads[i]) < 1e-6, `gradient ${i} differs by ${maxAbsDifference(g, segmented.grads[i])}`));
+  // Above the tensors held before: the plain block keeps about ten volumes of 32^3 x 8, in segments about five.
+  const held = tf.memory().numBytes;
+  assert.ok(segmented.peak - held < 0.75 * (plain.peak - held), `peak above the inputs: ${segmented.peak - held} in segments against ${plain.peak - held} bytes`);
+  tf.dispose([x, skip, ...weights.values()]);
 });
 
 test('UnetResBlock by hand: identity kernels give lrelu(norm(lrelu(norm(x))) + x)', async () => {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { linear, variableOf } from '../networks/ops';
 import { initialValue, toKitLayout } from '../networks/parameters';
-import { SwinUNETR } from '../networks/swin-unetr';
+import { CheckpointMode, SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
 import { AdapterInput, CropInputs, uniformWeights } from './method';
@@ -158,19 +158,23 @@ export class Adapter {
     return value;
   }
 
-  /** Logits [1, X, Y, Z, 1] of one crop. */
-  forward(inputs: CropInputs, options: { checkpoint?: boolean } = {}): tf.Tensor5D {
+  /**
+   * Logits [1, X, Y, Z, 1] of one crop. The backbone is frozen (SwinUNETR.forward's `frozen`):
+   * `frozenBackbone: false` also computes its weight gradients, which training throws away; it
+   * exists only so that `npm run bench:model` can measure what freezing saves.
+   */
+  forward(inputs: CropInputs, options: { checkpoint?: CheckpointMode; frozenBackbone?: boolean } = {}): tf.Tensor5D {
     return tf.tidy(() => {
       const method = methodOf(this.method);
       const param = (name: string) => this.v(name);
-      const tuning = { ...options, tuning: this.variables };
+      const tuning = { checkpoint: options.checkpoint, tuning: this.variables, frozen: options.frozenBackbone ?? true };
       let features: tf.Tensor5D;
       if (this.decoder === 'frozen' || method.input === 'image') features = method.features(inputs, param, this.network, tuning);
       else {
         // The trained decoder's output; a features method then applies its own block, while
         // ft-last's block (decoder1) is already part of the trained decoder.
         if (!inputs.image) throw new Error('an adapter with a trained decoder needs image inputs');
-        const out = this.network!.forward(inputs.image, { checkpoint: options.checkpoint, tuning: this.variables });
+        const out = this.network!.forward(inputs.image, tuning);
         out.logits.dispose();
         features = method.input === 'features' ? method.features({ features: out.features }, param, this.network, tuning) : out.features;
       }

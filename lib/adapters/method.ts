@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { SwinUNETR, SwinUNETRConfig, swinUnetrParameterSpecs } from '../networks/swin-unetr';
+import { CheckpointMode, SwinUNETR, SwinUNETRConfig, swinUnetrParameterSpecs } from '../networks/swin-unetr';
 import { Rng } from '../util/random';
 
 /** What a method's forward pass consumes: cached last-decoder features, cached decoder1 inputs, or the image. */
@@ -40,9 +40,11 @@ export interface FewShotMethod {
   restore(variables: Map<string, tf.Variable>, backbone: SwinUNETR): SwinUNETR | undefined;
   /**
    * The features the one-channel head reads, for one crop; `param` reads the method's variables,
-   * `options.tuning` holds all of them by name (what a method inside the backbone passes to it).
+   * `options.tuning` holds all of them by name (what a method inside the backbone passes to it),
+   * and `options.frozen` says whether the backbone's own weights are constants (true unless a
+   * benchmark asks otherwise; see SwinUNETR.forward).
    */
-  features(inputs: CropInputs, param: (name: string) => tf.Tensor, network: SwinUNETR | undefined, options: { checkpoint?: boolean; tuning?: ReadonlyMap<string, tf.Tensor> }): tf.Tensor5D;
+  features(inputs: CropInputs, param: (name: string) => tf.Tensor, network: SwinUNETR | undefined, options: { checkpoint?: CheckpointMode; tuning?: ReadonlyMap<string, tf.Tensor>; frozen?: boolean }): tf.Tensor5D;
   /** Trainable parameters for a backbone of this configuration, head included, without building anything. */
   parameterCount(config: SwinUNETRConfig): number;
 }

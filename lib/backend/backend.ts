@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core alone registers no gradients; training needs them on every backend.
 import '@tensorflow/tfjs';
 import { FseftError } from '../util/errors';
-import { guardWasmAllocations } from './wasm-memory';
+import { guardWasmAllocations, shareIdentityOnWasm } from './wasm-memory';
 import { prepareWasmThreads, wantedWasmThreads } from './wasm-threads';
 
 // Production mode only silences tfjs's console banners; the kit logs its own backend line.
@@ -125,6 +125,7 @@ async function startWasm(): Promise<{ ok: boolean; detail: string }> {
     }
     if (outcome.started) {
       guardWasmAllocations();
+      shareIdentityOnWasm();
       const count = plan.started();
       wasmDetail = `WebAssembly SIMD/XNNPACK, ${count} thread${count > 1 ? 's' : ''}`;
       return { ok: true, detail: wasmDetail };
@@ -142,6 +143,7 @@ async function startWasm(): Promise<{ ok: boolean; detail: string }> {
     return { ok: false, detail: `${singleThreadReason}; the single-threaded start ${outcome.why}` };
   }
   guardWasmAllocations();
+  shareIdentityOnWasm();
   wasmDetail = `WebAssembly SIMD/XNNPACK, ${singleThreadReason}`;
   return { ok: true, detail: wasmDetail };
 }

@@ -46,3 +46,25 @@ function outOfMemory(bytes: number, wasm: WasmModule): FseftError {
       'Use a smaller patch or region of interest, gradient checkpointing (checkpoint: true), or a backend without this limit (tensorflow, webgpu).',
   );
 }
+
+/**
+ * tfjs-wasm's Identity kernel copies its input. tfjs runs Identity for every tensor a kernel or a
+ * custom gradient saves for its backward pass (`save` keeps a clone), so on wasm each saved
+ * activation existed twice while training, and was copied once more: the largest single cost in
+ * memory of a training step at full resolution. No kernel in tfjs-wasm or in this kit writes into
+ * its inputs, and variables get a new buffer on each assign, so a clone can share its input's
+ * buffer (by reference count, as reshape does), which is what the CPU backend's Identity does.
+ */
+export function shareIdentityOnWasm(): void {
+  const existing = tf.getKernel('Identity', 'wasm');
+  if (!existing || (existing.kernelFunc as { shares?: boolean }).shares) return;
+  const kernelFunc = ({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: unknown }) => {
+    const x = inputs.x as tf.TensorInfo;
+    if (x.dtype === 'string') return (existing.kernelFunc as (args: unknown) => tf.TensorInfo)({ inputs, backend, attrs: {} });
+    (backend as { incRef(dataId: unknown): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  Object.assign(kernelFunc, { shares: true });
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+}

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { isFrozen } from './frozen';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
 /**
@@ -97,5 +98,14 @@ export function batchMatMulValue(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
  * explicitly first, so that they run in XNNPACK rather than in the naive loop.
  */
 export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  return onWasm() ? (plainWithGradient(a, b) as tf.Tensor2D) : tf.matMul(a, b);
+  if (!onWasm()) return tf.matMul(a, b);
+  // A frozen weight (lib/networks/frozen.ts) is a constant: no a^T dy product for it.
+  return (isFrozen(b) ? plainWithConstantRight(b)(a) : plainWithGradient(a, b)) as tf.Tensor2D;
+}
+
+function plainWithConstantRight(b: tf.Tensor2D): (a: tf.Tensor) => tf.Tensor {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [a] = args as [tf.Tensor2D];
+    return { value: tf.matMul(a, b), gradFunc: (dy: tf.Tensor) => [tf.matMul(dy as tf.Tensor2D, swapLastTwo(b))] };
+  }) as (a: tf.Tensor) => tf.Tensor;
 }

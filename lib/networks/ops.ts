@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { matMul2d } from './matmul';
 import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
@@ -155,18 +156,21 @@ export function depthToSpace2(x: tf.Tensor5D): tf.Tensor5D {
  */
 export function conv3dSame(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
   if (tf.getBackend() !== 'wasm') return tf.conv3d(x, filter, 1, 'same');
-  return depthSlicedConv3d(x, filter) as tf.Tensor5D;
+  if (x.shape[0] !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${x.shape[0]}`);
+  // A frozen filter is a constant of the op: its gradient (three more conv2d as costly as the
+  // forward pass) is never computed.
+  return (isFrozen(filter) ? depthSlicedConv3dWithConstantFilter(filter)(x) : depthSlicedConv3d(x, filter)) as tf.Tensor5D;
 }
 
-const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-  const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
-  const [n, d, h, w, cin] = x.shape;
-  if (n !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${n}`);
-  const cout = filter.shape[4];
-  // y[d] = conv2d(x[d - 1], W[0]) + conv2d(x[d], W[1]) + conv2d(x[d + 1], W[2]): convolve the
-  // whole stack with each depth tap and add the (Cout-channel) results shifted by one slice: the
-  // peak is four outputs, never a padded copy of the input.
-  const value = tf.tidy(() => {
+/**
+ * y[d] = conv2d(x[d - 1], W[0]) + conv2d(x[d], W[1]) + conv2d(x[d + 1], W[2]): convolve the whole
+ * stack with each depth tap and add the (Cout-channel) results shifted by one slice: the peak is
+ * four outputs, never a padded copy of the input.
+ */
+function depthSlicedValue(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
+  return tf.tidy(() => {
+    const [, d, h, w, cin] = x.shape;
+    const cout = filter.shape[4];
     const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
     const taps = tf.reshape(filter, [3, 9 * cin * cout]);
     const tap = (kd: number) => tf.conv2d(slices, tf.reshape(sliceLeading(taps, kd, 1), [3, 3, cin, cout]) as tf.Tensor4D, 1, 'same');
@@ -178,36 +182,95 @@ const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
     tf.dispose([center, before, after]);
     return tf.reshape(sum, [1, d, h, w, cout]) as tf.Tensor5D;
   });
+}
+
+/**
+ * dx: each depth tap's conv2d of dy with its spatially flipped, transposed kernel (=
+ * conv2dTranspose), on all slices at once, then added shifted by one slice, as in the forward
+ * pass: dx[e] = P1[e] + P0[e + 1] + P2[e - 1]. No padded or sliced copy of dy, and each part is
+ * released as soon as it is added (a full-resolution decoder block's dx is 340 MB at F = 48, 96^3).
+ */
+function depthSlicedInputGradient(dy: tf.Tensor, filter: tf.Tensor5D): tf.Tensor5D {
+  const [, d, h, w, cout] = dy.shape;
+  const cin = filter.shape[3];
+  const part = (kd: number) =>
+    tf.tidy(() => {
+      const kernel = tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]);
+      const flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+      return tf.conv2d(tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D, flipped, 1, 'same');
+    });
+  const center = part(1);
+  if (d === 1) return tf.reshape(center, [1, d, h, w, cin]) as tf.Tensor5D;
+  const fromAbove = part(0);
+  const fromBelow = part(2);
+  const sum = depthShiftAdd(center, fromBelow, fromAbove);
+  tf.dispose([center, fromAbove, fromBelow]);
+  const dx = tf.reshape(sum, [1, d, h, w, cin]) as tf.Tensor5D;
+  sum.dispose();
+  return dx;
+}
+
+/** Floats of the input a filter-gradient chunk covers (bounds the transposed copies it makes); tests shrink it. */
+export const convolutionTuning = { filterGradientChunkFloats: 2 ** 24 };
+
+/**
+ * dW[kd] = correlation of the kd-shifted input with dy, computed as a conv2d with the channels as
+ * batch and the depth slices as input channels, summed over chunks of depth slices: each chunk's
+ * padded, shifted and transposed copies of the input are a few tens of MB instead of the whole
+ * volume's (over a GB for a full-resolution decoder block at F = 48, 96^3).
+ */
+function depthSlicedFilterGradient(dy: tf.Tensor, x: tf.Tensor5D): tf.Tensor {
+  const [, d, h, w, cin] = x.shape;
+  const cout = dy.shape[4]!;
+  const chunk = Math.max(1, Math.min(d, Math.floor(convolutionTuning.filterGradientChunkFloats / (h * w * cin))));
+  const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
+  const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
+  const taps: Array<tf.Tensor | undefined> = [undefined, undefined, undefined];
+  for (let d0 = 0; d0 < d; d0 += chunk) {
+    const count = Math.min(chunk, d - d0);
+    tf.tidy(() => {
+      // Input slices d0 - 1 .. d0 + count (zero outside the volume), padded by one in H and W.
+      const first = Math.max(0, d0 - 1);
+      const last = Math.min(d, d0 + count + 1);
+      const slab = tf.pad(sliceLeading(slices, first, last - first), [[first - (d0 - 1), d0 + count + 1 - last], [1, 1], [1, 1], [0, 0]]);
+      const dyAsFilter = tf.transpose(sliceLeading(gradient, d0, count), [1, 2, 0, 3]) as tf.Tensor4D; // [H, W, count, Cout]
+      for (let kd = 0; kd < 3; kd++) {
+        const asBatch = tf.transpose(sliceLeading(slab, kd, count), [3, 1, 2, 0]) as tf.Tensor4D; // [Cin, H+2, W+2, count]
+        const correlation = tf.conv2d(asBatch, dyAsFilter, 1, 'valid'); // [Cin, 3, 3, Cout]
+        asBatch.dispose();
+        const previous = taps[kd];
+        taps[kd] = tf.keep(previous ? tf.add(previous, correlation) : correlation);
+        previous?.dispose();
+      }
+    });
+  }
+  slices.dispose();
+  gradient.dispose();
+  const filterGradient = tf.tidy(() => tf.stack(taps.map((t) => tf.transpose(t!, [1, 2, 0, 3])), 0));
+  tf.dispose(taps as tf.Tensor[]);
+  return filterGradient;
+}
+
+/** Conv3d on depth slices with a custom gradient made of conv2d only (wasm has no Conv2DBackpropFilter and a slow conv2dTranspose). */
+const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
   save([x, filter]);
   return {
-    value,
+    value: depthSlicedValue(x, filter),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
-      return tf.tidy(() => {
-        const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
-        const dyPadded = tf.pad(gradient, [[1, 1], [0, 0], [0, 0], [0, 0]]);
-        const xPadded = tf.pad(tf.reshape(sx, [d, h, w, cin]) as tf.Tensor4D, [[1, 1], [1, 1], [1, 1], [0, 0]]);
-        // dW[kd] = correlation of the kd-shifted input with dy, computed as a conv2d with the
-        // channels as batch and the depth slices as input channels.
-        const dyAsFilter = tf.transpose(gradient, [1, 2, 0, 3]) as tf.Tensor4D; // [H, W, D, Cout]
-        const filterGrads: tf.Tensor[] = [];
-        let dx: tf.Tensor4D | undefined;
-        for (let kd = 0; kd < 3; kd++) {
-          const shifted = tf.slice(xPadded, [kd, 0, 0, 0], [d, h + 2, w + 2, cin]);
-          const asBatch = tf.transpose(shifted, [3, 1, 2, 0]) as tf.Tensor4D; // [Cin, H+2, W+2, D]
-          const correlation = tf.conv2d(asBatch, dyAsFilter, 1, 'valid'); // [Cin, 3, 3, Cout]
-          filterGrads.push(tf.expandDims(tf.transpose(correlation, [1, 2, 0, 3]), 0));
-          // dx: conv2d of dy with the spatially flipped, transposed kernel (= conv2dTranspose).
-          const kernel = tf.reshape(tf.slice(sf, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]);
-          const flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
-          const part = tf.conv2d(tf.slice(dyPadded, [2 - kd, 0, 0, 0], [d, h, w, cout]), flipped, 1, 'same');
-          dx = dx ? (tf.add(dx, part) as tf.Tensor4D) : part;
-        }
-        return [tf.reshape(dx!, [1, d, h, w, cin]), tf.concat(filterGrads, 0)];
-      });
+      return [depthSlicedInputGradient(dy, sf), depthSlicedFilterGradient(dy, sx)];
     },
   };
 });
+
+/** The same convolution with the filter as a constant: only the input's gradient. */
+function depthSlicedConv3dWithConstantFilter(filter: tf.Tensor5D): (x: tf.Tensor) => tf.Tensor {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x] = args as [tf.Tensor5D];
+    return { value: depthSlicedValue(x, filter), gradFunc: (dy: tf.Tensor) => [depthSlicedInputGradient(dy, filter)] };
+  }) as (x: tf.Tensor) => tf.Tensor;
+}
 
 /**
  * Gathers rows of x [T, C] (plus one zero row at index T) by `index`, with the gradient of a
@@ -258,7 +321,7 @@ const tableLookup = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) 
  * intermediate of a 96^3 x 48 volume is 170 MB.
  */
 export function releaseIntermediates(...tensors: tf.Tensor[]): void {
-  if ((tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()) return;
+  if (recordingGradients()) return;
   for (const tensor of tensors) tensor.dispose();
 }
 
@@ -276,9 +339,13 @@ export function pipeline(input: tf.Tensor, ...steps: Array<(x: tf.Tensor) => tf.
 /**
  * Gradient checkpointing (MONAI's use_checkpoint): runs `fn` without keeping its intermediate
  * tensors and recomputes them during backpropagation, trading compute for memory. Everything
- * `fn` depends on, parameters included, must be passed in `inputs` so that gradients reach it.
+ * `fn` depends on, parameters included, must be passed in `inputs` so that gradients reach it;
+ * only frozen parameters (lib/networks/frozen.ts), which get none, may be read from outside.
  */
 export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[]): tf.Tensor {
+  // The recomputation runs during the backward pass, outside the forward's frozen scope: it
+  // restores that scope, so that frozen weights stay constants there too.
+  const frozenInForward = frozenSet();
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const tensors = args.slice(0, -1) as tf.Tensor[];
     const save = args[args.length - 1] as tf.GradSaveFunc;
@@ -292,7 +359,7 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
         const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
         const outerTape = state.activeTape;
         try {
-          return tf.grads((...xs: tf.Tensor[]) => fn(...xs))(saved, dy);
+          return withFrozenSet(frozenInForward, () => tf.grads((...xs: tf.Tensor[]) => fn(...xs))(saved, dy));
         } finally {
           state.activeTape = outerTape;
         }
@@ -300,6 +367,24 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
     };
   });
   return op(...inputs);
+}
+
+/**
+ * `checkpointed` for a step that reads weights: frozen weights (lib/networks/frozen.ts) stay
+ * constants of the step, the others pass through the checkpoint so that gradients reach them.
+ */
+export function checkpointedStep(fn: (inputs: tf.Tensor[], weights: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], weights: tf.Tensor[]): tf.Tensor {
+  const routed = weights.filter((w) => !isFrozen(w));
+  return checkpointed((...all: tf.Tensor[]) => {
+    const given = all.slice(inputs.length);
+    let next = 0;
+    return fn(all.slice(0, inputs.length), weights.map((w) => (isFrozen(w) ? w : given[next++])));
+  }, [...inputs, ...routed]);
+}
+
+/** Whether a gradient tape is recording (training), as opposed to inference. */
+export function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
 }
 
 /**

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
+import { withFrozen, isFrozen } from './frozen';
 import { variableOf, checkpointed, layerNorm } from './ops';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { ParamReader, PatchEmbed, Regularisation, SwinStage, SwinTransformerBlock, dropout } from './swin-blocks';
@@ -150,8 +151,11 @@ export interface ForwardOptions {
    * Gradient checkpointing: blocks recompute their activations during backpropagation instead of
    * keeping them (less memory, more time). 'swin' checkpoints the Swin transformer blocks, as
    * MONAI's use_checkpoint does; true checkpoints the convolutional blocks as well, whose
-   * full-resolution activations dominate at large inputs. Without it, feature size 12 at 64^3
-   * trains in wasm's 4 GiB.
+   * full-resolution activations dominate at large inputs; 'fine' also checkpoints each
+   * convolution inside a convolutional block when it is recomputed, so that only one
+   * convolution's intermediates exist at a time (the paper's F = 48 at 96^3 in wasm's 4 GiB, at
+   * the cost of computing the decoder's convolutions once more). Without it, feature size 12 at
+   * 64^3 trains in wasm's 4 GiB.
    */
   checkpoint?: CheckpointMode;
   /** Also return the inputs of the last decoder block (dec0, enc0): what FT-Last trains on. */
@@ -164,10 +168,17 @@ export interface ForwardOptions {
    * `compacter_2.*` (Compacter's PHM layers on the attention and MLP branches).
    */
   tuning?: ReadonlyMap<string, tf.Tensor>;
+  /**
+   * The network's own parameters are constants of this pass (a frozen backbone: a PEFT method or
+   * an adapter trains only what `tuning` holds, or nothing). Outputs are unchanged; gradients then
+   * reach only the input and the `tuning` tensors, and the weight gradients of the frozen
+   * convolutions and products, and of checkpointed blocks, are never computed.
+   */
+  frozen?: boolean;
 }
 
 /** Which blocks recompute their activations in the backward pass (see ForwardOptions.checkpoint). */
-export type CheckpointMode = boolean | 'swin';
+export type CheckpointMode = boolean | 'swin' | 'fine';
 
 export interface SwinUNETROutput {
   /** [1, D, H, W, outChannels] */
@@ -237,13 +248,15 @@ export class SwinUNETR {
 
   forward(x: tf.Tensor5D, options: ForwardOptions = {}): SwinUNETROutput {
     this.checkInput(x);
+    if (options.frozen) return withFrozen(this.params.values(), () => this.forward(x, { ...options, frozen: false }));
     return tf.tidy(() => {
       const hidden = this.swinViT(x, options);
-      const convolutional = options.checkpoint === true;
+      const convolutional = options.checkpoint === true || options.checkpoint === 'fine';
+      const segments = options.checkpoint === 'fine';
       const [encoder1, encoder2, encoder3, encoder4, encoder10] = this.modules.encoders;
-      const res = (module: UnetResBlockModule, input: tf.Tensor5D) => this.block(module.prefix, [input], convolutional, options, (param, i) => module.forward(i as tf.Tensor5D, param));
+      const res = (module: UnetResBlockModule, input: tf.Tensor5D) => this.block(module.prefix, [input], convolutional, options, (param, i) => module.forward(i as tf.Tensor5D, param, segments));
       const up = (module: UnetrUpBlock, input: tf.Tensor5D, skip: tf.Tensor5D) =>
-        this.block(module.prefix, [input, skip], convolutional, options, (param, i, k) => module.forward(i as tf.Tensor5D, k as tf.Tensor5D, param));
+        this.block(module.prefix, [input, skip], convolutional, options, (param, i, k) => module.forward(i as tf.Tensor5D, k as tf.Tensor5D, param, segments));
       const [decoder5, decoder4, decoder3, decoder2, decoder1] = this.modules.decoders;
       const enc0 = res(encoder1, x);
       const enc1 = res(encoder2, hidden[0]);
@@ -311,14 +324,17 @@ export class SwinUNETR {
     if (!checkpoint) return tf.tidy(() => run(resolve, ...inputs));
     const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
     for (const name of options.tuning?.keys() ?? []) if (name.startsWith(prefix) && !this.params.has(name)) names.push(name);
+    // Frozen parameters are read as constants; the others pass through the checkpoint to get gradients.
+    const routed = names.filter((name) => !isFrozen(resolve(name)));
     return checkpointed((...all: tf.Tensor[]) => {
       const params = all.slice(inputs.length);
       return run((name) => {
-        const index = names.indexOf(name);
-        if (index < 0) throw new Error(`block ${prefix} has no parameter ${name}`);
-        return params[index];
+        const index = routed.indexOf(name);
+        if (index >= 0) return params[index];
+        if (names.includes(name)) return resolve(name);
+        throw new Error(`block ${prefix} has no parameter ${name}`);
       }, ...all.slice(0, inputs.length));
-    }, [...inputs, ...names.map(resolve)]) as T;
+    }, [...inputs, ...routed.map(resolve)]) as T;
   }
 
   private swinBlock(block: SwinTransformerBlock, x: tf.Tensor2D, dims: [number, number, number], options: ForwardOptions): tf.Tensor2D {
@@ -337,9 +353,12 @@ export class SwinUNETR {
     return module.forward(x, param);
   }
 
-  /** The last decoder block (decoder1) on its inputs, with parameters read through `param` (FT-Last trains copies). */
-  lastDecoder(dec0: tf.Tensor5D, enc0: tf.Tensor5D, param: ParamReader = (name) => this.p(name)): tf.Tensor5D {
-    return this.modules.decoders[4].forward(dec0, enc0, param);
+  /**
+   * The last decoder block (decoder1) on its inputs, with parameters read through `param` (FT-Last
+   * trains copies); `segments` checkpoints each of its convolutions while training.
+   */
+  lastDecoder(dec0: tf.Tensor5D, enc0: tf.Tensor5D, param: ParamReader = (name) => this.p(name), segments = false): tf.Tensor5D {
+    return this.modules.decoders[4].forward(dec0, enc0, param, segments);
   }
 
   dispose(): void {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { concatChannels, depthToSpace2, linear, pipeline, releaseIntermediates } from './ops';
+import { checkpointedStep, concatChannels, depthToSpace2, linear, pipeline, recordingGradients, releaseIntermediates } from './ops';
 import { ParamSpec } from './parameters';
 import { ParamReader } from './swin-blocks';
 import { unetResBlock } from './unet-res-block';
@@ -27,9 +27,10 @@ export class UnetResBlockModule {
     if (this.projected) this.specs.push({ name: `${prefix}conv3.conv.weight`, torchShape: [outChannels, inChannels, 1, 1, 1], kind: 'conv1x1', init: 'kaimingUniform', fanIn: inChannels });
   }
 
-  forward(x: tf.Tensor5D, param: ParamReader): tf.Tensor5D {
+  /** `segments`: checkpoint each convolution inside the block while training (see unetResBlock). */
+  forward(x: tf.Tensor5D, param: ParamReader, segments = false): tf.Tensor5D {
     const p = this.prefix;
-    return unetResBlock(x, { conv1: param(`${p}conv1.conv.weight`), conv2: param(`${p}conv2.conv.weight`), conv3: this.projected ? param(`${p}conv3.conv.weight`) : undefined });
+    return unetResBlock(x, { conv1: param(`${p}conv1.conv.weight`), conv2: param(`${p}conv2.conv.weight`), conv3: this.projected ? param(`${p}conv3.conv.weight`) : undefined }, 3, segments);
   }
 }
 
@@ -50,7 +51,13 @@ export class UnetrUpBlock {
     ];
   }
 
-  forward(x: tf.Tensor5D, skip: tf.Tensor5D, param: ParamReader): tf.Tensor5D {
+  forward(x: tf.Tensor5D, skip: tf.Tensor5D, param: ParamReader, segments = false): tf.Tensor5D {
+    if (segments && recordingGradients()) {
+      // Upsampling and concatenation as one checkpointed segment: the tape keeps only its output.
+      const up = (t: tf.Tensor, w: tf.Tensor, k: tf.Tensor) => concatChannels(depthToSpace2(linear(t, w as tf.Tensor2D) as tf.Tensor5D), k);
+      const joined = checkpointedStep(([t, k], [w]) => up(t, w, k), [x, skip], [param(`${this.prefix}transp_conv.conv.weight`)]);
+      return this.convBlock.forward(joined as tf.Tensor5D, param, true);
+    }
     const joined = pipeline(
       x,
       (t) => linear(t, param(`${this.prefix}transp_conv.conv.weight`) as tf.Tensor2D),

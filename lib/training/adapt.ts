@@ -5,7 +5,7 @@ import { Shape3, Volume } from '../io/volume';
 import { bcePerChannel, crossEntropy, diceLossPerChannel } from '../losses/segmentation';
 import { SizeConstraintForm, referenceSizePenalty, sizeConstraintLoss } from '../losses/size-constraint';
 import { largestConnectedComponent } from '../metrics/components';
-import { SwinUNETR } from '../networks/swin-unetr';
+import { CheckpointMode, SwinUNETR } from '../networks/swin-unetr';
 import { FeatureGrid, cropGrid, poolGrid, volumeToGrid } from '../networks/volume-tensor';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
@@ -61,8 +61,13 @@ export interface AdaptOptions {
    * the backbone on every crop instead: the same training without the cache, to measure it.
    */
   cachedFeatures?: boolean;
-  /** Recompute Swin blocks in backpropagation (FT, Scratch). */
-  checkpoint?: boolean;
+  /**
+   * Gradient checkpointing of the methods that train through the network (FT, Scratch, the PEFT
+   * methods, a trained decoder; see SwinUNETR's ForwardOptions.checkpoint). 'fine' also
+   * checkpoints each convolution, ft-last's block included: what the paper's F = 48 at 96^3 needs
+   * to train in wasm's 4 GiB.
+   */
+  checkpoint?: CheckpointMode;
   onStep?: (record: StepRecord, total: number) => void;
 }
 

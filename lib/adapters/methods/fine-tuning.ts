@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { variableOf } from '../../networks/ops';
-import { SwinUNETR } from '../../networks/swin-unetr';
+import { CheckpointMode, SwinUNETR } from '../../networks/swin-unetr';
 import { FseftError } from '../../util/errors';
 import { FewShotMethod, headSize, need, specParameters } from '../method';
 
@@ -17,7 +17,7 @@ function exposed(network: SwinUNETR): Map<string, tf.Variable> {
 }
 
 /** The whole network's last-decoder features of an image crop. */
-function networkFeatures(network: SwinUNETR | undefined, image: tf.Tensor5D | undefined, checkpoint: boolean | undefined): tf.Tensor5D {
+function networkFeatures(network: SwinUNETR | undefined, image: tf.Tensor5D | undefined, checkpoint: CheckpointMode | undefined): tf.Tensor5D {
   const out = network!.forward(need(image, 'image'), { checkpoint });
   out.logits.dispose();
   return out.features;
@@ -91,6 +91,6 @@ export const fineTuneLast: FewShotMethod = {
     return { variables, network: backbone };
   },
   restore: (_variables, backbone) => backbone,
-  features: (inputs, param, network) => network!.lastDecoder(need(inputs.dec0, 'dec0'), need(inputs.enc0, 'enc0'), param),
+  features: (inputs, param, network, options) => network!.lastDecoder(need(inputs.dec0, 'dec0'), need(inputs.enc0, 'enc0'), param, options.checkpoint === 'fine'),
   parameterCount: (config) => specParameters(config, (name) => name.startsWith('decoder1.')) + headSize(config),
 };

@@ -148,7 +148,7 @@ function peftMethod(name: PeftMethodName): FewShotMethod {
       return backbone;
     },
     features: (inputs, _param, network, options) => {
-      const out = network!.forward(need(inputs.image, 'image'), { checkpoint: options.checkpoint, tuning: options.tuning });
+      const out = network!.forward(need(inputs.image, 'image'), { checkpoint: options.checkpoint, tuning: options.tuning, frozen: options.frozen ?? true });
       out.logits.dispose();
       return out.features;
     },
