@@ -65,3 +65,19 @@ test('sumRows: few rows (running sum) and many rows (grouped, down to a remainde
     await sameOnBothBackends(`[${rows}, ${columns}]`, [{ data: values(rows * columns, rows), shape: [rows, columns] }], (x) => sumRows(x as tf.Tensor2D), 1e-3);
   }
 });
+
+test('on wasm a clone (what backprop saves) shares its buffer instead of copying it, and stays independent of later assigns and disposals', async () => {
+  await switchBackend('wasm');
+  const backend = tf.backend() as unknown as { dataIdMap: { get(id: object): { memoryOffset: number } } };
+  const x = tf.tensor([1, 2, 3, 4]);
+  const copy = tf.clone(x);
+  assert.equal(backend.dataIdMap.get(copy.dataId).memoryOffset, backend.dataIdMap.get(x.dataId).memoryOffset, 'the clone points at the same buffer');
+  const variable = tf.variable(copy);
+  variable.assign(tf.tensor([9, 9, 9, 9]));
+  x.dispose();
+  assert.deepEqual(Array.from(await copy.data()), [1, 2, 3, 4], 'the clone keeps its values after the original is disposed and a variable made from it is assigned');
+  // Backprop through a saved input: the gradient of sum(x^2) is 2x.
+  const input = tf.tensor([1, -2, 3]);
+  assert.deepEqual(Array.from(await tf.grad((t: tf.Tensor) => tf.sum(tf.square(t)))(input).data()), [2, -4, 6]);
+  tf.dispose([copy, variable, input]);
+});
