@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { HostTensor } from '../lib/io/host-tensor';
-import { conv3dSame, convolutionTuning, depthToSpace2, gatherRows, instanceNorm, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
+import { conv3dSame, convolutionTuning, depthToSpace2, gatherRows, instanceNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
 import { ParamSpec, initialValue, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
 import { UnetrUpBlock } from '../lib/networks/unetr-blocks';
 import { CheckpointMode, SwinUNETR, stackSubgrids, swinUnetrConfig, swinUnetrParameterSpecs } from '../lib/networks/swin-unetr';
@@ -73,11 +73,13 @@ test('conv3dSame on wasm (conv2d decomposition) equals native Conv3d, values and
   await switchBackend('cpu');
   const reference = await run();
   await switchBackend('wasm');
-  // The filter gradient in one chunk of depth slices, in chunks of 2 (5 = 2 + 2 + 1) and of 1.
-  const sliceFloats = 6 * 4 * 3;
-  const saved = convolutionTuning.filterGradientChunkFloats;
-  for (const chunkFloats of [saved, 2 * sliceFloats, sliceFloats]) {
+  // The filter gradient, and under the tape the forward pass and the input gradient, in one chunk
+  // of depth slices, in chunks of 2 (5 = 2 + 2 + 1) and of 1 (a slice here is 6 x 4 x 4 channels at most).
+  const sliceFloats = 6 * 4 * 4;
+  const saved = { ...convolutionTuning };
+  for (const chunkFloats of [saved.filterGradientChunkFloats, 2 * sliceFloats, sliceFloats]) {
     convolutionTuning.filterGradientChunkFloats = chunkFloats;
+    convolutionTuning.depthChunkFloats = chunkFloats;
     const fast = await run();
     for (const key of ['y', 'gx', 'gw'] as const) {
       let worst = 0;
@@ -85,7 +87,7 @@ test('conv3dSame on wasm (conv2d decomposition) equals native Conv3d, values and
       assert.ok(worst < 1e-3, `${key} (chunks of ${chunkFloats / sliceFloats} slices): max difference ${worst}`);
     }
   }
-  convolutionTuning.filterGradientChunkFloats = saved;
+  Object.assign(convolutionTuning, saved);
 });
 
 test('conv3dSame gradient matches finite differences (wasm custom gradient)', async () => {
@@ -208,6 +210,19 @@ test('instance norm: zero mean and unit variance per channel', async () => {
   const { mean, variance } = tf.moments(y, [1, 2, 3]);
   assert.ok((await tf.max(tf.abs(mean)).data())[0] < 1e-5);
   assert.ok((await tf.max(tf.abs(tf.sub(variance, 1))).data())[0] < 1e-3);
+});
+
+test("leaky ReLU's gradient from its output equals tfjs's own, on cpu and wasm", async () => {
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await switchBackend(backend);
+    const x = tf.tensor5d([-2, -0.5, 0, 0.25, 3, -1e-3, 7, -4], [1, 2, 2, 2, 1]);
+    const weights = tf.tensor5d([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 2, 2, 1]);
+    const ours = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(leakyRelu(t, 0.01), weights)))(x);
+    const theirs = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.leakyRelu(t, 0.01), weights)))(x);
+    assert.deepEqual(Array.from(await leakyRelu(x, 0.01).data()), Array.from(await tf.leakyRelu(x, 0.01).data()));
+    assert.ok(maxAbsDifference(await ours.data(), await theirs.data()) < 1e-7, `${backend}: ${await ours.data()} vs ${await theirs.data()}`);
+    tf.dispose([x, weights, ours, theirs]);
+  }
 });
 
 test('instance norm (and with leaky ReLU) custom gradients equal autodiff of the plain composition, on cpu and wasm', async () => {

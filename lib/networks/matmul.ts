@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { isFrozen } from './frozen';
+import { releasingGradient } from './gradients';
+import { sliceLeading } from './wasm-memory-ops';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
 /**
@@ -61,15 +63,39 @@ const batchedWithGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSav
   };
 });
 
+/** Rows of a tall operand transposed at a time in a^T dy: bounds the transposed copy. */
+const TRANSPOSED_CHUNK_FLOATS = 2 ** 22;
+
+/**
+ * a^T dy for a tall a [M, K] and dy [M, N], summed over chunks of rows: a whole transposed copy of
+ * a full-resolution volume (M = 96^3) would be hundreds of MB.
+ */
+function transposedProduct(a: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
+  const [m, k] = a.shape;
+  const rows = Math.max(1, Math.floor(TRANSPOSED_CHUNK_FLOATS / Math.max(k, dy.shape[1])));
+  if (rows >= m) return tf.tidy(() => tf.matMul(swapLastTwo(a), dy));
+  let total: tf.Tensor2D | undefined;
+  for (let r0 = 0; r0 < m; r0 += rows) {
+    const count = Math.min(rows, m - r0);
+    const part = tf.tidy(() => tf.matMul(swapLastTwo(sliceLeading(a, r0, count)), sliceLeading(dy, r0, count))) as tf.Tensor2D;
+    if (total) {
+      const sum = tf.add(total, part) as tf.Tensor2D;
+      tf.dispose([total, part]);
+      total = sum;
+    } else total = part;
+  }
+  return total!;
+}
+
 const plainWithGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
   save([a, b]);
   return {
     value: tf.matMul(a, b),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+    gradFunc: releasingGradient((dy, saved) => {
       const [as, bs] = saved as tf.Tensor2D[];
-      return [tf.matMul(dy as tf.Tensor2D, swapLastTwo(bs)), tf.matMul(swapLastTwo(as), dy as tf.Tensor2D)];
-    },
+      return [tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(bs))), transposedProduct(as, dy as tf.Tensor2D)];
+    }),
   };
 });
 
@@ -106,6 +132,6 @@ export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 function plainWithConstantRight(b: tf.Tensor2D): (a: tf.Tensor) => tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [a] = args as [tf.Tensor2D];
-    return { value: tf.matMul(a, b), gradFunc: (dy: tf.Tensor) => [tf.matMul(dy as tf.Tensor2D, swapLastTwo(b))] };
+    return { value: tf.matMul(a, b), gradFunc: releasingGradient((dy) => [tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(b)))]) };
   }) as (a: tf.Tensor) => tf.Tensor;
 }

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
+import { releasingGradient } from './gradients';
 import { matMul2d } from './matmul';
-import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows } from './wasm-memory-ops';
+import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows, writeLeadingInPlace } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
 
 /**
@@ -55,7 +56,18 @@ function standardize(x: tf.Tensor2D): { y: tf.Tensor2D; rstd: tf.Tensor1D } {
 
 /** The gradient of standardization with respect to x: rstd (g - mean(g) - y mean(g y)). */
 function standardizeGradient(g: tf.Tensor2D, y: tf.Tensor2D, rstd: tf.Tensor1D): tf.Tensor2D {
-  return tf.tidy(() => tf.mul(tf.sub(tf.sub(g, meanRows(g)), tf.mul(y, meanRows(tf.mul(g, y) as tf.Tensor2D))), rstd) as tf.Tensor2D);
+  // Each volume-sized temporary is released as soon as it is used: at most three exist at once
+  // (a full-resolution norm of F = 48 at 96^3 is 162 MiB per temporary).
+  return tf.tidy(() => {
+    const gy = tf.mul(g, y) as tf.Tensor2D;
+    const meanGy = meanRows(gy);
+    gy.dispose();
+    const centered = tf.sub(g, meanRows(g));
+    const projection = tf.mul(y, meanGy);
+    const difference = tf.sub(centered, projection);
+    tf.dispose([centered, projection]);
+    return tf.mul(difference, rstd) as tf.Tensor2D;
+  });
 }
 
 const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
@@ -64,7 +76,7 @@ const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>
   save([y, rstd]);
   return {
     value: y,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => standardizeGradient(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D),
+    gradFunc: releasingGradient((dy, saved) => standardizeGradient(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D)),
   };
 });
 
@@ -82,14 +94,23 @@ function normalizeRowsLeaky(slope: number): (x: tf.Tensor) => tf.Tensor {
       save([value, rstd]);
       return {
         value,
-        gradFunc: (dz: tf.Tensor, saved: tf.Tensor[]) => {
+        gradFunc: releasingGradient((dz, saved) => {
           const [z, savedRstd] = saved as [tf.Tensor2D, tf.Tensor1D];
           return tf.tidy(() => {
             // d lrelu / dy = 1 where the output is positive, else slope; and y = z / that factor.
-            const factor = tf.add(tf.mul(tf.cast(tf.greater(z, 0), 'float32'), 1 - slope), slope) as tf.Tensor2D;
-            return standardizeGradient(tf.mul(dz, factor) as tf.Tensor2D, tf.div(z, factor) as tf.Tensor2D, savedRstd);
+            const positive = tf.cast(tf.greater(z, 0), 'float32');
+            const scaled = tf.mul(positive, 1 - slope);
+            positive.dispose();
+            const factor = tf.add(scaled, slope) as tf.Tensor2D;
+            scaled.dispose();
+            const g = tf.mul(dz, factor) as tf.Tensor2D;
+            const y = tf.div(z, factor) as tf.Tensor2D;
+            factor.dispose();
+            const dx = standardizeGradient(g, y, savedRstd);
+            tf.dispose([g, y]);
+            return dx;
           });
-        },
+        }),
       };
     });
     leakyNormalizers.set(slope, op);
@@ -102,9 +123,40 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
 }
 
-/** Leaky ReLU on a flat view: its gradient (a select) has no rank-5 kernel on tfjs's WebGPU backend. */
+/**
+ * Leaky ReLU on a flat view (its gradient, a select, has no rank-5 kernel on tfjs's WebGPU
+ * backend), with a gradient computed from the output: where(z > 0, dy, slope dy). tfjs's own
+ * gradient fills a tensor of ones and one of the slope, five volume-sized temporaries in all.
+ */
 export function leakyRelu(x: tf.Tensor, slope = 0.01): tf.Tensor {
-  return tf.tidy(() => tf.reshape(tf.leakyRelu(tf.reshape(x, [-1]), slope), x.shape));
+  return tf.tidy(() => tf.reshape(leakyReluFlat(slope)(tf.reshape(x, [-1])), x.shape));
+}
+
+const leakyRelus = new Map<number, (x: tf.Tensor) => tf.Tensor>();
+
+function leakyReluFlat(slope: number): (x: tf.Tensor) => tf.Tensor {
+  let op = leakyRelus.get(slope);
+  if (!op) {
+    op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [x, save] = args as [tf.Tensor1D, tf.GradSaveFunc];
+      const value = tf.leakyRelu(x, slope);
+      save([value]);
+      return {
+        value,
+        gradFunc: releasingGradient((dy, saved) =>
+          tf.tidy(() => {
+            const positive = tf.greater(saved[0], 0);
+            const scaled = tf.mul(dy, slope);
+            const dx = tf.where(positive, dy, scaled);
+            tf.dispose([positive, scaled]);
+            return dx;
+          }),
+        ),
+      };
+    }) as (x: tf.Tensor) => tf.Tensor;
+    leakyRelus.set(slope, op);
+  }
+  return op;
 }
 
 /** x [..., in] times weight [in, out] (+ bias [out]). */
@@ -157,61 +209,86 @@ export function depthToSpace2(x: tf.Tensor5D): tf.Tensor5D {
 export function conv3dSame(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
   if (tf.getBackend() !== 'wasm') return tf.conv3d(x, filter, 1, 'same');
   if (x.shape[0] !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${x.shape[0]}`);
+  // While training, large volumes are convolved in chunks (see depthTapSum); inference keeps the
+  // one-pass path, which computes no halo twice.
+  chunkedForward = recordingGradients();
   // A frozen filter is a constant of the op: its gradient (three more conv2d as costly as the
   // forward pass) is never computed.
   return (isFrozen(filter) ? depthSlicedConv3dWithConstantFilter(filter)(x) : depthSlicedConv3d(x, filter)) as tf.Tensor5D;
 }
 
+/** Whether the convolution now running is under a gradient tape (set by conv3dSame, read inside its custom op). */
+let chunkedForward = false;
+
+/** The three depth taps of a [3, 3, 3, Cin, Cout] filter as conv2d kernels [3, 3, Cin, Cout]. */
+function depthTaps(filter: tf.Tensor5D): tf.Tensor4D[] {
+  const [, , , cin, cout] = filter.shape;
+  return [0, 1, 2].map((kd) => tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]) as tf.Tensor4D);
+}
+
 /**
- * y[d] = conv2d(x[d - 1], W[0]) + conv2d(x[d], W[1]) + conv2d(x[d + 1], W[2]): convolve the whole
- * stack with each depth tap and add the (Cout-channel) results shifted by one slice: the peak is
- * four outputs, never a padded copy of the input.
+ * out[e] = conv2d(x[e - 1], k0) + conv2d(x[e], k1) + conv2d(x[e + 1], k2) over the depth slices
+ * of x [D, H, W, C] (zero outside): each tap convolves the whole stack and the results are added
+ * shifted by one slice, so the peak is four outputs, never a padded copy of the input. While
+ * training (`chunked`), large volumes go through in chunks of slices (with one slice of halo on
+ * each side) written into the output in place: the four outputs of a full-resolution decoder
+ * convolution's input gradient would be 1.3 GB at F = 48, 96^3.
  */
-function depthSlicedValue(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
+function depthTapSum(x: tf.Tensor4D, taps: tf.Tensor4D[], chunked: boolean): tf.Tensor4D {
+  const [d, h, w, cin] = x.shape;
+  const cout = taps[1].shape[3];
+  const perSlice = h * w * Math.max(cin, cout);
+  const chunk = chunked ? Math.max(1, Math.floor(convolutionTuning.depthChunkFloats / perSlice)) : d;
+  const sumOf = (slab: tf.Tensor4D) => {
+    const parts = taps.map((k) => tf.conv2d(slab, k, 1, 'same'));
+    if (slab.shape[0] === 1) {
+      tf.dispose([parts[0], parts[2]]);
+      return parts[1];
+    }
+    const sum = depthShiftAdd(parts[1], parts[0], parts[2]);
+    tf.dispose(parts);
+    return sum;
+  };
+  if (chunk >= d) return sumOf(x);
+  const out = tf.zeros([d, h, w, cout]) as tf.Tensor4D;
+  for (let e0 = 0; e0 < d; e0 += chunk) {
+    const e1 = Math.min(d, e0 + chunk);
+    tf.tidy(() => {
+      const lo = Math.max(0, e0 - 1);
+      const hi = Math.min(d, e1 + 1);
+      const sum = sumOf(sliceLeading(x, lo, hi - lo));
+      writeLeadingInPlace(out, sliceLeading(sum, e0 - lo, e1 - e0), e0);
+    });
+  }
+  return out;
+}
+
+/** The forward convolution: y[d] = sum over kd of conv2d(x[d + kd - 1], W[kd]). */
+function depthSlicedValue(x: tf.Tensor5D, filter: tf.Tensor5D, chunked: boolean): tf.Tensor5D {
   return tf.tidy(() => {
     const [, d, h, w, cin] = x.shape;
-    const cout = filter.shape[4];
-    const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
-    const taps = tf.reshape(filter, [3, 9 * cin * cout]);
-    const tap = (kd: number) => tf.conv2d(slices, tf.reshape(sliceLeading(taps, kd, 1), [3, 3, cin, cout]) as tf.Tensor4D, 1, 'same');
-    const center = tap(1);
-    if (d === 1) return tf.reshape(center, [1, d, h, w, cout]) as tf.Tensor5D;
-    const before = tap(0);
-    const after = tap(2);
-    const sum = depthShiftAdd(center, before, after);
-    tf.dispose([center, before, after]);
-    return tf.reshape(sum, [1, d, h, w, cout]) as tf.Tensor5D;
+    return tf.reshape(depthTapSum(tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D, depthTaps(filter), chunked), [1, d, h, w, filter.shape[4]]) as tf.Tensor5D;
   });
 }
 
 /**
- * dx: each depth tap's conv2d of dy with its spatially flipped, transposed kernel (=
- * conv2dTranspose), on all slices at once, then added shifted by one slice, as in the forward
- * pass: dx[e] = P1[e] + P0[e + 1] + P2[e - 1]. No padded or sliced copy of dy, and each part is
- * released as soon as it is added (a full-resolution decoder block's dx is 340 MB at F = 48, 96^3).
+ * dx[e] = convT(dy[e + 1], W0) + convT(dy[e], W1) + convT(dy[e - 1], W2), each convT a conv2d with
+ * the spatially flipped, transposed kernel: the same tap sum with the taps reversed.
  */
 function depthSlicedInputGradient(dy: tf.Tensor, filter: tf.Tensor5D): tf.Tensor5D {
-  const [, d, h, w, cout] = dy.shape;
-  const cin = filter.shape[3];
-  const part = (kd: number) =>
-    tf.tidy(() => {
-      const kernel = tf.reshape(tf.slice(filter, [kd, 0, 0, 0, 0], [1, 3, 3, cin, cout]), [3, 3, cin, cout]);
-      const flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
-      return tf.conv2d(tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D, flipped, 1, 'same');
-    });
-  const center = part(1);
-  if (d === 1) return tf.reshape(center, [1, d, h, w, cin]) as tf.Tensor5D;
-  const fromAbove = part(0);
-  const fromBelow = part(2);
-  const sum = depthShiftAdd(center, fromBelow, fromAbove);
-  tf.dispose([center, fromAbove, fromBelow]);
-  const dx = tf.reshape(sum, [1, d, h, w, cin]) as tf.Tensor5D;
-  sum.dispose();
-  return dx;
+  return tf.tidy(() => {
+    const [, d, h, w, cout] = dy.shape;
+    const flipped = depthTaps(filter).map((k) => tf.transpose(tf.reverse(k, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D);
+    const dx = depthTapSum(tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D, [flipped[2], flipped[1], flipped[0]], true);
+    return tf.reshape(dx, [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
+  });
 }
 
-/** Floats of the input a filter-gradient chunk covers (bounds the transposed copies it makes); tests shrink it. */
-export const convolutionTuning = { filterGradientChunkFloats: 2 ** 24 };
+/**
+ * Floats of the input a filter-gradient chunk covers (bounds the transposed copies it makes), and
+ * of the slab and each tap's output in a chunked tap sum; tests shrink them.
+ */
+export const convolutionTuning = { filterGradientChunkFloats: 2 ** 24, depthChunkFloats: 2 ** 24 };
 
 /**
  * dW[kd] = correlation of the kd-shifted input with dy, computed as a conv2d with the channels as
@@ -256,11 +333,11 @@ const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
   const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
   save([x, filter]);
   return {
-    value: depthSlicedValue(x, filter),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+    value: depthSlicedValue(x, filter, chunkedForward),
+    gradFunc: releasingGradient((dy, saved) => {
       const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
       return [depthSlicedInputGradient(dy, sf), depthSlicedFilterGradient(dy, sx)];
-    },
+    }),
   };
 });
 
@@ -268,7 +345,7 @@ const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
 function depthSlicedConv3dWithConstantFilter(filter: tf.Tensor5D): (x: tf.Tensor) => tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [x] = args as [tf.Tensor5D];
-    return { value: depthSlicedValue(x, filter), gradFunc: (dy: tf.Tensor) => [depthSlicedInputGradient(dy, filter)] };
+    return { value: depthSlicedValue(x, filter, chunkedForward), gradFunc: releasingGradient((dy) => [depthSlicedInputGradient(dy, filter)]) };
   }) as (x: tf.Tensor) => tf.Tensor;
 }
 
@@ -352,7 +429,7 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
     save(tensors);
     return {
       value: tf.tidy(() => fn(...tensors)),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: releasingGradient((dy, saved) => {
         // The recomputation records its own tape. tfjs 4.22 keeps a single active tape and
         // replaces it (then clears it) when a gradient starts at depth 0, as it does here during
         // the outer backward pass; restore the outer tape so that its cleanup still finds it.
@@ -363,7 +440,7 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
         } finally {
           state.activeTape = outerTape;
         }
-      },
+      }),
     };
   });
   return op(...inputs);

@@ -164,3 +164,17 @@ export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
     return sumRows(tf.reshape(partial, [rows / group, columns]) as tf.Tensor2D);
   });
 }
+
+/**
+ * Copies `source` into the rows of `target` from row `start` on (leading axis), in place. Only for
+ * a target this code has just made and shares with nothing: a tensor's buffer is otherwise never
+ * written after its kernel returns (clones and reshapes share buffers on wasm).
+ */
+export function writeLeadingInPlace(target: tf.Tensor, source: tf.Tensor, start: number): void {
+  const wasm = tf.backend() as unknown as WasmBackendInternals & { refCount(dataId: object): number };
+  if (wasm.refCount(target.dataId) !== 1) throw new Error('writeLeadingInPlace: the target buffer is shared');
+  const slab = target.shape.slice(1).reduce((a, b) => a * b, 1);
+  if (source.shape.slice(1).reduce((a, b) => a * b, 1) !== slab || start + source.shape[0] > target.shape[0]) throw new Error(`writeLeadingInPlace: [${source.shape}] does not fit at row ${start} of [${target.shape}]`);
+  const from = offsetOf(wasm, source);
+  wasm.wasm.HEAPU8.copyWithin(offsetOf(wasm, target) + start * slab * 4, from, from + source.size * 4);
+}
