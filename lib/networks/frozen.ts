@@ -13,13 +13,7 @@ let frozen: ReadonlySet<tf.Tensor> | undefined;
 
 /** Runs `fn` with `tensors` frozen (in addition to any already frozen by an enclosing call). */
 export function withFrozen<T>(tensors: Iterable<tf.Tensor>, fn: () => T): T {
-  const outer = frozen;
-  frozen = new Set([...(outer ?? []), ...tensors]);
-  try {
-    return fn();
-  } finally {
-    frozen = outer;
-  }
+  return withFrozenSet(new Set([...(frozen ?? []), ...tensors]), fn);
 }
 
 /** Runs `fn` with exactly the frozen set `set` (a checkpoint's recomputation restores its forward's). */

@@ -80,43 +80,46 @@ const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>
   };
 });
 
-const leakyNormalizers = new Map<number, (x: tf.Tensor) => tf.Tensor>();
+/** One op per slope, built on first use (a custom-gradient op is a function made once). */
+function perSlope(build: (slope: number) => (x: tf.Tensor) => tf.Tensor): (slope: number) => (x: tf.Tensor) => tf.Tensor {
+  const ops = new Map<number, (x: tf.Tensor) => tf.Tensor>();
+  return (slope) => {
+    let op = ops.get(slope);
+    if (!op) ops.set(slope, (op = build(slope)));
+    return op;
+  };
+}
 
 /** leakyRelu(standardize(x)), keeping only the activated output: the input of the activation is recovered from it. */
-function normalizeRowsLeaky(slope: number): (x: tf.Tensor) => tf.Tensor {
-  let op = leakyNormalizers.get(slope);
-  if (!op) {
-    op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-      const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
-      const { y, rstd } = standardize(x);
-      const value = tf.tidy(() => tf.reshape(leakyReluValue(tf.reshape(y, [-1]), slope), y.shape) as tf.Tensor2D);
-      y.dispose();
-      save([value, rstd]);
-      return {
-        value,
-        gradFunc: releasingGradient((dz, saved) => {
-          const [z, savedRstd] = saved as [tf.Tensor2D, tf.Tensor1D];
-          return tf.tidy(() => {
-            // d lrelu / dy = 1 where the output is positive, else slope; and y = z / that factor.
-            const positive = tf.cast(tf.greater(z, 0), 'float32');
-            const scaled = tf.mul(positive, 1 - slope);
-            positive.dispose();
-            const factor = tf.add(scaled, slope) as tf.Tensor2D;
-            scaled.dispose();
-            const g = tf.mul(dz, factor) as tf.Tensor2D;
-            const y = tf.div(z, factor) as tf.Tensor2D;
-            factor.dispose();
-            const dx = standardizeGradient(g, y, savedRstd);
-            tf.dispose([g, y]);
-            return dx;
-          });
-        }),
-      };
-    });
-    leakyNormalizers.set(slope, op);
-  }
-  return op;
-}
+const normalizeRowsLeaky = perSlope((slope) =>
+  tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+    const { y, rstd } = standardize(x);
+    const value = tf.tidy(() => tf.reshape(leakyReluValue(tf.reshape(y, [-1]), slope), y.shape) as tf.Tensor2D);
+    y.dispose();
+    save([value, rstd]);
+    return {
+      value,
+      gradFunc: releasingGradient((dz, saved) => {
+        const [z, savedRstd] = saved as [tf.Tensor2D, tf.Tensor1D];
+        return tf.tidy(() => {
+          // d lrelu / dy = 1 where the output is positive, else slope; and y = z / that factor.
+          const positive = tf.cast(tf.greater(z, 0), 'float32');
+          const scaled = tf.mul(positive, 1 - slope);
+          positive.dispose();
+          const factor = tf.add(scaled, slope) as tf.Tensor2D;
+          scaled.dispose();
+          const g = tf.mul(dz, factor) as tf.Tensor2D;
+          const y = tf.div(z, factor) as tf.Tensor2D;
+          factor.dispose();
+          const dx = standardizeGradient(g, y, savedRstd);
+          tf.dispose([g, y]);
+          return dx;
+        });
+      }),
+    };
+  }) as (x: tf.Tensor) => tf.Tensor,
+);
 
 /** GELU, exact (erf) form as PyTorch's nn.GELU(). */
 export function gelu(x: tf.Tensor): tf.Tensor {
@@ -142,32 +145,25 @@ function leakyReluValue(x: tf.Tensor, slope: number): tf.Tensor {
   return tf.tidy(() => tf.prelu(x, tf.scalar(slope)));
 }
 
-const leakyRelus = new Map<number, (x: tf.Tensor) => tf.Tensor>();
-
-function leakyReluFlat(slope: number): (x: tf.Tensor) => tf.Tensor {
-  let op = leakyRelus.get(slope);
-  if (!op) {
-    op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-      const [x, save] = args as [tf.Tensor1D, tf.GradSaveFunc];
-      const value = leakyReluValue(x, slope);
-      save([value]);
-      return {
-        value,
-        gradFunc: releasingGradient((dy, saved) =>
-          tf.tidy(() => {
-            const positive = tf.greater(saved[0], 0);
-            const scaled = tf.mul(dy, slope);
-            const dx = tf.where(positive, dy, scaled);
-            tf.dispose([positive, scaled]);
-            return dx;
-          }),
-        ),
-      };
-    }) as (x: tf.Tensor) => tf.Tensor;
-    leakyRelus.set(slope, op);
-  }
-  return op;
-}
+const leakyReluFlat = perSlope((slope) =>
+  tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x, save] = args as [tf.Tensor1D, tf.GradSaveFunc];
+    const value = leakyReluValue(x, slope);
+    save([value]);
+    return {
+      value,
+      gradFunc: releasingGradient((dy, saved) =>
+        tf.tidy(() => {
+          const positive = tf.greater(saved[0], 0);
+          const scaled = tf.mul(dy, slope);
+          const dx = tf.where(positive, dy, scaled);
+          tf.dispose([positive, scaled]);
+          return dx;
+        }),
+      ),
+    };
+  }) as (x: tf.Tensor) => tf.Tensor,
+);
 
 /** x [..., in] times weight [in, out] (+ bias [out]). */
 export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor {
@@ -221,14 +217,11 @@ export function conv3dSame(x: tf.Tensor5D, filter: tf.Tensor5D): tf.Tensor5D {
   if (x.shape[0] !== 1) throw new Error(`conv3dSame on wasm expects batch 1, got ${x.shape[0]}`);
   // While training, large volumes are convolved in chunks (see depthTapSum); inference keeps the
   // one-pass path, which computes no halo twice.
-  chunkedForward = recordingGradients();
+  const chunked = recordingGradients();
   // A frozen filter is a constant of the op: its gradient (three more conv2d as costly as the
   // forward pass) is never computed.
-  return (isFrozen(filter) ? depthSlicedConv3dWithConstantFilter(filter)(x) : depthSlicedConv3d(x, filter)) as tf.Tensor5D;
+  return (isFrozen(filter) ? depthSlicedConv3dWithConstantFilter(filter, chunked)(x) : depthSlicedConv3d[chunked ? 'chunked' : 'whole'](x, filter)) as tf.Tensor5D;
 }
-
-/** Whether the convolution now running is under a gradient tape (set by conv3dSame, read inside its custom op). */
-let chunkedForward = false;
 
 /** The three depth taps of a [3, 3, 3, Cin, Cout] filter as conv2d kernels [3, 3, Cin, Cout]. */
 function depthTaps(filter: tf.Tensor5D): tf.Tensor4D[] {
@@ -342,24 +335,32 @@ function depthSlicedFilterGradient(dy: tf.Tensor, x: tf.Tensor5D): tf.Tensor {
   return filterGradient;
 }
 
-/** Conv3d on depth slices with a custom gradient made of conv2d only (wasm has no Conv2DBackpropFilter and a slow conv2dTranspose). */
-const depthSlicedConv3d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-  const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
-  save([x, filter]);
-  return {
-    value: depthSlicedValue(x, filter, chunkedForward),
-    gradFunc: releasingGradient((dy, saved) => {
-      const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
-      return [depthSlicedInputGradient(dy, sf), depthSlicedFilterGradient(dy, sx)];
-    }),
-  };
-});
+/**
+ * Conv3d on depth slices with a custom gradient made of conv2d only (wasm has no
+ * Conv2DBackpropFilter and a slow conv2dTranspose); one op for a forward pass in chunks, one for
+ * a whole pass.
+ */
+function depthSlicedConv3dOp(chunked: boolean) {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x, filter, save] = args as [tf.Tensor5D, tf.Tensor5D, tf.GradSaveFunc];
+    save([x, filter]);
+    return {
+      value: depthSlicedValue(x, filter, chunked),
+      gradFunc: releasingGradient((dy, saved) => {
+        const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
+        return [depthSlicedInputGradient(dy, sf), depthSlicedFilterGradient(dy, sx)];
+      }),
+    };
+  });
+}
+
+const depthSlicedConv3d = { chunked: depthSlicedConv3dOp(true), whole: depthSlicedConv3dOp(false) };
 
 /** The same convolution with the filter as a constant: only the input's gradient. */
-function depthSlicedConv3dWithConstantFilter(filter: tf.Tensor5D): (x: tf.Tensor) => tf.Tensor {
+function depthSlicedConv3dWithConstantFilter(filter: tf.Tensor5D, chunked: boolean): (x: tf.Tensor) => tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [x] = args as [tf.Tensor5D];
-    return { value: depthSlicedValue(x, filter, chunkedForward), gradFunc: releasingGradient((dy) => [depthSlicedInputGradient(dy, filter)]) };
+    return { value: depthSlicedValue(x, filter, chunked), gradFunc: releasingGradient((dy) => [depthSlicedInputGradient(dy, filter)]) };
   }) as (x: tf.Tensor) => tf.Tensor;
 }
 
