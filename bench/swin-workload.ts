@@ -49,9 +49,7 @@ export async function trainingStep(model: SwinUNETR, x: tf.Tensor5D, target: tf.
 export async function frozenBackboneStep(model: SwinUNETR, adapter: Adapter, input: 'image' | 'decoder', x: tf.Tensor5D, target: tf.Tensor, optimizer: AdamW, checkpoint: CheckpointMode, frozenBackbone = true): Promise<void> {
   let inputs: { image?: tf.Tensor5D; dec0?: tf.Tensor5D; enc0?: tf.Tensor5D } = { image: x };
   if (input === 'decoder') {
-    const out = model.forward(x, { decoderInputs: true });
-    tf.dispose([out.logits, out.features]);
-    inputs = { dec0: out.dec0, enc0: out.enc0 };
+    inputs = model.decoderInputsOf(x);
   }
   const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(target, adapter.forward(inputs, { checkpoint, frozenBackbone })) as tf.Scalar, adapter.trainable);
   optimizer.apply(new Map(adapter.trainable.map((v) => [v, grads[v.name]])));

@@ -258,6 +258,22 @@ test('bad input: size not divisible by 32, wrong channel count', async () => {
   model.dispose();
 });
 
+test("decoderInputsOf gives forward's dec0 and enc0 without the last block, leaking nothing", async () => {
+  await switchBackend('wasm');
+  const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 4);
+  const x = random([1, 32, 32, 32, 1], 5) as tf.Tensor5D;
+  const full = model.forward(x, { decoderInputs: true });
+  const before = tf.memory().numTensors;
+  const alone = model.decoderInputsOf(x, { frozen: true });
+  assert.equal(tf.memory().numTensors, before + 2);
+  assert.deepEqual(alone.dec0.shape, [1, 16, 16, 16, 12]);
+  assert.deepEqual(alone.enc0.shape, [1, 32, 32, 32, 12]);
+  assert.equal(await maxDiff(alone.dec0, full.dec0!), 0);
+  assert.equal(await maxDiff(alone.enc0, full.enc0!), 0);
+  tf.dispose([x, full.logits, full.features, full.dec0!, full.enc0!, alone.dec0, alone.enc0]);
+  model.dispose();
+});
+
 test('training steps (forward, backward, AdamW) on wasm keep the tensor count constant and lower the loss', async () => {
   await switchBackend('wasm');
   const model = SwinUNETR.create(swinUnetrConfig({ featureSize: 12, outChannels: 2 }), 3);

@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core alone registers no gradients; training needs them on every backend.
 import '@tensorflow/tfjs';
 import { FseftError } from '../util/errors';
+import { releaseGradientsAsUsed } from './backprop-memory';
 import { guardWasmAllocations, shareIdentityOnWasm } from './wasm-memory';
 import { prepareWasmThreads, wantedWasmThreads } from './wasm-threads';
 
@@ -63,6 +64,7 @@ async function choose(preferred: string | undefined): Promise<BackendChoice> {
 }
 
 async function tryBackend(name: BackendName): Promise<{ ok: boolean; detail: string }> {
+  releaseGradientsAsUsed();
   if (name === 'tensorflow') {
     const loaded = NATIVE_PACKAGES.find((pkg) => {
       try {

@@ -180,6 +180,11 @@ export interface ForwardOptions {
 /** Which blocks recompute their activations in the backward pass (see ForwardOptions.checkpoint). */
 export type CheckpointMode = boolean | 'swin' | 'fine';
 
+/** Whether the convolutional blocks are checkpointed, and each convolution inside them too. */
+function convolutionalCheckpoints(options: ForwardOptions): { convolutional: boolean; segments: boolean } {
+  return { convolutional: options.checkpoint === true || options.checkpoint === 'fine', segments: options.checkpoint === 'fine' };
+}
+
 export interface SwinUNETROutput {
   /** [1, D, H, W, outChannels] */
   logits: tf.Tensor5D;
@@ -250,30 +255,56 @@ export class SwinUNETR {
     this.checkInput(x);
     if (options.frozen) return withFrozen(this.params.values(), () => this.forward(x, { ...options, frozen: false }));
     return tf.tidy(() => {
-      const hidden = this.swinViT(x, options);
-      const convolutional = options.checkpoint === true || options.checkpoint === 'fine';
-      const segments = options.checkpoint === 'fine';
-      const [encoder1, encoder2, encoder3, encoder4, encoder10] = this.modules.encoders;
-      const res = (module: UnetResBlockModule, input: tf.Tensor5D) => this.block(module.prefix, [input], convolutional, options, (param, i) => module.forward(i as tf.Tensor5D, param, segments));
-      const up = (module: UnetrUpBlock, input: tf.Tensor5D, skip: tf.Tensor5D) =>
-        this.block(module.prefix, [input, skip], convolutional, options, (param, i, k) => module.forward(i as tf.Tensor5D, k as tf.Tensor5D, param, segments));
-      const [decoder5, decoder4, decoder3, decoder2, decoder1] = this.modules.decoders;
-      const enc0 = res(encoder1, x);
-      const enc1 = res(encoder2, hidden[0]);
-      const enc2 = res(encoder3, hidden[1]);
-      const enc3 = res(encoder4, hidden[2]);
-      const dec4 = res(encoder10, hidden[4]);
-      const dec3 = up(decoder5, dec4, hidden[3]);
-      const dec2 = up(decoder4, dec3, enc3);
-      const dec1 = up(decoder3, dec2, enc2);
-      const dec0 = up(decoder2, dec1, enc1);
-      const features = up(decoder1, dec0, enc0);
+      const { hidden, dec0, enc0 } = this.trunk(x, options);
+      const features = this.decoderBlock(this.modules.decoders[4], dec0, enc0, options);
       const logits = this.modules.out.forward(features, this.resolver(options));
       const result: SwinUNETROutput = { logits, features };
       if (options.hiddenStates) result.hidden = hidden;
       if (options.decoderInputs) Object.assign(result, { dec0, enc0 });
       return result as unknown as tf.TensorContainerObject;
     }) as unknown as SwinUNETROutput;
+  }
+
+  /**
+   * The inputs of the last decoder block alone (what FT-Last trains on from a frozen backbone),
+   * without running that block and the head: at F = 48, 96^3 they are a third of the forward pass.
+   */
+  decoderInputsOf(x: tf.Tensor5D, options: ForwardOptions = {}): { dec0: tf.Tensor5D; enc0: tf.Tensor5D } {
+    this.checkInput(x);
+    if (options.frozen) return withFrozen(this.params.values(), () => this.decoderInputsOf(x, { ...options, frozen: false }));
+    return tf.tidy(() => {
+      const { dec0, enc0 } = this.trunk(x, options);
+      return { dec0, enc0 };
+    });
+  }
+
+  /** Everything before the last decoder block: the Swin encoder's hidden states and that block's inputs. */
+  private trunk(x: tf.Tensor5D, options: ForwardOptions): { hidden: tf.Tensor5D[]; dec0: tf.Tensor5D; enc0: tf.Tensor5D } {
+    const hidden = this.swinViT(x, options);
+    const [encoder1, encoder2, encoder3, encoder4, encoder10] = this.modules.encoders;
+    const [decoder5, decoder4, decoder3, decoder2] = this.modules.decoders;
+    const res = (module: UnetResBlockModule, input: tf.Tensor5D) => this.encoderBlock(module, input, options);
+    const up = (module: UnetrUpBlock, input: tf.Tensor5D, skip: tf.Tensor5D) => this.decoderBlock(module, input, skip, options);
+    const enc0 = res(encoder1, x);
+    const enc1 = res(encoder2, hidden[0]);
+    const enc2 = res(encoder3, hidden[1]);
+    const enc3 = res(encoder4, hidden[2]);
+    const dec4 = res(encoder10, hidden[4]);
+    const dec3 = up(decoder5, dec4, hidden[3]);
+    const dec2 = up(decoder4, dec3, enc3);
+    const dec1 = up(decoder3, dec2, enc2);
+    const dec0 = up(decoder2, dec1, enc1);
+    return { hidden, dec0, enc0 };
+  }
+
+  private encoderBlock(module: UnetResBlockModule, input: tf.Tensor5D, options: ForwardOptions): tf.Tensor5D {
+    const { convolutional, segments } = convolutionalCheckpoints(options);
+    return this.block(module.prefix, [input], convolutional, options, (param, i) => module.forward(i as tf.Tensor5D, param, segments));
+  }
+
+  private decoderBlock(module: UnetrUpBlock, input: tf.Tensor5D, skip: tf.Tensor5D, options: ForwardOptions): tf.Tensor5D {
+    const { convolutional, segments } = convolutionalCheckpoints(options);
+    return this.block(module.prefix, [input, skip], convolutional, options, (param, i, k) => module.forward(i as tf.Tensor5D, k as tf.Tensor5D, param, segments));
   }
 
   /** The Swin encoder: five hidden states, layer-normalised without parameters when `normalize`. */

@@ -352,9 +352,15 @@ function cropInputs(
     return { dec0: cropGrid(f.dec0!, start.map((s) => s / 2) as Shape3, half), enc0: cropGrid(f.enc0!, start, roi) };
   }
   // Without the cache: the frozen backbone runs on this crop (no gradient flows into it).
-  const out = backbone.forward(cropGrid(image, start, roi), { decoderInputs: input === 'decoder' });
-  out.logits.dispose();
-  return input === 'features' ? { features: out.features } : { dec0: out.dec0, enc0: out.enc0 };
+  const crop = cropGrid(image, start, roi);
+  if (input === 'decoder') {
+    const inputs = backbone.decoderInputsOf(crop);
+    crop.dispose();
+    return inputs;
+  }
+  const out = backbone.forward(crop);
+  tf.dispose([crop, out.logits]);
+  return { features: out.features };
 }
 
 /** The query's (pooled) inputs for the size term, as tensors kept for the whole run. */

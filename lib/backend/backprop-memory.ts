@@ -1,0 +1,105 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * tfjs 4.22's backward pass keeps every gradient it computes, and every tensor a kernel saved for
+ * it, until the whole pass ends. At full resolution a training step then holds the gradient of
+ * every activation at once on top of the saved activations, which is what made the paper's model
+ * (F = 48, 96^3) overflow the 4 GiB wasm heap even with the backbone frozen.
+ *
+ * Once a tape node has turned the gradients of its outputs into those of its inputs, neither is
+ * read again in that pass: each output has exactly one producer, and a node's saved tensors are
+ * clones made for it alone. This hook wraps every node's gradient so that, when its last input
+ * gradient has been taken, the node releases its output gradients and saved tensors. The gradient
+ * a caller passed to `gradients()` (as the checkpointed recomputation does) stays the caller's.
+ * Backward passes that are themselves recorded (higher-order gradients) are left alone.
+ */
+
+interface TapeNode {
+  inputs: Record<string, tf.Tensor>;
+  outputs: tf.Tensor[];
+  saved?: tf.Tensor[];
+  gradient?: (dys: Array<tf.Tensor | null>) => Record<string, () => tf.Tensor>;
+}
+
+interface EngineInternals {
+  state: { activeTape: TapeNode[] | null; gradientDepth: number };
+  addTapeNode(...args: unknown[]): void;
+  gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): unknown;
+}
+
+const hooked = new WeakSet<object>();
+let enabled = true;
+
+/** Installs the hook on tfjs's engine (idempotent; the engine is one per process). */
+export function releaseGradientsAsUsed(): void {
+  const engine = tf.engine() as unknown as EngineInternals;
+  if (hooked.has(engine)) return;
+  hooked.add(engine);
+  const callerGradients = new Map<tf.Tensor, number>();
+
+  const addTapeNode = engine.addTapeNode;
+  engine.addTapeNode = function (this: EngineInternals, ...args: unknown[]): void {
+    addTapeNode.apply(this, args);
+    const tape = this.state.activeTape;
+    const node = tape?.[tape.length - 1];
+    if (node?.gradient) node.gradient = releasing(this, node, node.gradient, callerGradients);
+  };
+
+  const gradients = engine.gradients;
+  engine.gradients = function (this: EngineInternals, f, xs, dy, allowNoGradients) {
+    if (dy) callerGradients.set(dy, (callerGradients.get(dy) ?? 0) + 1);
+    try {
+      return gradients.call(this, f, xs, dy, allowNoGradients);
+    } finally {
+      if (dy) {
+        const left = (callerGradients.get(dy) ?? 1) - 1;
+        if (left === 0) callerGradients.delete(dy);
+        else callerGradients.set(dy, left);
+      }
+    }
+  };
+}
+
+/** For tests: runs `fn` with the hook's releasing switched off (tfjs's own behaviour). */
+export function withoutReleasingGradients<T>(fn: () => T): T {
+  const before = enabled;
+  enabled = false;
+  try {
+    return fn();
+  } finally {
+    enabled = before;
+  }
+}
+
+function releasing(engine: EngineInternals, node: TapeNode, gradient: NonNullable<TapeNode['gradient']>, callerGradients: Map<tf.Tensor, number>): NonNullable<TapeNode['gradient']> {
+  // tfjs calls this on a copy of the node whose inputs are pruned to those on the path to the
+  // variables: only their gradients are taken, so `this` says how many to wait for.
+  return function (this: TapeNode | undefined, dys) {
+    if (!enabled || engine.state.gradientDepth > 0) return gradient(dys);
+    const inputs = this?.inputs ?? node.inputs;
+    // tfjs fills the gradient of an output outside the pass with zeros; filling it here makes
+    // that tensor ours to release.
+    const filled = dys.map((dy, i) => dy ?? tf.zeros(node.outputs[i].shape, node.outputs[i].dtype));
+    const closures = gradient(filled);
+    const owned = new Set<tf.Tensor>([...filled.filter((dy) => !callerGradients.has(dy)), ...(node.saved ?? [])]);
+    const returned = new Set<tf.Tensor>();
+    let pending = Object.keys(inputs).length;
+    const release = () => {
+      for (const tensor of owned) tensor.dispose();
+    };
+    const wrapped: Record<string, () => tf.Tensor> = {};
+    for (const [name, closure] of Object.entries(closures)) {
+      wrapped[name] = () => {
+        let dx = closure();
+        // A gradient passed through unchanged, or handed to two inputs, would be released with
+        // this node or with another input's producer: give each input a tensor of its own.
+        if (owned.has(dx) || returned.has(dx) || callerGradients.has(dx)) dx = dx.clone();
+        returned.add(dx);
+        if (name in inputs && --pending === 0) release();
+        return dx;
+      };
+    }
+    if (pending === 0) release();
+    return wrapped;
+  };
+}
