@@ -2,7 +2,7 @@ import { before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { withoutReleasingGradients } from '../lib/backend/backprop-memory';
+import { withPlainBackward } from '../lib/backend/backprop-memory';
 import { checkpointed } from '../lib/networks/ops';
 import { releasingGradient } from '../lib/networks/gradients';
 import { maxAbsDifference } from './helpers';
@@ -40,7 +40,7 @@ test('gradients are the same as tfjs\'s own backward pass, and nothing is left b
     tf.dispose([value, grads[w.name]]);
     return host;
   };
-  const reference = withoutReleasingGradients(gradient);
+  const reference = withPlainBackward(gradient);
   const before = tf.memory().numTensors;
   const released = gradient();
   gradient();
@@ -66,7 +66,7 @@ test('the backward pass of a long chain no longer holds every gradient and saved
     return (Math.max(...backward) - backward[0]) / volume;
   };
   const step = () => tf.dispose(Object.values(tf.variableGrads(chain, [x]).grads));
-  const tfjsRise = await backwardRise(() => withoutReleasingGradients(step));
+  const tfjsRise = await backwardRise(() => withPlainBackward(step));
   const releasedRise = await backwardRise(step);
   // tfjs adds two gradients per link and frees nothing (24 volumes); released, a link's saved
   // tensors and gradients go once the link is done.
@@ -93,7 +93,7 @@ test('the kit\'s releasing custom ops and the hook together give tfjs\'s gradien
   }) as unknown as CustomOp);
   const x = tf.randomNormal([3, 7], 0, 1, 'float32', 7);
   const f = (a: tf.Tensor) => tf.sum(tf.mul(square(tf.add(a, 1)), tf.cos(a)));
-  const reference = withoutReleasingGradients(() => tf.grad(f)(x));
+  const reference = withPlainBackward(() => tf.grad(f)(x));
   const released = tf.grad(f)(x);
   assert.ok(maxAbsDifference(released.dataSync(), reference.dataSync()) < 1e-6);
   tf.dispose([x, reference, released]);

@@ -6,6 +6,8 @@ import { HostTensor } from '../lib/io/host-tensor';
 import { conv3dSame, convolutionTuning, depthToSpace2, gatherRows, instanceNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
 import { ParamSpec, initialValue, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
 import { UnetrUpBlock } from '../lib/networks/unetr-blocks';
+import { unetResBlock } from '../lib/networks/unet-res-block';
+import { concatChannels } from '../lib/networks/ops';
 import { CheckpointMode, SwinUNETR, stackSubgrids, swinUnetrConfig, swinUnetrParameterSpecs } from '../lib/networks/swin-unetr';
 import { biasIndex, effectiveWindow, maskOfWindows, relativePositionIndex, windowPlan } from '../lib/networks/swin-windows';
 import { AdamW } from '../lib/training/adamw';
@@ -375,6 +377,38 @@ test('a decoder block in checkpointed segments: same output and gradients, a low
   const held = tf.memory().numBytes;
   assert.ok(segmented.peak - held < 0.75 * (plain.peak - held), `peak above the inputs: ${segmented.peak - held} in segments against ${plain.peak - held} bytes`);
   tf.dispose([x, skip, ...weights.values()]);
+});
+
+test('a block fed its input as channel parts equals the block on their concatenation (values, gradients), and a constant part gets no input gradient', async () => {
+  await switchBackend('wasm');
+  const up = random([1, 8, 8, 8, 2], 11) as tf.Tensor5D;
+  const skip = random([1, 8, 8, 8, 4], 12) as tf.Tensor5D;
+  const weights = { conv1: random([3, 3, 3, 6, 3], 13), conv2: random([3, 3, 3, 3, 3], 14), conv3: random([6, 3], 15) };
+  const loss = (out: tf.Tensor) => tf.sum(tf.mul(out, tf.sin(tf.reshape(tf.range(0, out.size), out.shape))));
+  for (const segments of [false, true]) {
+    const block = (input: tf.Tensor5D | tf.Tensor5D[], w1: tf.Tensor, w2: tf.Tensor, w3: tf.Tensor) => loss(unetResBlock(input, { conv1: w1, conv2: w2, conv3: w3 }, 3, segments));
+    const joined = (a: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, w2: tf.Tensor, w3: tf.Tensor) => block(concatChannels(a, b) as tf.Tensor5D, w1, w2, w3);
+    const parts = (a: tf.Tensor, b: tf.Tensor, w1: tf.Tensor, w2: tf.Tensor, w3: tf.Tensor) => block([a as tf.Tensor5D, b as tf.Tensor5D], w1, w2, w3);
+    const args = [up, skip, weights.conv1, weights.conv2, weights.conv3];
+    const expected = tf.grads(joined)(args);
+    const actual = tf.grads(parts)(args);
+    for (let i = 0; i < args.length; i++) {
+      const scale = Math.max(...Array.from(expected[i].dataSync(), Math.abs));
+      assert.ok(scale > 0 && (await maxDiff(actual[i], expected[i])) <= 1e-5 * scale, `segments ${segments}: gradient ${i} differs`);
+    }
+    tf.dispose([...expected, ...actual]);
+    // The skip part's input gradient is the conv2d of dy (3 channels) with a [3, 3, 3, 4] kernel:
+    // three calls when the skip's gradient is asked for, none when the skip is a constant.
+    const skipGradientCalls = async (withSkip: boolean) => {
+      const xs = withSkip ? [up, skip, weights.conv1] : [up, weights.conv1];
+      const f = (...t: tf.Tensor[]) => parts(t[0], withSkip ? t[1] : skip, t[withSkip ? 2 : 1], weights.conv2, weights.conv3);
+      const kernels = (await tf.profile(() => tf.dispose(tf.grads(f)(xs)))).kernels;
+      return kernels.filter((k) => k.name === 'Conv2D' && JSON.stringify(k.inputShapes[1]) === '[3,3,3,4]').length;
+    };
+    assert.equal(await skipGradientCalls(true), 3, `segments ${segments}: the skip's gradient asked for`);
+    assert.equal(await skipGradientCalls(false), 0, `segments ${segments}: the skip a constant`);
+  }
+  tf.dispose([up, skip, ...Object.values(weights)]);
 });
 
 test('UnetResBlock by hand: identity kernels give lrelu(norm(lrelu(norm(x))) + x)', async () => {

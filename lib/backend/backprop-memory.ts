@@ -29,6 +29,24 @@ interface EngineInternals {
 
 const hooked = new WeakSet<object>();
 let enabled = true;
+/** The inputs (by name) whose gradients the node being differentiated must give; unknown outside a pass. */
+let wantedInputs: ReadonlySet<string> | undefined;
+
+/**
+ * For a custom op's gradient function: whether the backward pass will read the gradient of its
+ * input number `index`. tfjs prunes inputs that no trained tensor reaches (a frozen weight, a
+ * cached feature map) but custom ops return every gradient at once; they may give a placeholder
+ * for the others instead of computing them (a convolution's input gradient is as costly as its
+ * forward pass). True when unknown.
+ */
+export function inputGradientWanted(index: number): boolean {
+  return wantedInputs?.has(String(index)) ?? true;
+}
+
+/** Placeholder gradient for an input the pass does not read (never seen by tfjs's shape check). */
+export function unwantedGradient(): tf.Tensor {
+  return tf.zeros([]);
+}
 
 /** Installs the hook on tfjs's engine (idempotent; the engine is one per process). */
 export function releaseGradientsAsUsed(): void {
@@ -60,8 +78,11 @@ export function releaseGradientsAsUsed(): void {
   };
 }
 
-/** For tests: runs `fn` with the hook's releasing switched off (tfjs's own behaviour). */
-export function withoutReleasingGradients<T>(fn: () => T): T {
+/**
+ * For tests and comparisons: runs `fn` with tfjs's own backward pass, the hook off: nothing is
+ * released before the pass ends, and custom ops compute every input's gradient.
+ */
+export function withPlainBackward<T>(fn: () => T): T {
   const before = enabled;
   enabled = false;
   try {
@@ -75,12 +96,22 @@ function releasing(engine: EngineInternals, node: TapeNode, gradient: NonNullabl
   // tfjs calls this on a copy of the node whose inputs are pruned to those on the path to the
   // variables: only their gradients are taken, so `this` says how many to wait for.
   return function (this: TapeNode | undefined, dys) {
-    if (!enabled || engine.state.gradientDepth > 0) return gradient(dys);
     const inputs = this?.inputs ?? node.inputs;
+    const withWanted = (given: Array<tf.Tensor | null>) => {
+      const outer = wantedInputs;
+      wantedInputs = new Set(Object.keys(inputs));
+      try {
+        return gradient(given);
+      } finally {
+        wantedInputs = outer;
+      }
+    };
+    if (!enabled) return gradient(dys);
+    if (engine.state.gradientDepth > 0) return withWanted(dys);
     // tfjs fills the gradient of an output outside the pass with zeros; filling it here makes
     // that tensor ours to release.
     const filled = dys.map((dy, i) => dy ?? tf.zeros(node.outputs[i].shape, node.outputs[i].dtype));
-    const closures = gradient(filled);
+    const closures = withWanted(filled);
     const owned = new Set<tf.Tensor>([...filled.filter((dy) => !callerGradients.has(dy)), ...(node.saved ?? [])]);
     const returned = new Set<tf.Tensor>();
     let pending = Object.keys(inputs).length;

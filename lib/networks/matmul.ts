@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { isFrozen } from './frozen';
 import { releasingGradient } from './gradients';
+import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { sliceLeading } from './wasm-memory-ops';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
@@ -58,7 +59,10 @@ const batchedWithGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSav
     value: batchedOnWasm(a, b),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [as, bs] = saved as tf.Tensor3D[];
-      return [batchedOnWasm(dy as tf.Tensor3D, swapLastTwo(bs)), batchedOnWasm(swapLastTwo(as), dy as tf.Tensor3D)];
+      return [
+        inputGradientWanted(0) ? batchedOnWasm(dy as tf.Tensor3D, swapLastTwo(bs)) : unwantedGradient(),
+        inputGradientWanted(1) ? batchedOnWasm(swapLastTwo(as), dy as tf.Tensor3D) : unwantedGradient(),
+      ];
     },
   };
 });
@@ -94,7 +98,10 @@ const plainWithGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
     value: tf.matMul(a, b),
     gradFunc: releasingGradient((dy, saved) => {
       const [as, bs] = saved as tf.Tensor2D[];
-      return [tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(bs))), transposedProduct(as, dy as tf.Tensor2D)];
+      return [
+        inputGradientWanted(0) ? tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(bs))) : unwantedGradient(),
+        inputGradientWanted(1) ? transposedProduct(as, dy as tf.Tensor2D) : unwantedGradient(),
+      ];
     }),
   };
 });

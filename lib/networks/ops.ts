@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { releasingGradient } from './gradients';
+import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
 import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows, writeLeadingInPlace } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
@@ -348,7 +349,10 @@ function depthSlicedConv3dOp(chunked: boolean) {
       value: depthSlicedValue(x, filter, chunked),
       gradFunc: releasingGradient((dy, saved) => {
         const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
-        return [depthSlicedInputGradient(dy, sf), depthSlicedFilterGradient(dy, sx)];
+        return [
+          inputGradientWanted(0) ? depthSlicedInputGradient(dy, sf) : unwantedGradient(),
+          inputGradientWanted(1) ? depthSlicedFilterGradient(dy, sx) : unwantedGradient(),
+        ];
       }),
     };
   });
@@ -451,7 +455,11 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
         const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
         const outerTape = state.activeTape;
         try {
-          return withFrozenSet(frozenInForward, () => tf.grads((...xs: tf.Tensor[]) => fn(...xs))(saved, dy));
+          // Only the inputs the outer pass reads get a gradient (a cached or frozen input is
+          // pruned there): the recomputation's tape then skips their branches too.
+          const wanted = saved.filter((_, i) => inputGradientWanted(i));
+          const grads = withFrozenSet(frozenInForward, () => tf.grads(() => fn(...saved))(wanted, dy));
+          return saved.map((t) => (wanted.includes(t) ? grads[wanted.indexOf(t)] : unwantedGradient()));
         } finally {
           state.activeTape = outerTape;
         }
