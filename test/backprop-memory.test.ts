@@ -2,7 +2,7 @@ import { before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { withPlainBackward } from '../lib/backend/backprop-memory';
+import { requiresGradient, untaped, withPlainBackward } from '../lib/backend/backprop-memory';
 import { checkpointed } from '../lib/networks/ops';
 import { releasingGradient } from '../lib/networks/gradients';
 import { maxAbsDifference } from './helpers';
@@ -97,4 +97,28 @@ test('the kit\'s releasing custom ops and the hook together give tfjs\'s gradien
   const released = tf.grad(f)(x);
   assert.ok(maxAbsDifference(released.dataSync(), reference.dataSync()) < 1e-6);
   tf.dispose([x, reference, released]);
+});
+
+test('requiresGradient follows the trained tensors through recorded ops; untaped work records nothing', () => {
+  const x = tf.randomNormal([3, 4], 0, 1, 'float32', 8);
+  const w = tf.variable(tf.randomNormal([4, 2], 0, 1, 'float32', 9));
+  const seen: Record<string, boolean> = {};
+  let tapeLength = 0;
+  const { value, grads } = tf.variableGrads(() => {
+    const constant = tf.exp(x);
+    const product = tf.matMul(constant, w);
+    const state = (tf.engine() as unknown as { state: { activeTape: unknown[] } }).state;
+    const before = state.activeTape.length;
+    const skipped = untaped(() => tf.tanh(tf.matMul(constant, w)));
+    tapeLength = state.activeTape.length - before;
+    Object.assign(seen, { x: requiresGradient(x), w: requiresGradient(w), constant: requiresGradient(constant), product: requiresGradient(product), skipped: requiresGradient(skipped) });
+    return tf.sum(tf.add(product, skipped)) as tf.Scalar;
+  }, [w]);
+  assert.deepEqual(seen, { x: false, w: true, constant: false, product: true, skipped: false });
+  assert.equal(tapeLength, 0);
+  // Only the recorded product carries w's gradient: d/dw sum(exp(x) w) = exp(x)^T 1.
+  const expected = tf.matMul(tf.exp(x), tf.ones([3, 2]), true, false);
+  assert.ok(maxAbsDifference(grads[w.name].dataSync(), expected.dataSync()) < 1e-5);
+  assert.equal(requiresGradient(w), false, 'no gradient is being recorded after the call');
+  tf.dispose([x, w, value, grads[w.name], expected]);
 });

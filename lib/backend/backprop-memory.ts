@@ -22,7 +22,7 @@ interface TapeNode {
 }
 
 interface EngineInternals {
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
+  state: { activeTape: TapeNode[] | null; gradientDepth: number; kernelDepth: number };
   addTapeNode(...args: unknown[]): void;
   gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): unknown;
 }
@@ -43,6 +43,36 @@ export function inputGradientWanted(index: number): boolean {
   return wantedInputs?.has(String(index)) ?? true;
 }
 
+/** Tensors a running gradients() call differentiates with respect to (its xs), with call counts. */
+const sources = new Map<tf.Tensor, number>();
+/** Outputs of recorded ops with an input that requires a gradient. */
+let derived = new WeakSet<tf.Tensor>();
+
+/**
+ * Whether a gradient being recorded will reach `tensor`'s computation: it is one of the xs of a
+ * running gradients() call (a trained variable, a checkpoint's input) or was computed from one
+ * under the tape (PyTorch's requires_grad). True when the hook is not installed.
+ */
+export function requiresGradient(tensor: tf.Tensor): boolean {
+  if (!hooked.has(tf.engine())) return true;
+  return sources.has(tensor) || derived.has(tensor);
+}
+
+/**
+ * Runs `fn` without recording it on the tape, as tfjs does inside a kernel: for work no gradient
+ * reaches (a frozen block on constant inputs), whose saved tensors would otherwise stay until the
+ * pass ends.
+ */
+export function untaped<T>(fn: () => T): T {
+  const state = (tf.engine() as unknown as EngineInternals).state;
+  state.kernelDepth++;
+  try {
+    return fn();
+  } finally {
+    state.kernelDepth--;
+  }
+}
+
 /** Placeholder gradient for an input the pass does not read (never seen by tfjs's shape check). */
 export function unwantedGradient(): tf.Tensor {
   return tf.zeros([]);
@@ -60,15 +90,24 @@ export function releaseGradientsAsUsed(): void {
     addTapeNode.apply(this, args);
     const tape = this.state.activeTape;
     const node = tape?.[tape.length - 1];
-    if (node?.gradient) node.gradient = releasing(this, node, node.gradient, callerGradients);
+    if (!node) return;
+    if (Object.values(node.inputs).some((t) => t && requiresGradient(t))) for (const output of node.outputs) derived.add(output);
+    if (node.gradient) node.gradient = releasing(this, node, node.gradient, callerGradients);
   };
 
   const gradients = engine.gradients;
   engine.gradients = function (this: EngineInternals, f, xs, dy, allowNoGradients) {
     if (dy) callerGradients.set(dy, (callerGradients.get(dy) ?? 0) + 1);
+    for (const x of xs) sources.set(x, (sources.get(x) ?? 0) + 1);
     try {
       return gradients.call(this, f, xs, dy, allowNoGradients);
     } finally {
+      for (const x of xs) {
+        const left = (sources.get(x) ?? 1) - 1;
+        if (left === 0) sources.delete(x);
+        else sources.set(x, left);
+      }
+      if (sources.size === 0) derived = new WeakSet();
       if (dy) {
         const left = (callerGradients.get(dy) ?? 1) - 1;
         if (left === 0) callerGradients.delete(dy);

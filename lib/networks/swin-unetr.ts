@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FseftError } from '../util/errors';
 import { Rng } from '../util/random';
 import { withFrozen, isFrozen } from './frozen';
-import { variableOf, checkpointed, layerNorm } from './ops';
+import { variableOf, checkpointed, layerNorm, recordingGradients } from './ops';
+import { requiresGradient, untaped } from '../backend/backprop-memory';
 import { ParamSpec, ParameterMap, initialValue, kitShape, toKitLayout } from './parameters';
 import { ParamReader, PatchEmbed, Regularisation, SwinStage, SwinTransformerBlock, dropout } from './swin-blocks';
 import { UnetOutBlock, UnetResBlockModule, UnetrUpBlock } from './unetr-blocks';
@@ -351,10 +352,13 @@ export class SwinUNETR {
     run: (param: ParamReader, ...inputs: tf.Tensor[]) => T,
   ): T {
     const resolve = this.resolver(options);
-    // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
-    if (!checkpoint) return tf.tidy(() => run(resolve, ...inputs));
     const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
     for (const name of options.tuning?.keys() ?? []) if (name.startsWith(prefix) && !this.params.has(name)) names.push(name);
+    // A frozen block on inputs no gradient reaches (encoder1 on the image, under a PEFT method)
+    // is a constant: run as in inference, it keeps nothing for a backward pass.
+    if (recordingGradients() && names.every((name) => isFrozen(resolve(name))) && !inputs.some(requiresGradient)) return untaped(() => tf.tidy(() => run(resolve, ...inputs)));
+    // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
+    if (!checkpoint) return tf.tidy(() => run(resolve, ...inputs));
     // Frozen parameters are read as constants; the others pass through the checkpoint to get gradients.
     const routed = names.filter((name) => !isFrozen(resolve(name)));
     return checkpointed((...all: tf.Tensor[]) => {
