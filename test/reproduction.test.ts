@@ -51,6 +51,8 @@ test('npm run reproduce on tiny settings: records, figures and a report with a v
   for (const id of ['a', 'b', 'c', 'd', 'e', 'f']) assert.match(text, new RegExp(`\\*\\*\\(${id}\\) (reproduced|not reproduced|inconclusive|not run)\\*\\*`), `finding (${id})`);
   assert.match(text, /\*\*\(c\) not run\*\*/, 'no k = 5 or 10 in the tiny run');
   assert.match(text, /\| adapter\+ti@0\.05 \|/);
+  const hours = (list: Array<{ trainSeconds: number }>) => (list.reduce((sum, r) => sum + r.trainSeconds, 0) / 3600).toFixed(2);
+  assert.ok(text.includes(`main ${hours(first.records.main)} h over 6 cells, baselines ${hours(first.records.baselines)} h over 2 cells`), 'the report states what the study cost');
   for (const figure of ['reproduction-k.svg', 'reproduction-gamma.svg']) assert.match(fs.readFileSync(path.join(work, 'docs', 'images', figure), 'utf8'), /^<svg/);
   const lines = () => ['main', 'baselines', 'gamma'].map((name) => fs.readFileSync(path.join(work, 'runs', `${name}.records.jsonl`), 'utf8'));
   const before = lines();

@@ -169,6 +169,8 @@ async function writeReport(options: StudyOptions, plans: Record<StudyPlanName, E
     '',
     STUDY_PLANS.map(planLine).join('\n'),
     '',
+    computeLine(records),
+    '',
     '## Findings',
     '',
     'Each finding is read from paired differences of Dice on the same query volumes (mean over organs,',
@@ -190,6 +192,14 @@ async function writeReport(options: StudyOptions, plans: Record<StudyPlanName, E
     intervalTablesMarkdown(records.gamma),
   ].join('\n');
   await writeFileAtomic(options.report, text);
+}
+
+/** What the study cost: adaptation time summed over its cells, per plan (evaluation not included). */
+export function computeLine(records: Record<StudyPlanName, ExperimentRecord[]>): string {
+  const hours = (list: ExperimentRecord[]) => list.reduce((sum, r) => sum + (r.trainSeconds ?? 0), 0) / 3600;
+  const total = STUDY_PLANS.reduce((sum, name) => sum + hours(records[name]), 0);
+  const parts = STUDY_PLANS.map((name) => `${name} ${hours(records[name]).toFixed(2)} h over ${records[name].length} cells`).join(', ');
+  return `Adaptation time summed over the cells (evaluation not included; the sittings shared the machine with other work at times): ${total.toFixed(2)} h (${parts}).`;
 }
 
 export function checkStudyPlansDir(dir: string): void {
