@@ -97,24 +97,26 @@ export function releaseGradientsAsUsed(): void {
 
   const gradients = engine.gradients;
   engine.gradients = function (this: EngineInternals, f, xs, dy, allowNoGradients) {
-    if (dy) callerGradients.set(dy, (callerGradients.get(dy) ?? 0) + 1);
-    for (const x of xs) sources.set(x, (sources.get(x) ?? 0) + 1);
+    if (dy) countUp(callerGradients, dy);
+    for (const x of xs) countUp(sources, x);
     try {
       return gradients.call(this, f, xs, dy, allowNoGradients);
     } finally {
-      for (const x of xs) {
-        const left = (sources.get(x) ?? 1) - 1;
-        if (left === 0) sources.delete(x);
-        else sources.set(x, left);
-      }
+      for (const x of xs) countDown(sources, x);
       if (sources.size === 0) derived = new WeakSet();
-      if (dy) {
-        const left = (callerGradients.get(dy) ?? 1) - 1;
-        if (left === 0) callerGradients.delete(dy);
-        else callerGradients.set(dy, left);
-      }
+      if (dy) countDown(callerGradients, dy);
     }
   };
+}
+
+function countUp(counts: Map<tf.Tensor, number>, tensor: tf.Tensor): void {
+  counts.set(tensor, (counts.get(tensor) ?? 0) + 1);
+}
+
+function countDown(counts: Map<tf.Tensor, number>, tensor: tf.Tensor): void {
+  const left = (counts.get(tensor) ?? 1) - 1;
+  if (left === 0) counts.delete(tensor);
+  else counts.set(tensor, left);
 }
 
 /**
