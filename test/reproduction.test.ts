@@ -53,6 +53,8 @@ test('npm run reproduce on tiny settings: records, figures and a report with a v
   assert.match(text, /\| adapter\+ti@0\.05 \|/);
   const hours = (list: Array<{ trainSeconds: number }>) => (list.reduce((sum, r) => sum + r.trainSeconds, 0) / 3600).toFixed(2);
   assert.ok(text.includes(`main ${hours(first.records.main)} h over 6 cells, baselines ${hours(first.records.baselines)} h over 2 cells`), 'the report states what the study cost');
+  assert.match(text, /## Discussion/, 'the hand-written discussion is appended');
+  assert.match(text, /The discussion below was written for model [0-9a-f]+; this study ran on [0-9a-f]+/, 'and flagged when the study ran on another model');
   for (const figure of ['reproduction-k.svg', 'reproduction-gamma.svg']) assert.match(fs.readFileSync(path.join(work, 'docs', 'images', figure), 'utf8'), /^<svg/);
   const lines = () => ['main', 'baselines', 'gamma'].map((name) => fs.readFileSync(path.join(work, 'runs', `${name}.records.jsonl`), 'utf8'));
   const before = lines();

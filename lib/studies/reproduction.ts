@@ -190,8 +190,24 @@ async function writeReport(options: StudyOptions, plans: Record<StudyPlanName, E
     `![Dice against gamma](images/${gammaFigure})`,
     '',
     intervalTablesMarkdown(records.gamma),
+    discussionMarkdown(options.plansDir, options.modelFingerprint),
   ].join('\n');
   await writeFileAtomic(options.report, text);
+}
+
+/**
+ * The hand-written discussion beside the plans (`discussion.md`), appended to the report. Its first
+ * line names the model it was written for; when the study ran on another model the report says
+ * that the discussion may no longer match its numbers.
+ */
+export function discussionMarkdown(plansDir: string, modelFingerprint: string): string {
+  const file = path.join(plansDir, 'discussion.md');
+  if (!fs.existsSync(file)) return '';
+  const text = fs.readFileSync(file, 'utf8');
+  const written = /^<!-- model (\S+) -->/.exec(text)?.[1];
+  const body = text.replace(/^<!--.*-->\n/, '');
+  if (written === modelFingerprint) return `\n${body}`;
+  return `\n> **The discussion below was written for model ${written ?? '(not named)'}; this study ran on ${modelFingerprint}. Its numbers may no longer match the tables above: rewrite it (\`${path.relative(REPO_ROOT_HINT, file)}\`).**\n\n${body}`;
 }
 
 /** What the study cost: adaptation time summed over its cells, per plan (evaluation not included). */
