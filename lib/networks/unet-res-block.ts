@@ -32,8 +32,8 @@ export type BlockInput = tf.Tensor5D | readonly tf.Tensor5D[];
 
 /** conv(concat(parts), filter), part by part. */
 function convolveParts(x: BlockInput, filter: tf.Tensor, convolve: (t: tf.Tensor, filter: tf.Tensor) => tf.Tensor): tf.Tensor {
-  if (!Array.isArray(x)) return convolve(x as tf.Tensor, filter);
-  const parts = x as readonly tf.Tensor5D[];
+  const parts = (Array.isArray(x) ? x : [x]) as readonly tf.Tensor5D[];
+  if (parts.length === 1) return convolve(parts[0], filter);
   return tf.tidy(() => {
     const cout = filter.shape[filter.rank - 1];
     const cin = filter.shape[filter.rank - 2];
