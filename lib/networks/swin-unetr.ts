@@ -352,12 +352,14 @@ export class SwinUNETR {
     run: (param: ParamReader, ...inputs: tf.Tensor[]) => T,
   ): T {
     const resolve = this.resolver(options);
+    const recording = recordingGradients();
+    // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
+    if (!checkpoint && !recording) return tf.tidy(() => run(resolve, ...inputs));
     const names = this.specs.filter((spec) => spec.name.startsWith(prefix)).map((spec) => spec.name);
     for (const name of options.tuning?.keys() ?? []) if (name.startsWith(prefix) && !this.params.has(name)) names.push(name);
     // A frozen block on inputs no gradient reaches (encoder1 on the image, under a PEFT method)
     // is a constant: run as in inference, it keeps nothing for a backward pass.
-    if (recordingGradients() && names.every((name) => isFrozen(resolve(name))) && !inputs.some(requiresGradient)) return untaped(() => tf.tidy(() => run(resolve, ...inputs)));
-    // A tidy per block frees its intermediates as soon as it ends (inference memory stays bounded).
+    if (recording && names.every((name) => isFrozen(resolve(name))) && !inputs.some(requiresGradient)) return untaped(() => tf.tidy(() => run(resolve, ...inputs)));
     if (!checkpoint) return tf.tidy(() => run(resolve, ...inputs));
     // Frozen parameters are read as constants; the others pass through the checkpoint to get gradients.
     const routed = names.filter((name) => !isFrozen(resolve(name)));
