@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { isFrozen } from './frozen';
-import { releasingGradient } from './gradients';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { sliceLeading } from './wasm-memory-ops';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
@@ -96,13 +95,13 @@ const plainWithGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveF
   save([a, b]);
   return {
     value: tf.matMul(a, b),
-    gradFunc: releasingGradient((dy, saved) => {
+    gradFunc: (dy, saved) => {
       const [as, bs] = saved as tf.Tensor2D[];
       return [
         inputGradientWanted(0) ? tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(bs))) : unwantedGradient(),
         inputGradientWanted(1) ? transposedProduct(as, dy as tf.Tensor2D) : unwantedGradient(),
       ];
-    }),
+    },
   };
 });
 
@@ -139,6 +138,6 @@ export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 function plainWithConstantRight(b: tf.Tensor2D): (a: tf.Tensor) => tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [a] = args as [tf.Tensor2D];
-    return { value: tf.matMul(a, b), gradFunc: releasingGradient((dy) => [tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(b)))]) };
+    return { value: tf.matMul(a, b), gradFunc: (dy) => [tf.tidy(() => tf.matMul(dy as tf.Tensor2D, swapLastTwo(b)))] };
   }) as (a: tf.Tensor) => tf.Tensor;
 }

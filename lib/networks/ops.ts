@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
-import { releasingGradient } from './gradients';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
 import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows, writeLeadingInPlace } from './wasm-memory-ops';
@@ -77,7 +76,7 @@ const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>
   save([y, rstd]);
   return {
     value: y,
-    gradFunc: releasingGradient((dy, saved) => standardizeGradient(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D)),
+    gradFunc: (dy, saved) => standardizeGradient(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D),
   };
 });
 
@@ -101,7 +100,7 @@ const normalizeRowsLeaky = perSlope((slope) =>
     save([value, rstd]);
     return {
       value,
-      gradFunc: releasingGradient((dz, saved) => {
+      gradFunc: (dz, saved) => {
         const [z, savedRstd] = saved as [tf.Tensor2D, tf.Tensor1D];
         return tf.tidy(() => {
           // d lrelu / dy = 1 where the output is positive, else slope; and y = z / that factor.
@@ -117,7 +116,7 @@ const normalizeRowsLeaky = perSlope((slope) =>
           tf.dispose([g, y]);
           return dx;
         });
-      }),
+      },
     };
   }) as (x: tf.Tensor) => tf.Tensor,
 );
@@ -153,7 +152,7 @@ const leakyReluFlat = perSlope((slope) =>
     save([value]);
     return {
       value,
-      gradFunc: releasingGradient((dy, saved) =>
+      gradFunc: (dy, saved) =>
         tf.tidy(() => {
           const positive = tf.greater(saved[0], 0);
           const scaled = tf.mul(dy, slope);
@@ -161,7 +160,6 @@ const leakyReluFlat = perSlope((slope) =>
           tf.dispose([positive, scaled]);
           return dx;
         }),
-      ),
     };
   }) as (x: tf.Tensor) => tf.Tensor,
 );
@@ -347,13 +345,13 @@ function depthSlicedConv3dOp(chunked: boolean) {
     save([x, filter]);
     return {
       value: depthSlicedValue(x, filter, chunked),
-      gradFunc: releasingGradient((dy, saved) => {
+      gradFunc: (dy, saved) => {
         const [sx, sf] = saved as [tf.Tensor5D, tf.Tensor5D];
         return [
           inputGradientWanted(0) ? depthSlicedInputGradient(dy, sf) : unwantedGradient(),
           inputGradientWanted(1) ? depthSlicedFilterGradient(dy, sx) : unwantedGradient(),
         ];
-      }),
+      },
     };
   });
 }
@@ -364,7 +362,7 @@ const depthSlicedConv3d = { chunked: depthSlicedConv3dOp(true), whole: depthSlic
 function depthSlicedConv3dWithConstantFilter(filter: tf.Tensor5D, chunked: boolean): (x: tf.Tensor) => tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [x] = args as [tf.Tensor5D];
-    return { value: depthSlicedValue(x, filter, chunked), gradFunc: releasingGradient((dy) => [depthSlicedInputGradient(dy, filter)]) };
+    return { value: depthSlicedValue(x, filter, chunked), gradFunc: (dy) => [depthSlicedInputGradient(dy, filter)] };
   }) as (x: tf.Tensor) => tf.Tensor;
 }
 
@@ -448,7 +446,7 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
     save(tensors);
     return {
       value: tf.tidy(() => fn(...tensors)),
-      gradFunc: releasingGradient((dy, saved) => {
+      gradFunc: (dy, saved) => {
         // The recomputation records its own tape. tfjs 4.22 keeps a single active tape and
         // replaces it (then clears it) when a gradient starts at depth 0, as it does here during
         // the outer backward pass; restore the outer tape so that its cleanup still finds it.
@@ -463,7 +461,7 @@ export function checkpointed(fn: (...inputs: tf.Tensor[]) => tf.Tensor, inputs: 
         } finally {
           state.activeTape = outerTape;
         }
-      }),
+      },
     };
   });
   return op(...inputs);
