@@ -120,7 +120,9 @@ export function diceAgainstKSpec(records: ExperimentRecord[], title: string): Ve
     encoding: { x: { field: 'k', type: 'ordinal', title: 'k (support volumes)' }, color: { field: 'method', type: 'nominal' } },
     layer: [
       { mark: { type: 'line', point: true }, encoding: { y: { field: 'dice', type: 'quantitative', title: 'mean Dice over organs', scale: { domain: [0, 1] } } } },
-      { mark: { type: 'errorbar', ticks: true }, encoding: { y: { field: 'low', type: 'quantitative' }, y2: { field: 'high' } } },
+      // Whiskers as plain rules: errorbar ticks on an ordinal axis spanned the whole step between
+      // k values, and its y title ("low") was merged into the axis title.
+      { mark: { type: 'rule', opacity: 0.7 }, encoding: { y: { field: 'low', type: 'quantitative', title: 'mean Dice over organs' }, y2: { field: 'high' } } },
     ],
   };
 }
