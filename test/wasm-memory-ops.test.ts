@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows } from '../lib/networks/wasm-memory-ops';
+import { depthInward, depthShiftAdd, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows } from '../lib/networks/wasm-memory-ops';
 import { Rng } from '../lib/util/random';
 
 const values = (n: number, seed: number) => {
@@ -80,4 +80,29 @@ test('on wasm a clone (what backprop saves) shares its buffer instead of copying
   const input = tf.tensor([1, -2, 3]);
   assert.deepEqual(Array.from(await tf.grad((t: tf.Tensor) => tf.sum(tf.square(t)))(input).data()), [2, -4, 6]);
   tf.dispose([copy, variable, input]);
+});
+
+test("shiftedChannelsFirst: the three depth-shifted, padded, channels-first copies equal tfjs's pad and transpose on cpu", async () => {
+  const [depth, h, w, c] = [4, 3, 5, 2];
+  for (const [start, count] of [[0, 1], [0, 4], [1, 2], [3, 1], [2, 2]]) {
+    await sameOnBothBackends(`shifted ${start}+${count}`, [{ data: values(depth * h * w * c, 7), shape: [depth, h, w, c] }], (x) => shiftedChannelsFirst(x as tf.Tensor4D, start, count));
+  }
+  // By hand: out[kd C + ch, y + 1, x + 1, j] = x[start + j + kd - 1, y, x, ch], zero outside the volume.
+  await switchBackend('wasm');
+  const x = tf.tensor4d(Float32Array.from({ length: depth * h * w * c }, (_, i) => i + 1), [depth, h, w, c]);
+  const out = shiftedChannelsFirst(x, 0, 2);
+  assert.deepEqual(out.shape, [3 * c, h + 2, w + 2, 2]);
+  const at = (kd: number, ch: number, y: number, xx: number, j: number) => out.arraySync()[kd * c + ch][y][xx][j];
+  const voxel = (d: number, y: number, xx: number, ch: number) => ((d * h + y) * w + xx) * c + ch + 1;
+  assert.equal(at(0, 1, 2, 3, 0), 0, 'slice -1 is outside the volume');
+  assert.equal(at(0, 1, 2, 3, 1), voxel(0, 1, 2, 1));
+  assert.equal(at(2, 0, 3, 5, 1), voxel(2, 2, 4, 0));
+  assert.equal(at(1, 0, 0, 3, 0), 0, 'the border is zero');
+  tf.dispose([x, out]);
+});
+
+test('depthInward: slices moved inside ([H, W, count, C]) equal tf.transpose on cpu', async () => {
+  for (const [start, count] of [[0, 1], [0, 4], [1, 2], [3, 1]]) {
+    await sameOnBothBackends(`inward ${start}+${count}`, [{ data: values(4 * 3 * 5 * 2, 8), shape: [4, 3, 5, 2] }], (x) => depthInward(x as tf.Tensor4D, start, count));
+  }
 });

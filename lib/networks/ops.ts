@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
-import { depthShiftAdd, gatherRowsValue, sliceLeading, sumRows, writeLeadingInPlace } from './wasm-memory-ops';
+import { depthInward, depthShiftAdd, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, writeLeadingInPlace } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
 
 /**
@@ -291,46 +291,39 @@ function depthSlicedInputGradient(dy: tf.Tensor, filter: tf.Tensor5D): tf.Tensor
 }
 
 /**
- * Floats of the input a filter-gradient chunk covers (bounds the transposed copies it makes), and
- * of the slab and each tap's output in a chunked tap sum; tests shrink them.
+ * Floats of the shifted input copies a filter-gradient chunk makes, and of the slab and each tap's
+ * output in a chunked tap sum; tests shrink them.
  */
 export const convolutionTuning = { filterGradientChunkFloats: 2 ** 24, depthChunkFloats: 2 ** 24 };
 
 /**
- * dW[kd] = correlation of the kd-shifted input with dy, computed as a conv2d with the channels as
- * batch and the depth slices as input channels, summed over chunks of depth slices: each chunk's
- * padded, shifted and transposed copies of the input are a few tens of MB instead of the whole
- * volume's (over a GB for a full-resolution decoder block at F = 48, 96^3).
+ * dW[kd] = correlation of the kd-shifted input with dy, computed as one conv2d per chunk of depth
+ * slices: the three shifted copies of the input with (tap, channel) as batch and the slices as
+ * input channels, convolved with dy's slices as the kernel ([H, W, slices, Cout]), give all 27
+ * taps at once. Chunks keep the copies a few tens of MB (a whole full-resolution decoder volume's
+ * would be over a GB at F = 48, 96^3); both copies are single passes in the heap
+ * (shiftedChannelsFirst, depthInward).
  */
 function depthSlicedFilterGradient(dy: tf.Tensor, x: tf.Tensor5D): tf.Tensor {
   const [, d, h, w, cin] = x.shape;
   const cout = dy.shape[4]!;
-  const chunk = Math.max(1, Math.min(d, Math.floor(convolutionTuning.filterGradientChunkFloats / (h * w * cin))));
+  const chunk = Math.max(1, Math.min(d, Math.floor(convolutionTuning.filterGradientChunkFloats / (3 * cin * (h + 2) * (w + 2)))));
   const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
   const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
-  const taps: Array<tf.Tensor | undefined> = [undefined, undefined, undefined];
+  let total: tf.Tensor | undefined;
   for (let d0 = 0; d0 < d; d0 += chunk) {
     const count = Math.min(chunk, d - d0);
     tf.tidy(() => {
-      // Input slices d0 - 1 .. d0 + count (zero outside the volume), padded by one in H and W.
-      const first = Math.max(0, d0 - 1);
-      const last = Math.min(d, d0 + count + 1);
-      const slab = tf.pad(sliceLeading(slices, first, last - first), [[first - (d0 - 1), d0 + count + 1 - last], [1, 1], [1, 1], [0, 0]]);
-      const dyAsFilter = tf.transpose(sliceLeading(gradient, d0, count), [1, 2, 0, 3]) as tf.Tensor4D; // [H, W, count, Cout]
-      for (let kd = 0; kd < 3; kd++) {
-        const asBatch = tf.transpose(sliceLeading(slab, kd, count), [3, 1, 2, 0]) as tf.Tensor4D; // [Cin, H+2, W+2, count]
-        const correlation = tf.conv2d(asBatch, dyAsFilter, 1, 'valid'); // [Cin, 3, 3, Cout]
-        asBatch.dispose();
-        const previous = taps[kd];
-        taps[kd] = tf.keep(previous ? tf.add(previous, correlation) : correlation);
-        previous?.dispose();
-      }
+      const correlation = tf.conv2d(shiftedChannelsFirst(slices, d0, count), depthInward(gradient, d0, count), 1, 'valid'); // [3 Cin, 3, 3, Cout]
+      const previous = total;
+      total = tf.keep(previous ? tf.add(previous, correlation) : correlation);
+      previous?.dispose();
     });
   }
   slices.dispose();
   gradient.dispose();
-  const filterGradient = tf.tidy(() => tf.stack(taps.map((t) => tf.transpose(t!, [1, 2, 0, 3])), 0));
-  tf.dispose(taps as tf.Tensor[]);
+  const filterGradient = tf.tidy(() => tf.transpose(tf.reshape(total!, [3, cin, 3, 3, cout]), [0, 2, 3, 1, 4]));
+  total!.dispose();
   return filterGradient;
 }
 
