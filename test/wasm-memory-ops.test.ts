@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { depthInward, depthShiftAdd, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows } from '../lib/networks/wasm-memory-ops';
+import { addDepthNeighboursInPlace, depthInward, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, zeros } from '../lib/networks/wasm-memory-ops';
 import { Rng } from '../lib/util/random';
 
 const values = (n: number, seed: number) => {
@@ -47,16 +47,33 @@ test('sliceLeading: a block of the leading axis equals tf.slice on cpu', async (
   }
 });
 
-test('depthShiftAdd: center + before shifted forward + after shifted back equals pad-and-slice on cpu', async () => {
+test('addDepthNeighboursInPlace: center + before shifted forward + after shifted back, into the center, equals pad-and-slice', async () => {
+  await switchBackend('wasm');
   for (const depth of [1, 2, 5]) {
     const shape = [depth, 3, 2, 4];
-    const n = depth * 24;
-    await sameOnBothBackends(`depth ${depth}`, [1, 2, 3].map((seed) => ({ data: values(n, seed), shape })), (c, b, a) => depthShiftAdd(c, b, a), 1e-6);
+    const [c, b, a] = [1, 2, 3].map((seed) => tf.tensor(values(depth * 24, seed), shape));
+    const expected = tf.tidy(() => {
+      if (depth === 1) return tf.mul(c, 1);
+      const zeros = shape.slice(1).map(() => [0, 0] as [number, number]);
+      return tf.addN([c, tf.pad(tf.slice(b, 0, depth - 1), [[1, 0], ...zeros]), tf.pad(tf.slice(a, 1, depth - 1), [[0, 1], ...zeros])]);
+    });
+    const before = [await b.data(), await a.data()];
+    addDepthNeighboursInPlace(c, b, a);
+    const got = await c.data();
+    const want = await expected.data();
+    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-6, `depth ${depth}: element ${i} is ${got[i]}, expected ${want[i]}`);
+    assert.deepEqual([await b.data(), await a.data()], before, 'the neighbours are left unchanged');
+    tf.dispose([c, b, a, expected]);
   }
-  // By hand: out[d] = c[d] + b[d - 1] + a[d + 1].
-  await switchBackend('wasm');
-  const out = await depthShiftAdd(tf.tensor1d([1, 2, 3]), tf.tensor1d([10, 20, 30]), tf.tensor1d([100, 200, 300])).data();
-  assert.deepEqual(Array.from(out), [1 + 200, 2 + 10 + 300, 3 + 20]);
+  // By hand: c[d] += b[d - 1] + a[d + 1].
+  const c = tf.tensor1d([1, 2, 3]);
+  addDepthNeighboursInPlace(c, tf.tensor1d([10, 20, 30]), tf.tensor1d([100, 200, 300]));
+  assert.deepEqual(Array.from(await c.data()), [1 + 200, 2 + 10 + 300, 3 + 20]);
+  // A center that shares its buffer (a clone) is refused: writing it would change the other tensor.
+  const shared = tf.tensor1d([1, 2]);
+  const alias = tf.clone(shared);
+  assert.throws(() => addDepthNeighboursInPlace(shared, tf.tensor1d([0, 0]), tf.tensor1d([0, 0])), /shared/);
+  tf.dispose([shared, alias]);
 });
 
 test('sumRows: few rows (running sum) and many rows (grouped, down to a remainder) equal tf.sum over axis 0 on cpu', async () => {
@@ -105,4 +122,14 @@ test('depthInward: slices moved inside ([H, W, count, C]) equal tf.transpose on 
   for (const [start, count] of [[0, 1], [0, 4], [1, 2], [3, 1]]) {
     await sameOnBothBackends(`inward ${start}+${count}`, [{ data: values(4 * 3 * 5 * 2, 8), shape: [4, 3, 5, 2] }], (x) => depthInward(x as tf.Tensor4D, start, count));
   }
+});
+
+test('zeros: filled in the heap, zero even where a disposed tensor left values', async () => {
+  await switchBackend('wasm');
+  for (let i = 0; i < 3; i++) tf.tensor(values(4096, 9 + i), [16, 256]).dispose();
+  const z = zeros([16, 256]);
+  assert.deepEqual(z.shape, [16, 256]);
+  assert.equal(z.dtype, 'float32');
+  assert.ok((await z.data()).every((v) => v === 0));
+  z.dispose();
 });

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
-import { depthInward, depthShiftAdd, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, writeLeadingInPlace } from './wasm-memory-ops';
+import { addDepthNeighboursInPlace, depthInward, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, writeLeadingInPlace, zeros } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
 
 /**
@@ -234,11 +234,11 @@ function depthTaps(filter: tf.Tensor5D): tf.Tensor4D[] {
 
 /**
  * out[e] = conv2d(x[e - 1], k0) + conv2d(x[e], k1) + conv2d(x[e + 1], k2) over the depth slices
- * of x [D, H, W, C] (zero outside): each tap convolves the whole stack and the results are added
- * shifted by one slice, so the peak is four outputs, never a padded copy of the input. While
- * training (`chunked`), large volumes go through in chunks of slices (with one slice of halo on
- * each side) written into the output in place: the four outputs of a full-resolution decoder
- * convolution's input gradient would be 1.3 GB at F = 48, 96^3.
+ * of x [D, H, W, C] (zero outside): each tap convolves the whole stack and the outer taps' results
+ * are added into the middle one's, shifted by one slice, so the peak is three outputs, never a
+ * padded copy of the input. While training (`chunked`), large volumes go through in chunks of
+ * slices (with one slice of halo on each side) written into the output in place: the three outputs
+ * of a full-resolution decoder convolution's input gradient would be 1 GB at F = 48, 96^3.
  */
 function depthTapSum(x: tf.Tensor4D, taps: tf.Tensor4D[], chunked: boolean): tf.Tensor4D {
   const [d, h, w, cin] = x.shape;
@@ -247,16 +247,12 @@ function depthTapSum(x: tf.Tensor4D, taps: tf.Tensor4D[], chunked: boolean): tf.
   const chunk = chunked ? Math.max(1, Math.floor(convolutionTuning.depthChunkFloats / perSlice)) : d;
   const sumOf = (slab: tf.Tensor4D) => {
     const parts = taps.map((k) => tf.conv2d(slab, k, 1, 'same'));
-    if (slab.shape[0] === 1) {
-      tf.dispose([parts[0], parts[2]]);
-      return parts[1];
-    }
-    const sum = depthShiftAdd(parts[1], parts[0], parts[2]);
-    tf.dispose(parts);
-    return sum;
+    addDepthNeighboursInPlace(parts[1], parts[0], parts[2]);
+    tf.dispose([parts[0], parts[2]]);
+    return parts[1];
   };
   if (chunk >= d) return sumOf(x);
-  const out = tf.zeros([d, h, w, cout]) as tf.Tensor4D;
+  const out = zeros([d, h, w, cout]) as tf.Tensor4D;
   for (let e0 = 0; e0 < d; e0 += chunk) {
     const e1 = Math.min(d, e0 + chunk);
     tf.tidy(() => {
