@@ -63,6 +63,34 @@ test('Dice and BCE losses: values by hand', async () => {
   const target = tf.tensor5d([1, 0], [1, 1, 1, 2, 1]);
   close((await diceLossPerChannel(logits, target).data())[0], 1 - (2 + 1e-5) / (2.5 + 1e-5));
   close((await bcePerChannel(tf.tensor5d([0], [1, 1, 1, 1, 1]), tf.tensor5d([1], [1, 1, 1, 1, 1])).data())[0], Math.LN2);
+  // Balanced: one positive voxel (logit 0: ln 2) against three negatives (logits 0, ln 3, -ln 3:
+  // -ln(1 - p) = ln 2, ln 4, ln(4/3)); channel 2 has no positive voxel, so its negatives' mean counts whole.
+  const x = tf.tensor5d([0, 0, 0, 0, Math.log(3), 0, -Math.log(3), 0], [1, 1, 1, 4, 2]);
+  const t = tf.tensor5d([1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 4, 2]);
+  const balanced = await bcePerChannel(x, t, true).data();
+  close(balanced[0], 0.5 * (Math.LN2 + (Math.LN2 + Math.log(4) + Math.log(4 / 3)) / 3));
+  close(balanced[1], Math.LN2);
+  const plain = await bcePerChannel(x, t).data();
+  close(plain[0], (2 * Math.LN2 + Math.log(4) + Math.log(4 / 3)) / 4);
+});
+
+test('balanced BCE: a small organ pulls its logits up as hard as the background pulls them down', async () => {
+  await switchBackend('cpu');
+  // One positive voxel among 1,000, every logit -5: the plain mean's pull on the positive voxel is
+  // 1/1000 of the total; balanced, the positive and the negatives' gradients each sum to about 1/2.
+  const n = 1000;
+  const logits = tf.fill([1, 1, 1, n, 1], -5) as tf.Tensor5D;
+  const target = tf.tensor5d(Float32Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 0)), [1, 1, 1, n, 1]);
+  for (const [balanced, positivePull] of [[false, 1 / n], [true, 0.5]] as const) {
+    const grad = await tf.grad((z: tf.Tensor) => tf.sum(bcePerChannel(z, target, balanced)))(logits).data();
+    const sigmoid = 1 / (1 + Math.exp(5));
+    close(grad[0], -(1 - sigmoid) * positivePull, 1e-6);
+    assert.ok(grad[1] > 0, 'a negative voxel is pushed down');
+  }
+  // In the partial-label loss the option is passed through to the BCE term.
+  const withBalanced = await partialLabelLoss(logits, target, [1], { bce: true, balancedBce: true }).data();
+  const dice = await diceLossPerChannel(logits, target).data();
+  close(withBalanced[0], dice[0] + (await bcePerChannel(logits, target, true).data())[0]);
 });
 
 test('partial-label loss (Eq. 1) ignores classes the dataset does not annotate', async () => {

@@ -14,7 +14,7 @@ import { Volume } from '../lib/io/volume';
 import { dice, maskOf } from '../lib/metrics/overlap';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { PRETRAIN_RECIPES, pretrainRecipesMarkdown } from '../lib/training/pretrain-recipes';
-import { TrainingCase, epochDraws, loadTrainingCases, pretrain } from '../lib/training/pretrain';
+import { DEFAULT_PRETRAIN, TrainingCase, epochDraws, loadTrainingCases, pretrain, resolvePretrainOptions } from '../lib/training/pretrain';
 import { classMasks, headProbabilities, splitValidation, validationDice } from '../lib/training/validation';
 import { randCropByPosNegLabel } from '../lib/transforms/random';
 import { randZoom, zoomKeepSize } from '../lib/transforms/zoom';
@@ -153,6 +153,13 @@ test('validation holds out the last volumes of each dataset and refuses to leave
   assert.deepEqual(validation.map((c) => c.id), ['2', '4']);
   assert.deepEqual(train.map((c) => c.id), ['0', '1', '3']);
   assert.throws(() => splitValidation(cases, 2), /dataset b has 2 volumes: holding out 2/);
+});
+
+test('a balanced BCE without the BCE term is refused, and an unset option is not recorded (older runs still resume)', () => {
+  const base = { ...DEFAULT_PRETRAIN, preprocessing: { spacing: 4, window: [-175, 250] as [number, number], roi: [32, 32, 32] as [number, number, number] } };
+  assert.throws(() => resolvePretrainOptions({ ...base, bce: false, balancedBce: true }), /needs the BCE term: add --bce/);
+  assert.equal(resolvePretrainOptions({ ...base, bce: true, balancedBce: true }).balancedBce, true);
+  assert.ok(!('balancedBce' in resolvePretrainOptions({ ...base, bce: true, balancedBce: undefined })));
 });
 
 test('the reference recipe resumes after an interruption with the weights of an uninterrupted run, and logs validation Dice', async () => {

@@ -20,12 +20,27 @@ export function diceLossPerChannel(logits: tf.Tensor, target: tf.Tensor, smooth 
   });
 }
 
-/** Per-channel mean binary cross-entropy with logits: [C]. */
-export function bcePerChannel(logits: tf.Tensor, target: tf.Tensor): tf.Tensor1D {
+/**
+ * Per-channel binary cross-entropy with logits: [C]. `balanced`: the mean over the channel's
+ * positive voxels and the mean over its negative ones, averaged (class-balanced cross-entropy);
+ * a channel without positive voxels keeps its negatives' mean.
+ * With the plain mean a 300-voxel organ in a 64^3 crop pulls its logits up with 1/870 of the
+ * weight the crop's background pulls them down.
+ */
+export function bcePerChannel(logits: tf.Tensor, target: tf.Tensor, balanced = false): tf.Tensor1D {
   return tf.tidy(() => {
     // max(x, 0) - x t + log(1 + exp(-|x|)), the numerically stable form.
     const elementwise = tf.add(tf.sub(tf.relu(logits), tf.mul(logits, target)), tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
-    return tf.mean(elementwise, SPATIAL) as tf.Tensor1D;
+    if (!balanced) return tf.mean(elementwise, SPATIAL) as tf.Tensor1D;
+    const positives = tf.sum(target, SPATIAL);
+    const voxels = elementwise.size / elementwise.shape[elementwise.rank - 1];
+    const onPositives = tf.sum(tf.mul(elementwise, target), SPATIAL);
+    const onNegatives = tf.sub(tf.sum(elementwise, SPATIAL), onPositives);
+    const positiveMean = tf.div(onPositives, tf.maximum(positives, 1));
+    const negativeMean = tf.div(onNegatives, tf.maximum(tf.sub(voxels, positives), 1));
+    // Half and half where the class is present; its negatives alone where it is absent.
+    const positiveWeight = tf.mul(tf.minimum(positives, 1), 0.5);
+    return tf.add(tf.mul(positiveMean, positiveWeight), tf.mul(negativeMean, tf.sub(1, positiveWeight))) as tf.Tensor1D;
   });
 }
 
@@ -42,6 +57,8 @@ export interface PartialLabelLossOptions {
   bce?: boolean;
   /** Smoothing of each class's Dice; default 1e-5 (MONAI), the reference's BinaryDice3D uses 1. */
   diceSmooth?: number;
+  /** The BCE as the mean of its positive and negative voxels' means (see bcePerChannel); default false. */
+  balancedBce?: boolean;
 }
 
 /**
@@ -57,7 +74,7 @@ export function partialLabelLoss(logits: tf.Tensor, target: tf.Tensor, annotatio
   if (count === 0) throw new Error('the annotation vector marks no class: nothing to learn from this volume');
   return tf.tidy(() => {
     let perClass: tf.Tensor = diceLossPerChannel(logits, target, options.diceSmooth);
-    if (options.bce) perClass = tf.add(perClass, bcePerChannel(logits, target));
+    if (options.bce) perClass = tf.add(perClass, bcePerChannel(logits, target, options.balancedBce));
     return tf.div(tf.sum(tf.mul(perClass, tf.tensor1d(weights))), count) as tf.Scalar;
   });
 }

@@ -41,6 +41,8 @@ export interface PretrainOptions {
   preprocessing: ModelPreprocessing;
   /** Centre positive patches on a uniformly drawn class (RandCropByLabelClasses) instead of any labelled voxel. */
   balanceClasses?: boolean;
+  /** With `bce`: each class's BCE as the mean of its positive and its negative voxels' means (class-balanced). */
+  balancedBce?: boolean;
   /** Start from this model directory's weights instead of a random initialisation (continued pretraining). */
   init?: string;
   /**
@@ -129,11 +131,12 @@ export interface EpochRecord {
   seconds: number;
 }
 
-type Resolved = Required<Omit<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses'>> & Pick<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses'>;
+type Resolved = Required<Omit<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce'>> & Pick<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce'>;
 
 /** Options with the kit's sampling and augmentation wherever a run names none. */
 export function resolvePretrainOptions(options: PretrainOptions): Resolved {
   const resolved = { ...KIT_SAMPLING, ...withoutUndefined(options) } as Resolved;
+  if (resolved.balancedBce && !resolved.bce) throw new FseftError('a balanced BCE needs the BCE term: add --bce');
   if (!(resolved.batch >= 1 && Number.isInteger(resolved.batch))) throw new FseftError(`batch must be a positive integer, got ${resolved.batch}`);
   if (!(resolved.pos >= 0 && resolved.neg >= 0 && resolved.pos + resolved.neg > 0)) throw new FseftError(`pos:neg must be non-negative and not both zero, got ${resolved.pos}:${resolved.neg}`);
   if (resolved.zoom && !(resolved.zoom.minZoom >= 1 && resolved.zoom.maxZoom >= resolved.zoom.minZoom)) throw new FseftError(`zoom range must satisfy 1 <= min <= max, got ${resolved.zoom.minZoom}..${resolved.zoom.maxZoom}`);
@@ -329,7 +332,7 @@ function trainStep(
           const { logits, features } = model.forward(x, { checkpoint: o.checkpoint, training: { rng } });
           features.dispose();
           perClassTensor = tf.keep(diceLossPerChannel(logits, target, o.diceSmooth));
-          return partialLabelLoss(logits, target, item.annotation, { bce: o.bce, diceSmooth: o.diceSmooth });
+          return partialLabelLoss(logits, target, item.annotation, { bce: o.bce, diceSmooth: o.diceSmooth, balancedBce: o.balancedBce });
         }, list);
         const loss = value.dataSync()[0];
         value.dispose();

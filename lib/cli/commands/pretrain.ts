@@ -32,6 +32,8 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
     --zoom P,MIN,MAX  --zoom-datasets <pattern>   RandZoom on datasets whose name matches
     --rotate P  --flip P  --shift OFFSET,P        augmentation probabilities
     --dice-smooth X  --bce Dice smoothing; + BCE per class
+    --balanced-bce         each class's BCE as the mean of its positive and negative voxels'
+                           means, so that a small organ's voxels weigh as much as the background
     --head-lr-scale S      the output head's learning rate is S x --lr (default 1)
     --balance-classes      centre positive patches on a uniformly drawn organ (RandCropByLabelClasses)
     --val-cases N          hold out the last N volumes of every dataset; per-class Dice of the
@@ -62,6 +64,8 @@ export async function pretrainCommand(options: Options): Promise<void> {
     diceSmooth: options.number('dice-smooth', recipe.diceSmooth, { above: 0 })!,
     checkpoint: options.flag('checkpoint', DEFAULT_PRETRAIN.checkpoint),
     balanceClasses: options.flag('balance-classes'),
+    // Absent unless given, so that runs recorded before the option existed still resume.
+    balancedBce: options.flag('balanced-bce') || undefined,
     init: options.string('init'),
     sampling: parseSampling(options.string('sampling') ?? recipe.sampling),
     stepsPerEpoch: options.integer('steps', recipe.stepsPerEpoch, { min: 0 })!,
