@@ -14,6 +14,21 @@ function wasmOf(backend: unknown): WasmBackendInternals {
   return backend as WasmBackendInternals;
 }
 
+/** `size` floats of a tensor's heap buffer from float `first` on, as a view (no copy). */
+function floatsOf(wasm: WasmBackendInternals, tensor: tf.TensorInfo, first: number, size: number): Float32Array {
+  return new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, tensor) + first * 4, size);
+}
+
+/**
+ * The backend, once `tensor`'s buffer is known to be its own: the in-place writers below may
+ * change it only then (clones and reshapes share buffers on wasm).
+ */
+function unsharedBackend(tensor: tf.Tensor, writer: string, role: string): WasmBackendInternals {
+  const wasm = tf.backend() as unknown as WasmBackendInternals & { refCount(dataId: object): number };
+  if (wasm.refCount(tensor.dataId) !== 1) throw new Error(`${writer}: the ${role} buffer is shared`);
+  return wasm;
+}
+
 let wasmAdd: ((...args: unknown[]) => void) | undefined;
 
 /** tfjs-wasm's C Add: (a id, a shape, a rank, b id, b shape, b rank, dtype (float32 = 0), out id). Elementwise, so the output may be an input. */
@@ -81,9 +96,8 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const rowStride = (w + 2) * count;
       const planeStride = (h + 2) * rowStride;
       const out = wasm.makeOutput([3 * c, h + 2, w + 2, count], 'float32');
-      const buffer = wasm.wasm.HEAPU8.buffer;
-      const source = new Float32Array(buffer, offsetOf(wasm, x), x.shape.reduce((a, b) => a * b, 1));
-      const target = new Float32Array(buffer, offsetOf(wasm, out), 3 * c * planeStride);
+      const source = floatsOf(wasm, x, 0, depth * h * w * c);
+      const target = floatsOf(wasm, out, 0, 3 * c * planeStride);
       target.fill(0);
       // Voxel by voxel, so that the writes of one voxel stay within 3 C runs of `count` floats.
       for (let y = 0; y < h; y++) {
@@ -114,9 +128,8 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const { start, count } = attrs as unknown as { start: number; count: number };
       const [, h, w, c] = x.shape;
       const out = wasm.makeOutput([h, w, count, c], 'float32');
-      const buffer = wasm.wasm.HEAPU8.buffer;
-      const source = new Float32Array(buffer, offsetOf(wasm, x) + start * h * w * c * 4, count * h * w * c);
-      const target = new Float32Array(buffer, offsetOf(wasm, out), count * h * w * c);
+      const source = floatsOf(wasm, x, start * h * w * c, count * h * w * c);
+      const target = floatsOf(wasm, out, 0, count * h * w * c);
       for (let p = 0; p < h * w; p++) {
         for (let j = 0; j < count; j++) {
           const from = (j * h * w + p) * c;
@@ -160,7 +173,7 @@ function register(): void {
   for (const { name, kernelFunc } of KERNELS) if (!tf.getKernel(name, 'wasm')) tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
 }
 
-function run<T extends tf.Tensor>(name: string, inputs: tf.NamedTensorMap, attrs: Record<string, number> = {}): T {
+function run<T extends tf.Tensor>(name: string, inputs: tf.NamedTensorMap, attrs: Record<string, number | number[]> = {}): T {
   register();
   return tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as T;
 }
@@ -211,7 +224,7 @@ export function depthInward(x: tf.Tensor4D, start: number, count: number): tf.Te
  */
 export function zeros(shape: number[]): tf.Tensor {
   if (!onWasm()) return tf.zeros(shape);
-  return run('FseftZeros', {}, { shape } as unknown as Record<string, number>);
+  return run('FseftZeros', {}, { shape });
 }
 
 /**
@@ -221,8 +234,7 @@ export function zeros(shape: number[]): tf.Tensor {
  * with nothing, as writeLeadingInPlace. Wasm only.
  */
 export function addDepthNeighboursInPlace(center: tf.Tensor, before: tf.Tensor, after: tf.Tensor): void {
-  const wasm = tf.backend() as unknown as WasmBackendInternals & { refCount(dataId: object): number };
-  if (wasm.refCount(center.dataId) !== 1) throw new Error('addDepthNeighboursInPlace: the center buffer is shared');
+  const wasm = unsharedBackend(center, 'addDepthNeighboursInPlace', 'center');
   if (!before.shape.every((n, i) => n === center.shape[i]) || !after.shape.every((n, i) => n === center.shape[i])) throw new Error(`addDepthNeighboursInPlace: shapes [${before.shape}], [${center.shape}], [${after.shape}] differ`);
   const depth = center.shape[0];
   if (depth < 2) return;
@@ -262,8 +274,7 @@ export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
  * written after its kernel returns (clones and reshapes share buffers on wasm).
  */
 export function writeLeadingInPlace(target: tf.Tensor, source: tf.Tensor, start: number): void {
-  const wasm = tf.backend() as unknown as WasmBackendInternals & { refCount(dataId: object): number };
-  if (wasm.refCount(target.dataId) !== 1) throw new Error('writeLeadingInPlace: the target buffer is shared');
+  const wasm = unsharedBackend(target, 'writeLeadingInPlace', 'target');
   const slab = target.shape.slice(1).reduce((a, b) => a * b, 1);
   if (source.shape.slice(1).reduce((a, b) => a * b, 1) !== slab || start + source.shape[0] > target.shape[0]) throw new Error(`writeLeadingInPlace: [${source.shape}] does not fit at row ${start} of [${target.shape}]`);
   const from = offsetOf(wasm, source);
