@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
+import { fusedNormAvailable, leakyReluGradientFused, standardizeRowsFused, standardizeRowsGradientFused } from './wasm-norm-ops';
 import { addDepthNeighboursInPlace, depthInward, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, writeLeadingInPlace, zeros } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
 
@@ -72,6 +73,7 @@ function standardizeGradient(g: tf.Tensor2D, y: tf.Tensor2D, rstd: tf.Tensor1D):
 
 const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+  if (fusedNormAvailable(x)) return fusedNormalization(x, 1, save);
   const { y, rstd } = standardize(x);
   save([y, rstd]);
   return {
@@ -79,6 +81,13 @@ const normalizeRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>
     gradFunc: (dy, saved) => standardizeGradient(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D),
   };
 });
+
+/** The norm (and leaky ReLU) as the fused wasm kernels, keeping the output and rstd for the gradient. */
+function fusedNormalization(x: tf.Tensor2D, slope: number, save: tf.GradSaveFunc): { value: tf.Tensor2D; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor } {
+  const { z, rstd } = standardizeRowsFused(x, slope, EPS);
+  save([z, rstd]);
+  return { value: z, gradFunc: (dz, saved) => standardizeRowsGradientFused(dz as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor1D, slope) };
+}
 
 /** One op per slope, built on first use (a custom-gradient op is a function made once). */
 function perSlope(build: (slope: number) => (x: tf.Tensor) => tf.Tensor): (slope: number) => (x: tf.Tensor) => tf.Tensor {
@@ -94,6 +103,7 @@ function perSlope(build: (slope: number) => (x: tf.Tensor) => tf.Tensor): (slope
 const normalizeRowsLeaky = perSlope((slope) =>
   tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+    if (fusedNormAvailable(x)) return fusedNormalization(x, slope, save);
     const { y, rstd } = standardize(x);
     const value = tf.tidy(() => tf.reshape(leakyReluValue(tf.reshape(y, [-1]), slope), y.shape) as tf.Tensor2D);
     y.dispose();
@@ -153,7 +163,7 @@ const leakyReluFlat = perSlope((slope) =>
     return {
       value,
       gradFunc: (dy, saved) =>
-        tf.tidy(() => {
+        fusedNormAvailable(dy) ? leakyReluGradientFused(dy, saved[0], slope) : tf.tidy(() => {
           const positive = tf.greater(saved[0], 0);
           const scaled = tf.mul(dy, slope);
           const dx = tf.where(positive, dy, scaled);

@@ -1,0 +1,160 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { WasmBackendInternals, offsetOf, onWasm } from './wasm-views';
+
+/**
+ * Instance norm (optionally followed by a leaky ReLU) and their gradients on wasm as passes over
+ * the heap, each making only its output. With tfjs-wasm's elementwise ops a norm of a 96^3 x 48
+ * volume made five volume-sized temporaries in the forward (Sub, Square, Multiply, the activation)
+ * and six in the backward (Greater, Cast, Multiply, Div, Select...), 162 MiB each: the peak heap of
+ * a full-resolution training step, and a pass over memory apiece. Statistics accumulate in
+ * float64. A leaky ReLU of slope 1 is the identity, which is how the plain norm runs here.
+ */
+
+function wasmOf(backend: unknown): WasmBackendInternals {
+  return backend as WasmBackendInternals;
+}
+
+function floats(wasm: WasmBackendInternals, tensor: tf.TensorInfo, size: number): Float32Array {
+  return new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, tensor), size);
+}
+
+const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
+  {
+    // z = lrelu((x - mean) rstd) per column of x [R, C], rstd = 1 / sqrt(var + eps) -> [z, rstd].
+    name: 'FseftStandardizeRows',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = wasmOf(backend);
+      const { x } = inputs as { x: tf.TensorInfo };
+      const { slope, epsilon } = attrs as unknown as { slope: number; epsilon: number };
+      const [rows, columns] = x.shape;
+      const size = rows * columns;
+      // Outputs first: making one may grow the heap, which replaces the buffer under any view.
+      const out = wasm.makeOutput([rows, columns], 'float32');
+      const rstdOut = wasm.makeOutput([columns], 'float32');
+      const source = floats(wasm, x, size);
+      const target = floats(wasm, out, size);
+      const sum = new Float64Array(columns);
+      const squares = new Float64Array(columns);
+      for (let i = 0; i < size; ) {
+        for (let c = 0; c < columns; c++, i++) {
+          const v = source[i];
+          sum[c] += v;
+          squares[c] += v * v;
+        }
+      }
+      // E[x^2] - E[x]^2 in float64 loses about log10(mean^2 / var) of its 16 digits: harmless for
+      // float32 activations.
+      const mean = new Float64Array(columns);
+      const rstd = floats(wasm, rstdOut, columns);
+      const scale = new Float64Array(columns);
+      for (let c = 0; c < columns; c++) {
+        mean[c] = sum[c] / rows;
+        const variance = Math.max(0, squares[c] / rows - mean[c] * mean[c]);
+        scale[c] = rstd[c] = 1 / Math.sqrt(variance + epsilon);
+      }
+      const negativeExtra = slope - 1;
+      for (let i = 0; i < size; ) {
+        for (let c = 0; c < columns; c++, i++) {
+          const y = (source[i] - mean[c]) * scale[c];
+          target[i] = y * (1 + negativeExtra * +(y <= 0));
+        }
+      }
+      return [out, rstdOut];
+    },
+  },
+  {
+    // The gradient of the above from its output z: with g = dz lrelu'(y) and y = lrelu^-1(z),
+    // dx = rstd (g - mean(g) - y mean(g y)) per column. g y = dz z on either side of zero.
+    name: 'FseftStandardizeRowsGradient',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = wasmOf(backend);
+      const { dz, z, rstd } = inputs as { dz: tf.TensorInfo; z: tf.TensorInfo; rstd: tf.TensorInfo };
+      const { slope } = attrs as unknown as { slope: number };
+      const [rows, columns] = z.shape;
+      const size = rows * columns;
+      const out = wasm.makeOutput([rows, columns], 'float32');
+      const upstream = floats(wasm, dz, size);
+      const output = floats(wasm, z, size);
+      const target = floats(wasm, out, size);
+      const scales = floats(wasm, rstd, columns);
+      const sumG = new Float64Array(columns);
+      const sumGy = new Float64Array(columns);
+      // Branch-free selects (a factor times a comparison as 0 or 1): with the signs of a volume's
+      // activations mixed, the branches mispredict and the passes take three times as long.
+      const gExtra = slope - 1;
+      const yExtra = 1 / slope - 1;
+      for (let i = 0; i < size; ) {
+        for (let c = 0; c < columns; c++, i++) {
+          const d = upstream[i];
+          const v = output[i];
+          sumG[c] += d * (1 + gExtra * +(v <= 0));
+          sumGy[c] += d * v;
+        }
+      }
+      const meanG = Float64Array.from(sumG, (s) => s / rows);
+      const meanGy = Float64Array.from(sumGy, (s) => s / rows);
+      const rstdOf = Float64Array.from(scales);
+      for (let i = 0; i < size; ) {
+        for (let c = 0; c < columns; c++, i++) {
+          const d = upstream[i];
+          const v = output[i];
+          const negative = +(v <= 0);
+          target[i] = rstdOf[c] * (d * (1 + gExtra * negative) - meanG[c] - v * (1 + yExtra * negative) * meanGy[c]);
+        }
+      }
+      return out;
+    },
+  },
+  {
+    // where(z > 0, dy, slope dy): leaky ReLU's gradient from its output.
+    name: 'FseftLeakyReluGradient',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = wasmOf(backend);
+      const { dy, z } = inputs as { dy: tf.TensorInfo; z: tf.TensorInfo };
+      const { slope } = attrs as unknown as { slope: number };
+      const size = z.shape.reduce((a, b) => a * b, 1);
+      const out = wasm.makeOutput(z.shape, 'float32');
+      const upstream = floats(wasm, dy, size);
+      const output = floats(wasm, z, size);
+      const target = floats(wasm, out, size);
+      const extra = slope - 1;
+      for (let i = 0; i < size; i++) target[i] = upstream[i] * (1 + extra * +(output[i] <= 0));
+      return out;
+    },
+  },
+];
+
+function register(): void {
+  for (const { name, kernelFunc } of KERNELS) if (!tf.getKernel(name, 'wasm')) tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
+}
+
+/** The norm's gradient recovers the activation's input from its output, which a slope of 0 loses. */
+function positiveSlope(slope: number): void {
+  if (!(slope > 0)) throw new Error(`fused instance norm: leaky ReLU slope ${slope} must be positive`);
+}
+
+/** Whether the fused kernels below serve tensors of this dtype on the current backend. */
+export function fusedNormAvailable(x: tf.Tensor): boolean {
+  return onWasm() && x.dtype === 'float32';
+}
+
+/** lrelu(standardize(x)) per column of x [R, C] (slope 1: the plain norm) and 1 / std. Wasm only, no gradient. */
+export function standardizeRowsFused(x: tf.Tensor2D, slope: number, epsilon: number): { z: tf.Tensor2D; rstd: tf.Tensor1D } {
+  register();
+  positiveSlope(slope);
+  const [z, rstd] = tf.engine().runKernel('FseftStandardizeRows', { x }, { slope, epsilon }) as [tf.Tensor2D, tf.Tensor1D];
+  return { z, rstd };
+}
+
+/** The gradient of standardizeRowsFused with respect to x, from dz, its output z and rstd. Wasm only. */
+export function standardizeRowsGradientFused(dz: tf.Tensor2D, z: tf.Tensor2D, rstd: tf.Tensor1D, slope: number): tf.Tensor2D {
+  register();
+  positiveSlope(slope);
+  return tf.engine().runKernel('FseftStandardizeRowsGradient', { dz, z, rstd }, { slope }) as tf.Tensor2D;
+}
+
+/** where(z > 0, dy, slope dy), z the leaky ReLU's output. Wasm only. */
+export function leakyReluGradientFused(dy: tf.Tensor, z: tf.Tensor, slope: number): tf.Tensor {
+  register();
+  return tf.engine().runKernel('FseftLeakyReluGradient', { dy, z }, { slope }) as tf.Tensor;
+}

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { switchBackend } from '../lib/backend/backend';
+import { instanceNorm } from '../lib/networks/ops';
+import { leakyReluGradientFused, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
+import { Rng } from '../lib/util/random';
+
+const values = (n: number, seed: number, mean = 0, std = 1) => {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => mean + std * rng.normal());
+};
+
+const worst = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let w = 0;
+  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]));
+  return w;
+};
+
+/** lrelu((x - mean) / sqrt(var + eps)) per column and its gradient for upstream dz, by tfjs autodiff on cpu. */
+async function reference(x: Float32Array, dz: Float32Array, shape: [number, number], slope: number): Promise<{ z: Float32Array; dx: Float32Array; rstd: Float32Array }> {
+  await switchBackend('cpu');
+  const f = (t: tf.Tensor) => {
+    const { mean, variance } = tf.moments(t, 0);
+    return tf.leakyRelu(tf.div(tf.sub(t, mean), tf.sqrt(tf.add(variance, 1e-5))), slope);
+  };
+  const input = tf.tensor2d(x, shape);
+  const upstream = tf.tensor2d(dz, shape);
+  const z = f(input);
+  const dx = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), upstream)))(input);
+  const rstd = tf.tidy(() => tf.rsqrt(tf.add(tf.moments(input, 0).variance, 1e-5)));
+  const out = { z: (await z.data()) as Float32Array, dx: (await dx.data()) as Float32Array, rstd: (await rstd.data()) as Float32Array };
+  tf.dispose([input, upstream, z, dx, rstd]);
+  return out;
+}
+
+test('fused instance norm kernels (wasm): values, 1/std and gradient equal tfjs autodiff on cpu, for slope 1 (plain norm), 0.01 and 0.2', async () => {
+  // 3000 rows x 7 columns; column offsets up to 100 with std 0.1 probe the float64 E[x^2] - E[x]^2.
+  const shape: [number, number] = [3000, 7];
+  const rng = new Rng(3);
+  const offsets = Array.from({ length: 7 }, (_, c) => (c === 6 ? 100 : rng.normal() * 5));
+  const scales = Array.from({ length: 7 }, (_, c) => (c === 6 ? 0.1 : 0.5 + Math.abs(rng.normal())));
+  const raw = values(shape[0] * shape[1], 4);
+  const x = raw.map((v, i) => offsets[i % 7] + scales[i % 7] * v);
+  const dz = values(x.length, 5);
+  for (const slope of [1, 0.01, 0.2]) {
+    const want = await reference(x, dz, shape, slope);
+    await switchBackend('wasm');
+    const before = tf.memory().numTensors;
+    const input = tf.tensor2d(x, shape);
+    const upstream = tf.tensor2d(dz, shape);
+    const { z, rstd } = standardizeRowsFused(input, slope, 1e-5);
+    const dx = standardizeRowsGradientFused(upstream, z, rstd, slope);
+    assert.ok(worst(await z.data(), want.z) < 2e-5, `slope ${slope}: values differ by ${worst(await z.data(), want.z)}`);
+    assert.ok(worst(await rstd.data(), want.rstd) / Math.max(...want.rstd) < 1e-4, `slope ${slope}: 1/std differs`);
+    assert.ok(worst(await dx.data(), want.dx) < 1e-4, `slope ${slope}: gradient differs by ${worst(await dx.data(), want.dx)}`);
+    assert.deepEqual(Array.from(await input.data()), Array.from(x), 'the input is left unchanged');
+    tf.dispose([input, upstream, z, rstd, dx]);
+    assert.equal(tf.memory().numTensors, before, `slope ${slope}: tensors left behind`);
+  }
+});
+
+test("fused leaky ReLU gradient (wasm): where(z > 0, dy, slope dy), zero output counting as negative, as tfjs's", async () => {
+  await switchBackend('wasm');
+  const z = tf.tensor1d([-2, -0.5, 0, 0.25, 3, -1e-3, 7, -4]);
+  const dy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]);
+  const got = leakyReluGradientFused(dy, z, 0.01);
+  const want = [0.01, 0.02, 0.03, 4, 5, 0.06, 7, 0.08];
+  assert.ok(worst(await got.data(), want) < 1e-7, `${await got.data()}`);
+  tf.dispose([z, dy, got]);
+});
+
+test('instance norm on wasm runs as the fused kernels: no other kernel makes a volume, forward or backward', async () => {
+  await switchBackend('wasm');
+  const shape: [number, number, number, number, number] = [1, 8, 8, 8, 4];
+  const size = shape.reduce((a, b) => a * b, 1);
+  const x = tf.tensor5d(values(size, 6), shape);
+  const r = tf.tensor5d(values(size, 7), shape);
+  // Kernels that make a volume-sized output, less reshapes and clones (which share buffers on wasm)
+  // and the wrapper entries of custom-gradient ops (their inner kernels are listed themselves).
+  const volumeKernels = (info: Awaited<ReturnType<typeof tf.profile>>) => info.kernels.filter((k) => !['Reshape', 'Identity', '', 'forward'].includes(k.name) && k.outputShapes.some((s) => s.reduce((a, b) => a * b, 1) === size)).map((k) => k.name);
+  for (const slope of [undefined, 0.01]) {
+    const forward = await tf.profile(() => instanceNorm(x, slope));
+    assert.deepEqual(volumeKernels(forward), ['FseftStandardizeRows'], `slope ${slope}: forward`);
+    tf.dispose(forward.result as tf.Tensor);
+    // The gradient of sum(norm(x) r): Multiply (forward and its gradient) and Cast (the sum's
+    // gradient) around one norm and one norm gradient.
+    const backward = await tf.profile(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(instanceNorm(t as tf.Tensor5D, slope), r)))(x));
+    const norms = volumeKernels(backward).filter((name) => !['Multiply', 'Cast'].includes(name));
+    assert.deepEqual(norms, ['FseftStandardizeRows', 'FseftStandardizeRowsGradient'], `slope ${slope}: backward ran ${volumeKernels(backward)}`);
+    tf.dispose(backward.result as tf.Tensor);
+  }
+  tf.dispose([x, r]);
+});
+
+test('fused instance norm refuses a slope of 0: its gradient recovers the input from the output', async () => {
+  await switchBackend('wasm');
+  const x = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+  assert.throws(() => standardizeRowsFused(x, 0, 1e-5), /slope 0 must be positive/);
+  x.dispose();
+});
