@@ -338,7 +338,9 @@ test("checkpointed blocks ('swin', all and fine) give the same gradients, keep l
   }
   // Memory held when the forward pass ends: each mode keeps less than the one before.
   assert.ok(swin.taped < plain.taped, `swin: ${swin.taped} vs ${plain.taped} bytes`);
-  assert.ok(all.taped < swin.taped / 2, `all: ${all.taped} vs ${swin.taped} bytes`);
+  // The convolutional blocks' share: since the tape keeps only their norms' and activations'
+  // outputs, 'all' holds 0.58 of 'swin' here (it held under half when it kept every intermediate).
+  assert.ok(all.taped < 0.75 * swin.taped, `all: ${all.taped} vs ${swin.taped} bytes`);
   // 'fine' keeps what 'all' keeps when the forward pass ends (its saving is inside the recomputation: next test).
   assert.equal(fine.taped, all.taped);
   model.dispose();
@@ -375,9 +377,11 @@ test('a decoder block in checkpointed segments: same output and gradients, a low
   assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
   assert.equal(maxAbsDifference(plain.out, segmented.out), 0);
   plain.grads.forEach((g, i) => assert.ok(maxAbsDifference(g, segmented.grads[i]) < 1e-6, `gradient ${i} differs by ${maxAbsDifference(g, segmented.grads[i])}`));
-  // Above the tensors held before: the plain block keeps about ten volumes of 32^3 x 8, in segments about five.
+  // Above the tensors held before, counted per tensor (tf.memory counts a shared clone twice):
+  // 19.3 volumes of 32^3 x 8 for the plain block, 16.1 in segments. Before the plain block's tape
+  // kept only what its backward reads, the segments' peak was under 0.75 of the plain one's.
   const held = tf.memory().numBytes;
-  assert.ok(segmented.peak - held < 0.75 * (plain.peak - held), `peak above the inputs: ${segmented.peak - held} in segments against ${plain.peak - held} bytes`);
+  assert.ok(segmented.peak - held < 0.9 * (plain.peak - held), `peak above the inputs: ${segmented.peak - held} in segments against ${plain.peak - held} bytes`);
   tf.dispose([x, skip, ...weights.values()]);
 });
 

@@ -35,11 +35,39 @@ export function layerNorm(x: tf.Tensor, gamma?: tf.Tensor, beta?: tf.Tensor): tf
 export function instanceNorm(x: tf.Tensor5D, slope?: number): tf.Tensor5D {
   // Statistics over the rows of a [voxels, C] view: a rank-5 reduction over axes 1-3 makes
   // tfjs-wasm transpose the volume through its slow rank-5 path first (8x slower).
-  const rows = tf.reshape(x, [-1, x.shape[4]]) as tf.Tensor2D;
+  const rows = reshapeUnsaved(x, [-1, x.shape[4]]) as tf.Tensor2D;
   const y = (slope === undefined ? normalizeRows(rows) : normalizeRowsLeaky(slope)(rows)) as tf.Tensor2D;
-  const out = tf.reshape(y, x.shape) as tf.Tensor5D;
+  const out = reshapeUnsaved(y, x.shape) as tf.Tensor5D;
   releaseIntermediates(rows, y);
   return out;
+}
+
+/**
+ * tf.addN whose gradient keeps no tensor alive: tfjs's AddN saves every input, though its
+ * gradient is dy for each. A block's convolution of its input parts sums per-part outputs this
+ * way, and tfjs's save kept those full volumes for the whole backward pass.
+ */
+export function addNUnsaved<T extends tf.Tensor>(tensors: tf.Tensor[]): T {
+  if (tensors.length === 1 || !recordingGradients()) return tf.addN(tensors) as T;
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: tf.addN(args.slice(0, tensors.length) as tf.Tensor[]),
+    gradFunc: (dy: tf.Tensor) => tensors.map(() => tf.clone(dy)),
+  }))(...tensors) as T;
+}
+
+/**
+ * tf.reshape whose gradient keeps no tensor alive. tfjs's Reshape saves its input for the
+ * gradient (only to read its shape), and that clone keeps the input's buffer for the rest of the
+ * backward pass, even after the code that made it has released it: under a tape each norm's and
+ * activation's input (a full volume at the decoder's top) stayed alive that way.
+ */
+export function reshapeUnsaved<T extends tf.Tensor>(x: tf.Tensor, shape: number[]): T {
+  if (!recordingGradients()) return tf.reshape(x, shape) as T;
+  const from = x.shape;
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: tf.reshape(args[0] as tf.Tensor, shape),
+    gradFunc: (dy: tf.Tensor) => tf.reshape(dy, from),
+  }))(x) as T;
 }
 
 /** Mean over the rows of x [R, C] -> [C]. */
@@ -142,7 +170,7 @@ export function gelu(x: tf.Tensor): tf.Tensor {
  * gradient fills a tensor of ones and one of the slope, five volume-sized temporaries in all.
  */
 export function leakyRelu(x: tf.Tensor, slope = 0.01): tf.Tensor {
-  return tf.tidy(() => tf.reshape(leakyReluFlat(slope)(tf.reshape(x, [-1])), x.shape));
+  return tf.tidy(() => reshapeUnsaved(leakyReluFlat(slope)(reshapeUnsaved(x, [-1])), x.shape));
 }
 
 /**
@@ -181,7 +209,7 @@ export function linear(x: tf.Tensor, weight: tf.Tensor2D, bias?: tf.Tensor1D): t
     const flat = tf.reshape(x, [-1, shape[shape.length - 1]]) as tf.Tensor2D;
     let y: tf.Tensor = matMul2d(flat, weight);
     if (bias) y = tf.add(y, bias);
-    return tf.reshape(y, [...shape.slice(0, -1), weight.shape[1]]);
+    return reshapeUnsaved(y, [...shape.slice(0, -1), weight.shape[1]]);
   });
 }
 
@@ -196,10 +224,10 @@ export function spaceToDepth2(x: tf.Tensor5D): tf.Tensor5D {
     const [n, d, h, w, c] = x.shape;
     const [d2, h2, w2] = [d / 2, h / 2, w / 2];
     // [N D' kd H' kh W' kw C] -> [N D' kd H' W' kh kw C]
-    const first = tf.transpose(tf.reshape(x, [n * d2 * 2 * h2, 2, w2, 2 * c]), [0, 2, 1, 3]);
+    const first = tf.transpose(reshapeUnsaved(x, [n * d2 * 2 * h2, 2, w2, 2 * c]), [0, 2, 1, 3]);
     // [N D' kd (H' W') (kh kw C)] -> [N D' (H' W') kd (kh kw C)]
-    const second = tf.transpose(tf.reshape(first, [n * d2, 2, h2 * w2, 4 * c]), [0, 2, 1, 3]);
-    return tf.reshape(second, [n, d2, h2, w2, 8 * c]) as tf.Tensor5D;
+    const second = tf.transpose(reshapeUnsaved(first, [n * d2, 2, h2 * w2, 4 * c]), [0, 2, 1, 3]);
+    return reshapeUnsaved(second, [n, d2, h2, w2, 8 * c]) as tf.Tensor5D;
   });
 }
 
@@ -209,10 +237,10 @@ export function depthToSpace2(x: tf.Tensor5D): tf.Tensor5D {
     const [n, d, h, w, c8] = x.shape;
     const c = c8 / 8;
     // [N D (H W) kd (kh kw C)] -> [N D kd (H W) (kh kw C)]
-    const first = tf.transpose(tf.reshape(x, [n * d, h * w, 2, 4 * c]), [0, 2, 1, 3]);
+    const first = tf.transpose(reshapeUnsaved(x, [n * d, h * w, 2, 4 * c]), [0, 2, 1, 3]);
     // [N D kd H W kh (kw C)] -> [N D kd H kh W (kw C)]
-    const second = tf.transpose(tf.reshape(first, [n * d * 2 * h, w, 2, 2 * c]), [0, 2, 1, 3]);
-    return tf.reshape(second, [n, 2 * d, 2 * h, 2 * w, c]) as tf.Tensor5D;
+    const second = tf.transpose(reshapeUnsaved(first, [n * d * 2 * h, w, 2, 2 * c]), [0, 2, 1, 3]);
+    return reshapeUnsaved(second, [n, 2 * d, 2 * h, 2 * w, c]) as tf.Tensor5D;
   });
 }
 
@@ -408,13 +436,14 @@ const tableLookup = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) 
 });
 
 /**
- * Frees intermediates at once when no gradient tape is recording (inference, or the forward run of
- * a checkpointed block); under a tape the backward pass may still need them and the enclosing
- * tidy frees them later. Bounds the memory of full-resolution decoder blocks, where each
- * intermediate of a 96^3 x 48 volume is 170 MB.
+ * Frees intermediates at once, with or without a gradient tape. Under a tape this is safe because
+ * no backward pass reads a released tensor itself: tfjs's kernels and the kit's custom-gradient
+ * ops read what they saved (clones that keep the buffer alive while needed) or nothing, and the
+ * tape uses only the shapes and ids of the others. What is not saved is freed: at the top of the
+ * decoder, each convolution's output once its norm has run, and the residual sum once activated
+ * (each 162 MiB at F = 48, 96^3).
  */
 export function releaseIntermediates(...tensors: tf.Tensor[]): void {
-  if (recordingGradients()) return;
   for (const tensor of tensors) tensor.dispose();
 }
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { isFrozen, withFrozen } from './frozen';
-import { checkpointed, checkpointedStep, concatChannels, conv3dSame, instanceNorm, leakyRelu, linear, pipeline, recordingGradients, releaseIntermediates } from './ops';
+import { addNUnsaved, checkpointed, checkpointedStep, concatChannels, conv3dSame, instanceNorm, leakyRelu, linear, pipeline, recordingGradients, releaseIntermediates } from './ops';
 
 /** MONAI's LeakyReLU slope in its UNet blocks. */
 export const LEAKY_SLOPE = 0.01;
@@ -52,7 +52,7 @@ function convolveParts(x: BlockInput, filter: tf.Tensor, convolve: (t: tf.Tensor
     const convolveAll = () => parts.map((part, i) => convolve(part, pieces[i]));
     // Slices of a frozen filter stay constants of the convolution.
     const outputs = isFrozen(filter) ? withFrozen(pieces, convolveAll) : convolveAll();
-    return outputs.length === 1 ? outputs[0] : tf.addN(outputs);
+    return outputs.length === 1 ? outputs[0] : addNUnsaved(outputs);
   });
 }
 

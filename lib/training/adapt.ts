@@ -64,8 +64,9 @@ export interface AdaptOptions {
   /**
    * Gradient checkpointing of the methods that train through the network (FT, Scratch, the PEFT
    * methods, a trained decoder; see SwinUNETR's ForwardOptions.checkpoint). 'fine' also
-   * checkpoints each convolution, ft-last's block included: what the paper's F = 48 at 96^3 needs
-   * to train in wasm's 4 GiB.
+   * checkpoints each convolution, ft-last's block included. At the paper's F = 48, 96^3 on wasm's
+   * 4 GiB, FT-Last trains without it (2.3 GiB peak, set by the frozen trunk's forward pass); a
+   * PEFT method, which trains through the whole network, needs 'fine' (3.4 GiB).
    */
   checkpoint?: CheckpointMode;
   onStep?: (record: StepRecord, total: number) => void;
