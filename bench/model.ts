@@ -128,7 +128,7 @@ async function frozenStepChild(backend: BackendName, config: string, method: str
   const target = tf.tidy(() => tf.cast(tf.greater(tf.randomNormal([1, size, size, size, 1], 0, 1, 'float32', 7), 1), 'float32'));
   const adapter = Adapter.create(method as keyof typeof METHODS, model, zeroShotRow(model, 5), 1);
   const optimizer = new AdamW({ learningRate: 1e-4 });
-  const checkpoint = checkpointFor(config, true);
+  const checkpoint = checkpointFor(config, method);
   const run = () => frozenBackboneStep(model, adapter, input as 'image' | 'decoder', x, target, optimizer, checkpoint.mode, frozenBackbone);
   await seconds(run, 1);
   const step = await seconds(run);
@@ -205,7 +205,7 @@ async function main(): Promise<void> {
         optimizer.dispose();
         target.dispose();
       } else if (name === 'b' && train) {
-        step = 'not run (the whole network does not train at this size in the 4 GiB heap)';
+        step = "not run (at this size the whole network reaches the 4 GiB heap's limit)";
       }
       const monaiStep = reference.step ? `${reference.step.toFixed(2)} s` : 'not run';
       // MONAI's speed on a shared machine varies (its same-run figures here have been 1.6-2x its

@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const mode = argument('mode') ?? 'step';
   const method = argument('method') as keyof typeof METHODS | undefined;
   if (method && !(method in METHODS)) throw new Error(`--method: unknown method ${method}`);
-  const checkpoint = checkpointFor(config, method !== undefined);
+  const checkpoint = checkpointFor(config, method);
   const top = Number(argument('top') ?? 20);
   const choice = await switchBackend(backend);
   console.log(`backend ${backend} (${choice.reason}); config (${config}); ${method ? `${method} on the frozen backbone` : mode}; checkpoint ${checkpoint.label}`);
