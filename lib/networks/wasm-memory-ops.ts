@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
+import { WasmBackendInternals, floatsOf, forEachView, offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
 
 /**
  * Data movement and reductions that tfjs-wasm does slowly, as kernels of the kit's own (wasm
@@ -9,15 +9,6 @@ import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-view
  * the whole tensor first (250 ms). None of these kernels has a gradient of its own: they serve
  * ops that define theirs.
  */
-
-function wasmOf(backend: unknown): WasmBackendInternals {
-  return backend as WasmBackendInternals;
-}
-
-/** `size` floats of a tensor's heap buffer from float `first` on, as a view (no copy). */
-function floatsOf(wasm: WasmBackendInternals, tensor: tf.TensorInfo, first: number, size: number): Float32Array {
-  return new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, tensor) + first * 4, size);
-}
 
 /**
  * The backend, once `tensor`'s buffer is known to be its own: the in-place writers below may
@@ -169,12 +160,8 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   },
 ];
 
-function register(): void {
-  for (const { name, kernelFunc } of KERNELS) if (!tf.getKernel(name, 'wasm')) tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
-}
-
 function run<T extends tf.Tensor>(name: string, inputs: tf.NamedTensorMap, attrs: Record<string, number | number[]> = {}): T {
-  register();
+  registerWasmKernels(KERNELS);
   return tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as T;
 }
 

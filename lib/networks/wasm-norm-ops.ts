@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { WasmBackendInternals, offsetOf, onWasm } from './wasm-views';
+import { floatsOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
 
 /**
  * Instance norm (optionally followed by a leaky ReLU) and their gradients on wasm as passes over
@@ -9,14 +9,6 @@ import { WasmBackendInternals, offsetOf, onWasm } from './wasm-views';
  * a full-resolution training step, and a pass over memory apiece. Statistics accumulate in
  * float64. A leaky ReLU of slope 1 is the identity, which is how the plain norm runs here.
  */
-
-function wasmOf(backend: unknown): WasmBackendInternals {
-  return backend as WasmBackendInternals;
-}
-
-function floats(wasm: WasmBackendInternals, tensor: tf.TensorInfo, size: number): Float32Array {
-  return new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, tensor), size);
-}
 
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
@@ -31,8 +23,8 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       // Outputs first: making one may grow the heap, which replaces the buffer under any view.
       const out = wasm.makeOutput([rows, columns], 'float32');
       const rstdOut = wasm.makeOutput([columns], 'float32');
-      const source = floats(wasm, x, size);
-      const target = floats(wasm, out, size);
+      const source = floatsOf(wasm, x, 0, size);
+      const target = floatsOf(wasm, out, 0, size);
       const sum = new Float64Array(columns);
       const squares = new Float64Array(columns);
       for (let i = 0; i < size; ) {
@@ -45,7 +37,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       // E[x^2] - E[x]^2 in float64 loses about log10(mean^2 / var) of its 16 digits: harmless for
       // float32 activations.
       const mean = new Float64Array(columns);
-      const rstd = floats(wasm, rstdOut, columns);
+      const rstd = floatsOf(wasm, rstdOut, 0, columns);
       const scale = new Float64Array(columns);
       for (let c = 0; c < columns; c++) {
         mean[c] = sum[c] / rows;
@@ -73,10 +65,10 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const [rows, columns] = z.shape;
       const size = rows * columns;
       const out = wasm.makeOutput([rows, columns], 'float32');
-      const upstream = floats(wasm, dz, size);
-      const output = floats(wasm, z, size);
-      const target = floats(wasm, out, size);
-      const scales = floats(wasm, rstd, columns);
+      const upstream = floatsOf(wasm, dz, 0, size);
+      const output = floatsOf(wasm, z, 0, size);
+      const target = floatsOf(wasm, out, 0, size);
+      const scales = floatsOf(wasm, rstd, 0, columns);
       const sumG = new Float64Array(columns);
       const sumGy = new Float64Array(columns);
       // Branch-free selects (a factor times a comparison as 0 or 1): with the signs of a volume's
@@ -114,9 +106,9 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const { slope } = attrs as unknown as { slope: number };
       const size = z.shape.reduce((a, b) => a * b, 1);
       const out = wasm.makeOutput(z.shape, 'float32');
-      const upstream = floats(wasm, dy, size);
-      const output = floats(wasm, z, size);
-      const target = floats(wasm, out, size);
+      const upstream = floatsOf(wasm, dy, 0, size);
+      const output = floatsOf(wasm, z, 0, size);
+      const target = floatsOf(wasm, out, 0, size);
       const extra = slope - 1;
       for (let i = 0; i < size; i++) target[i] = upstream[i] * (1 + extra * +(output[i] <= 0));
       return out;
@@ -124,9 +116,6 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   },
 ];
 
-function register(): void {
-  for (const { name, kernelFunc } of KERNELS) if (!tf.getKernel(name, 'wasm')) tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
-}
 
 /** The norm's gradient recovers the activation's input from its output, which a slope of 0 loses. */
 function positiveSlope(slope: number): void {
@@ -140,7 +129,7 @@ export function fusedNormAvailable(x: tf.Tensor): boolean {
 
 /** lrelu(standardize(x)) per column of x [R, C] (slope 1: the plain norm) and 1 / std. Wasm only, no gradient. */
 export function standardizeRowsFused(x: tf.Tensor2D, slope: number, epsilon: number): { z: tf.Tensor2D; rstd: tf.Tensor1D } {
-  register();
+  registerWasmKernels(KERNELS);
   positiveSlope(slope);
   const [z, rstd] = tf.engine().runKernel('FseftStandardizeRows', { x }, { slope, epsilon }) as [tf.Tensor2D, tf.Tensor1D];
   return { z, rstd };
@@ -148,13 +137,13 @@ export function standardizeRowsFused(x: tf.Tensor2D, slope: number, epsilon: num
 
 /** The gradient of standardizeRowsFused with respect to x, from dz, its output z and rstd. Wasm only. */
 export function standardizeRowsGradientFused(dz: tf.Tensor2D, z: tf.Tensor2D, rstd: tf.Tensor1D, slope: number): tf.Tensor2D {
-  register();
+  registerWasmKernels(KERNELS);
   positiveSlope(slope);
   return tf.engine().runKernel('FseftStandardizeRowsGradient', { dz, z, rstd }, { slope }) as tf.Tensor2D;
 }
 
 /** where(z > 0, dy, slope dy), z the leaky ReLU's output. Wasm only. */
 export function leakyReluGradientFused(dy: tf.Tensor, z: tf.Tensor, slope: number): tf.Tensor {
-  register();
+  registerWasmKernels(KERNELS);
   return tf.engine().runKernel('FseftLeakyReluGradient', { dy, z }, { slope }) as tf.Tensor;
 }

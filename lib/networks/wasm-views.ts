@@ -42,3 +42,16 @@ export function offsetOf(wasm: WasmBackendInternals, tensor: tf.TensorInfo): num
   return wasm.dataIdMap.get(tensor.dataId).memoryOffset;
 }
 
+export function wasmOf(backend: unknown): WasmBackendInternals {
+  return backend as WasmBackendInternals;
+}
+
+/** `size` floats of a tensor's heap buffer from float `first` on, as a view (no copy). */
+export function floatsOf(wasm: WasmBackendInternals, tensor: tf.TensorInfo, first: number, size: number): Float32Array {
+  return new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, tensor) + first * 4, size);
+}
+
+/** Registers the kit's wasm kernels that are not registered yet. */
+export function registerWasmKernels(kernels: ReadonlyArray<{ name: string; kernelFunc: tf.KernelFunc }>): void {
+  for (const { name, kernelFunc } of kernels) if (!tf.getKernel(name, 'wasm')) tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc });
+}
