@@ -154,9 +154,11 @@ export interface ForwardOptions {
    * MONAI's use_checkpoint does; true checkpoints the convolutional blocks as well, whose
    * full-resolution activations dominate at large inputs; 'fine' also checkpoints each
    * convolution inside a convolutional block when it is recomputed, so that only one
-   * convolution's intermediates exist at a time (a PEFT method at the paper's F = 48, 96^3 in
-   * wasm's 4 GiB, at the cost of computing the decoder's convolutions once more). Without it,
-   * feature size 12 at 64^3 trains in wasm's 4 GiB, and so does FT-Last at F = 48, 96^3.
+   * convolution's intermediates exist at a time, at the cost of computing the decoder's
+   * convolutions once more (since a block's tape keeps only its norms' and activation's outputs,
+   * true is lower and faster for a PEFT method at the paper's F = 48, 96^3 in wasm's 4 GiB).
+   * Without checkpointing, feature size 12 at 64^3 trains in wasm's 4 GiB, and so does FT-Last at
+   * F = 48, 96^3.
    */
   checkpoint?: CheckpointMode;
   /** Also return the inputs of the last decoder block (dec0, enc0): what FT-Last trains on. */

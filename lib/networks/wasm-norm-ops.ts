@@ -116,7 +116,6 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   },
 ];
 
-
 /** The norm's gradient recovers the activation's input from its output, which a slope of 0 loses. */
 function positiveSlope(slope: number): void {
   if (!(slope > 0)) throw new Error(`fused instance norm: leaky ReLU slope ${slope} must be positive`);

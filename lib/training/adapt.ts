@@ -65,8 +65,9 @@ export interface AdaptOptions {
    * Gradient checkpointing of the methods that train through the network (FT, Scratch, the PEFT
    * methods, a trained decoder; see SwinUNETR's ForwardOptions.checkpoint). 'fine' also
    * checkpoints each convolution, ft-last's block included. At the paper's F = 48, 96^3 on wasm's
-   * 4 GiB, FT-Last trains without it (2.3 GiB peak, set by the frozen trunk's forward pass); a
-   * PEFT method, which trains through the whole network, needs 'fine' (3.4 GiB).
+   * 4 GiB, FT-Last trains without checkpointing (2.3 GiB peak, set by the frozen trunk's forward
+   * pass); a PEFT method, which trains through the whole network, needs its blocks checkpointed
+   * (true: 3.2 GiB; 'fine' 3.4 GiB and slower).
    */
   checkpoint?: CheckpointMode;
   onStep?: (record: StepRecord, total: number) => void;
