@@ -162,7 +162,7 @@ test('a balanced BCE without the BCE term is refused, and an unset option is not
   assert.ok(!('balancedBce' in resolvePretrainOptions({ ...base, bce: true, balancedBce: undefined })));
 });
 
-test('the reference recipe resumes after an interruption with the weights of an uninterrupted run, and logs validation Dice', async () => {
+test('the reference recipe resumes after an interruption, or a stop after an epoch, with the weights of an uninterrupted run, and logs validation Dice', async () => {
   const dataset = await writeSynthDataset(path.join(work, 'resume'), { name: 'synth-msd-liver', cases: 3, seed: 9, institution: 'source', spacingScale: 4, organs: ['liver'] }, { workers: 1, progress: false });
   await preprocessDatasets([dataset], path.join(work, 'prep-resume'), { spacing: 10 }, { workers: 1, progress: false });
   const all = await loadTrainingCases(readCollection(path.join(work, 'prep-resume', 'collection.json')));
@@ -185,8 +185,17 @@ test('the reference recipe resumes after an interruption with the weights of an 
   await assert.rejects(pretrain(train, resumedDir, options, () => { throw new Error('interrupted'); }), /interrupted/);
   const resumed = await pretrain(train, resumedDir, options);
   for (const [name, value] of straight.params) assert.deepEqual(await resumed.params.get(name)!.data(), await value.data(), `${name} differs after resuming`);
-  straight.dispose();
   resumed.dispose();
+  // A stop after epoch 1 of the 2-epoch schedule, then the same run continued: the uninterrupted weights.
+  const stoppedDir = path.join(work, 'ref-stopped');
+  (await pretrain(train, stoppedDir, { ...options, stopAfterEpoch: 1 })).dispose();
+  const stoppedLog = fs.readFileSync(path.join(stoppedDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(stoppedLog.map((r) => r.epoch), [1], 'stops after epoch 1');
+  const continued = await pretrain(train, stoppedDir, options);
+  for (const [name, value] of straight.params) assert.deepEqual(await continued.params.get(name)!.data(), await value.data(), `${name} differs after a stop and a continuation`);
+  continued.dispose();
+  straight.dispose();
+  assert.throws(() => resolvePretrainOptions({ ...options, stopAfterEpoch: 0 }), /epoch to stop after must be a positive integer/);
   const log = fs.readFileSync(path.join(resumedDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(log.map((r) => r.step), [1, 2], 'one step of batch 2 per epoch');
   assert.deepEqual(Object.keys(log[1].validation.dice), ['liver']);

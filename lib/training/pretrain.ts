@@ -76,6 +76,12 @@ export interface PretrainOptions {
    * steps are about lr whatever the gradient, they grow by about lr per step.
    */
   headRateScale?: number;
+  /**
+   * Stop after this epoch of the `epochs`-long schedule (the learning rate follows the whole
+   * schedule). Not part of the run's identity: the same run continues past it when called again
+   * with a later stop or none.
+   */
+  stopAfterEpoch?: number;
 }
 
 /** Sampling, augmentation and loss details of the kit's first recipe; a run that names none of them behaves as before. */
@@ -131,11 +137,13 @@ export interface EpochRecord {
   seconds: number;
 }
 
-type Resolved = Required<Omit<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce'>> & Pick<PretrainOptions, 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce'>;
+type Optional = 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce' | 'stopAfterEpoch';
+type Resolved = Required<Omit<PretrainOptions, Optional>> & Pick<PretrainOptions, Optional>;
 
 /** Options with the kit's sampling and augmentation wherever a run names none. */
 export function resolvePretrainOptions(options: PretrainOptions): Resolved {
   const resolved = { ...KIT_SAMPLING, ...withoutUndefined(options) } as Resolved;
+  if (resolved.stopAfterEpoch !== undefined && !(Number.isInteger(resolved.stopAfterEpoch) && resolved.stopAfterEpoch >= 1)) throw new FseftError(`the epoch to stop after must be a positive integer, got ${resolved.stopAfterEpoch}`);
   if (resolved.balancedBce && !resolved.bce) throw new FseftError('a balanced BCE needs the BCE term: add --bce');
   if (!(resolved.batch >= 1 && Number.isInteger(resolved.batch))) throw new FseftError(`batch must be a positive integer, got ${resolved.batch}`);
   if (!(resolved.pos >= 0 && resolved.neg >= 0 && resolved.pos + resolved.neg > 0)) throw new FseftError(`pos:neg must be non-negative and not both zero, got ${resolved.pos}:${resolved.neg}`);
@@ -177,7 +185,7 @@ export async function pretrain(
   for (const n of options.roi) if (n % 32 !== 0) throw new FseftError(`--roi ${options.roi.join(',')}: every size must be divisible by 32`);
   const o = resolvePretrainOptions(options);
   await ensureWritableDirectory(outDir);
-  const { validation, ...settings } = o;
+  const { validation, stopAfterEpoch, ...settings } = o;
   const recorded = { ...settings, cases: cases.map((c) => `${c.dataset}/${c.id}`), ...(validation ? { validation: validation.map((c) => `${c.dataset}/${c.id}`) } : {}) };
   const checkpoint = readCheckpoint(outDir);
   const previous = checkpoint?.state;
@@ -206,10 +214,11 @@ export async function pretrain(
   const zoomPattern = o.zoom ? new RegExp(o.zoom.datasets, 'i') : undefined;
   const firstEpoch = previous ? previous.epoch : 0;
   let step = previous ? previous.step : 0;
-  const bar = new ProgressBar(totalSteps - step, firstEpoch > 0 ? `pretrain (resumed at epoch ${firstEpoch + 1})` : 'pretrain');
+  const lastEpoch = Math.min(o.epochs, stopAfterEpoch ?? o.epochs);
+  const bar = new ProgressBar(Math.max(0, lastEpoch * stepsPerEpoch - step), firstEpoch > 0 ? `pretrain (resumed at epoch ${firstEpoch + 1})` : 'pretrain');
   let lastValidation = '';
   try {
-    for (let epoch = firstEpoch; epoch < o.epochs; epoch++) {
+    for (let epoch = firstEpoch; epoch < lastEpoch; epoch++) {
       const started = Date.now();
       // One generator per epoch: a resumed run draws exactly the patches an uninterrupted one would.
       const rng = new Rng(seedFrom(o.seed, 'pretrain-epoch', epoch));

@@ -24,6 +24,8 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
     --feature-size 48      SwinUNETR feature size (multiple of 12)
     --roi 96 | 96,96,64    patch size, divisible by 32
     --epochs N  --lr X  --weight-decay X  --warmup-epochs N  --warmup-start F  --seed 0
+    --stop-after N         stop after epoch N of the --epochs schedule (run again with a later
+                           N, or without, to continue the same run)
     --sampling case|uniform-dataset   every volume per epoch, or each dataset equally often
     --steps N              uniform-dataset: optimizer steps per epoch (default volumes / batch)
     --batch N              patches per optimizer step (gradients averaged)
@@ -77,6 +79,7 @@ export async function pretrainCommand(options: Options): Promise<void> {
     shiftOffset: shiftList ? shiftList[0] : recipe.shiftOffset,
     shiftProb: shiftList ? shiftList[1] : recipe.shiftProb,
     headRateScale: options.number('head-lr-scale', recipe.headRateScale, { above: 0 })!,
+    stopAfterEpoch: options.integer('stop-after', undefined, { min: 1 }),
   };
   if (!zoomList && settings.zoom && options.string('zoom-datasets')) settings.zoom = { ...settings.zoom, datasets: options.string('zoom-datasets')! };
   const valCases = options.integer('val-cases', 0, { min: 0 })!;
@@ -97,7 +100,8 @@ export async function pretrainCommand(options: Options): Promise<void> {
     const dice = record.validation ? `; validation Dice: ${Object.entries(record.validation.dice).map(([name, v]) => `${name} ${v.toFixed(3)}`).join(', ')}` : '';
     console.log(`epoch ${record.epoch}: loss ${record.loss.toFixed(4)} (${record.seconds.toFixed(0)} s; Dice loss per class: ${classes}${dice})`);
   });
-  console.log(`model written to ${out}`);
+  const stopped = settings.stopAfterEpoch !== undefined && settings.stopAfterEpoch < settings.epochs;
+  console.log(stopped ? `model written to ${out} (stopped after epoch ${settings.stopAfterEpoch} of ${settings.epochs}; run again with a later --stop-after, or without, to continue)` : `model written to ${out}`);
 }
 
 function parseSampling(value: string): PretrainSampling {
