@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { instanceNorm } from '../lib/networks/ops';
-import { leakyReluGradientFused, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
+import { leakyReluGradientFused, simdNormActive, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
 import { Rng } from '../lib/util/random';
 
 const values = (n: number, seed: number, mean = 0, std = 1) => {
@@ -34,38 +34,44 @@ async function reference(x: Float32Array, dz: Float32Array, shape: [number, numb
   return out;
 }
 
-test('fused instance norm kernels (wasm): values, 1/std and gradient equal tfjs autodiff on cpu, for slope 1 (plain norm), 0.01 and 0.2', async () => {
-  // 3000 rows x 7 columns; column offsets up to 100 with std 0.1 probe the float64 E[x^2] - E[x]^2.
-  const shape: [number, number] = [3000, 7];
-  const rng = new Rng(3);
-  const offsets = Array.from({ length: 7 }, (_, c) => (c === 6 ? 100 : rng.normal() * 5));
-  const scales = Array.from({ length: 7 }, (_, c) => (c === 6 ? 0.1 : 0.5 + Math.abs(rng.normal())));
-  const raw = values(shape[0] * shape[1], 4);
-  const x = raw.map((v, i) => offsets[i % 7] + scales[i % 7] * v);
-  const dz = values(x.length, 5);
-  for (const slope of [1, 0.01, 0.2]) {
-    const want = await reference(x, dz, shape, slope);
-    await switchBackend('wasm');
-    const before = tf.memory().numTensors;
-    const input = tf.tensor2d(x, shape);
-    const upstream = tf.tensor2d(dz, shape);
-    const { z, rstd } = standardizeRowsFused(input, slope, 1e-5);
-    const dx = standardizeRowsGradientFused(upstream, z, rstd, slope);
-    assert.ok(worst(await z.data(), want.z) < 2e-5, `slope ${slope}: values differ by ${worst(await z.data(), want.z)}`);
-    assert.ok(worst(await rstd.data(), want.rstd) / Math.max(...want.rstd) < 1e-4, `slope ${slope}: 1/std differs`);
-    assert.ok(worst(await dx.data(), want.dx) < 1e-4, `slope ${slope}: gradient differs by ${worst(await dx.data(), want.dx)}`);
-    assert.deepEqual(Array.from(await input.data()), Array.from(x), 'the input is left unchanged');
-    tf.dispose([input, upstream, z, rstd, dx]);
-    assert.equal(tf.memory().numTensors, before, `slope ${slope}: tensors left behind`);
+test('fused instance norm kernels (wasm): values, 1/std and gradient equal tfjs autodiff on cpu, for slope 1 (plain norm), 0.01 and 0.2, in JavaScript (7 columns) and SIMD (8 columns)', async () => {
+  // Column offsets up to 100 with std 0.1 probe the float64 E[x^2] - E[x]^2; 3001 rows are not a
+  // multiple of the SIMD statistics' 64-row blocks.
+  for (const shape of [[3000, 7], [3001, 8]] as Array<[number, number]>) {
+    const columns = shape[1];
+    const rng = new Rng(3);
+    const offsets = Array.from({ length: columns }, (_, c) => (c === 6 ? 100 : rng.normal() * 5));
+    const scales = Array.from({ length: columns }, (_, c) => (c === 6 ? 0.1 : 0.5 + Math.abs(rng.normal())));
+    const raw = values(shape[0] * columns, 4);
+    const x = raw.map((v, i) => offsets[i % columns] + scales[i % columns] * v);
+    const dz = values(x.length, 5);
+    for (const slope of [1, 0.01, 0.2]) {
+      const want = await reference(x, dz, shape, slope);
+      await switchBackend('wasm');
+      assert.equal(simdNormActive(columns), columns % 4 === 0, `${columns} columns: SIMD passes ${columns % 4 === 0 ? 'expected' : 'not expected'}`);
+      const before = tf.memory().numTensors;
+      const input = tf.tensor2d(x, shape);
+      const upstream = tf.tensor2d(dz, shape);
+      const { z, rstd } = standardizeRowsFused(input, slope, 1e-5);
+      const dx = standardizeRowsGradientFused(upstream, z, rstd, slope);
+      const label = `${columns} columns, slope ${slope}`;
+      assert.ok(worst(await z.data(), want.z) < 2e-5, `${label}: values differ by ${worst(await z.data(), want.z)}`);
+      assert.ok(worst(await rstd.data(), want.rstd) / Math.max(...want.rstd) < 1e-4, `${label}: 1/std differs`);
+      assert.ok(worst(await dx.data(), want.dx) < 1e-4, `${label}: gradient differs by ${worst(await dx.data(), want.dx)}`);
+      assert.deepEqual(Array.from(await input.data()), Array.from(x), `${label}: the input is left unchanged`);
+      tf.dispose([input, upstream, z, rstd, dx]);
+      assert.equal(tf.memory().numTensors, before, `${label}: tensors left behind`);
+    }
   }
 });
 
 test("fused leaky ReLU gradient (wasm): where(z > 0, dy, slope dy), zero output counting as negative, as tfjs's", async () => {
   await switchBackend('wasm');
-  const z = tf.tensor1d([-2, -0.5, 0, 0.25, 3, -1e-3, 7, -4]);
-  const dy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]);
+  // 11 values: two SIMD vectors and a tail of 3.
+  const z = tf.tensor1d([-2, -0.5, 0, 0.25, 3, -1e-3, 7, -4, 0, 2, -3]);
+  const dy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
   const got = leakyReluGradientFused(dy, z, 0.01);
-  const want = [0.01, 0.02, 0.03, 4, 5, 0.06, 7, 0.08];
+  const want = [0.01, 0.02, 0.03, 4, 5, 0.06, 7, 0.08, 0.09, 10, 0.11];
   assert.ok(worst(await got.data(), want) < 1e-7, `${await got.data()}`);
   tf.dispose([z, dy, got]);
 });

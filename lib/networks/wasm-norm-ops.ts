@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { floatsOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
+import { SimdNormExports, columnSums, simdNormModuleBytes } from './wasm-simd-norm';
+import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
 
 /**
  * Instance norm (optionally followed by a leaky ReLU) and their gradients on wasm as passes over
@@ -8,7 +9,50 @@ import { floatsOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
  * and six in the backward (Greater, Cast, Multiply, Div, Select...), 162 MiB each: the peak heap of
  * a full-resolution training step, and a pass over memory apiece. Statistics accumulate in
  * float64. A leaky ReLU of slope 1 is the identity, which is how the plain norm runs here.
+ * Where the channels come in fours, the passes are the SIMD functions of `wasm-simd-norm`, run on
+ * tfjs-wasm's memory; otherwise JavaScript loops over heap views.
  */
+
+const simdModules = new WeakMap<object, SimdNormExports | null>();
+
+/** The SIMD functions instantiated on this backend's heap, or undefined where that cannot be done. */
+function simdNormOf(wasm: WasmBackendInternals): SimdNormExports | undefined {
+  let exports = simdModules.get(wasm.wasm);
+  if (exports === undefined) {
+    const memory = wasm.wasm.wasmMemory ?? wasm.wasm.asm?.memory;
+    exports = null;
+    if (memory) {
+      try {
+        const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+        const instance = new WebAssembly.Instance(new WebAssembly.Module(simdNormModuleBytes(shared)), { env: { memory } });
+        exports = instance.exports as unknown as SimdNormExports;
+      } catch {
+        // A runtime without wasm SIMD: the JavaScript passes serve.
+        exports = null;
+      }
+    }
+    simdModules.set(wasm.wasm, exports);
+  }
+  return exports ?? undefined;
+}
+
+/** Runs `body` with `bytes` of heap scratch (16-byte aligned), freed afterwards. */
+function withScratch<T>(wasm: WasmBackendInternals, bytes: number, body: (address: number) => T): T {
+  const raw = wasm.wasm._malloc(bytes + 16);
+  try {
+    return body(raw + ((16 - (raw % 16)) % 16));
+  } finally {
+    wasm.wasm._free(raw);
+  }
+}
+
+function heapF64(wasm: WasmBackendInternals, address: number, length: number): Float64Array {
+  return new Float64Array(wasm.wasm.HEAPU8.buffer, address, length);
+}
+
+function heapF32(wasm: WasmBackendInternals, address: number, length: number): Float32Array {
+  return new Float32Array(wasm.wasm.HEAPU8.buffer, address, length);
+}
 
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
@@ -23,6 +67,23 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       // Outputs first: making one may grow the heap, which replaces the buffer under any view.
       const out = wasm.makeOutput([rows, columns], 'float32');
       const rstdOut = wasm.makeOutput([columns], 'float32');
+      const simd = columns % 4 === 0 ? simdNormOf(wasm) : undefined;
+      if (simd) {
+        withScratch(wasm, columns * 24, (scratch) => {
+          heapF64(wasm, scratch, 2 * columns).fill(0);
+          simd.normStats(offsetOf(wasm, x), 0, rows, columns, scratch, 0, 0);
+          const { first: sum, second: squares } = columnSums(heapF64(wasm, scratch, 2 * columns), columns);
+          const params = heapF32(wasm, scratch + columns * 16, 2 * columns);
+          const rstd = floatsOf(wasm, rstdOut, 0, columns);
+          for (let c = 0; c < columns; c++) {
+            const mean = sum[c] / rows;
+            params[c] = mean;
+            params[columns + c] = rstd[c] = 1 / Math.sqrt(Math.max(0, squares[c] / rows - mean * mean) + epsilon);
+          }
+          simd.normalize(offsetOf(wasm, x), offsetOf(wasm, out), 0, rows, columns, scratch + columns * 16, slope);
+        });
+        return [out, rstdOut];
+      }
       const source = floatsOf(wasm, x, 0, size);
       const target = floatsOf(wasm, out, 0, size);
       const sum = new Float64Array(columns);
@@ -65,6 +126,22 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const [rows, columns] = z.shape;
       const size = rows * columns;
       const out = wasm.makeOutput([rows, columns], 'float32');
+      const simd = columns % 4 === 0 ? simdNormOf(wasm) : undefined;
+      if (simd) {
+        withScratch(wasm, columns * 28, (scratch) => {
+          heapF64(wasm, scratch, 2 * columns).fill(0);
+          simd.gradientStats(offsetOf(wasm, dz), 0, rows, columns, scratch, slope, offsetOf(wasm, z));
+          const { first: sumG, second: sumGy } = columnSums(heapF64(wasm, scratch, 2 * columns), columns);
+          const params = heapF32(wasm, scratch + columns * 16, 3 * columns);
+          params.set(floatsOf(wasm, rstd, 0, columns));
+          for (let c = 0; c < columns; c++) {
+            params[columns + c] = sumG[c] / rows;
+            params[2 * columns + c] = sumGy[c] / rows;
+          }
+          simd.normGradient(offsetOf(wasm, dz), offsetOf(wasm, z), offsetOf(wasm, out), 0, rows, columns, scratch + columns * 16, slope, 1 / slope);
+        });
+        return out;
+      }
       const upstream = floatsOf(wasm, dz, 0, size);
       const output = floatsOf(wasm, z, 0, size);
       const target = floatsOf(wasm, out, 0, size);
@@ -106,11 +183,14 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const { slope } = attrs as unknown as { slope: number };
       const size = z.shape.reduce((a, b) => a * b, 1);
       const out = wasm.makeOutput(z.shape, 'float32');
+      const simd = simdNormOf(wasm);
+      const vectorised = simd ? size - (size % 4) : 0;
+      simd?.leakyGradient(offsetOf(wasm, dy), offsetOf(wasm, z), offsetOf(wasm, out), vectorised * 4, slope);
       const upstream = floatsOf(wasm, dy, 0, size);
       const output = floatsOf(wasm, z, 0, size);
       const target = floatsOf(wasm, out, 0, size);
       const extra = slope - 1;
-      for (let i = 0; i < size; i++) target[i] = upstream[i] * (1 + extra * +(output[i] <= 0));
+      for (let i = vectorised; i < size; i++) target[i] = upstream[i] * (1 + extra * +(output[i] <= 0));
       return out;
     },
   },
@@ -124,6 +204,11 @@ function positiveSlope(slope: number): void {
 /** Whether the fused kernels below serve tensors of this dtype on the current backend. */
 export function fusedNormAvailable(x: tf.Tensor): boolean {
   return onWasm() && x.dtype === 'float32';
+}
+
+/** Whether a norm over `columns` channels runs as SIMD passes on the current backend. */
+export function simdNormActive(columns: number): boolean {
+  return onWasm() && columns % 4 === 0 && simdNormOf(wasmOf(tf.backend())) !== undefined;
 }
 
 /** lrelu(standardize(x)) per column of x [R, C] (slope 1: the plain norm) and 1 / std. Wasm only, no gradient. */

@@ -10,6 +10,11 @@ export interface WasmBackendInternals {
   wasm: {
     cwrap(name: string, returnType: null, argumentTypes: string[]): (...args: unknown[]) => void;
     HEAPU8: Uint8Array;
+    _malloc(bytes: number): number;
+    _free(pointer: number): void;
+    /** The heap itself (threaded builds export it; others leave it undefined). */
+    wasmMemory?: WebAssembly.Memory;
+    asm?: { memory?: WebAssembly.Memory };
     tfjs: { registerTensor(id: number, size: number, memoryOffset: number): void; disposeData(id: number): void };
   };
   dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
