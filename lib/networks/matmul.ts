@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { isFrozen } from './frozen';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { sliceLeading } from './wasm-memory-ops';
+import { simdModuleOn } from './wasm-simd';
+import { SimdProductExports, simdProductModuleBytes } from './wasm-simd-products';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
 /**
@@ -17,6 +19,18 @@ import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-view
  */
 
 const BATCHED_KERNEL = 'FseftBatchMatMulViews';
+
+/**
+ * Products of a batch with at most this many rows, or this long an inner dimension, run as the
+ * kit's SIMD function (wasm-simd-products.ts) instead of XNNPACK, which packs the right-hand matrix
+ * for every product (window attention's products with head dimension 4 or 16 ran at 2-9 GFLOP/s).
+ */
+export const productTuning = { smallSideMax: 16 };
+
+/** Whether a batch item [m, k] x [k, n] goes to the SIMD function (on wasm, where it instantiates). */
+export function smallSided(m: number, k: number): boolean {
+  return k > 0 && (m <= productTuning.smallSideMax || k <= productTuning.smallSideMax);
+}
 
 let wasmSinglePair: ((...args: unknown[]) => void) | undefined;
 
@@ -34,6 +48,11 @@ function registerBatchedKernel(): void {
       // b shape, b rank, transpose a, transpose b, out id).
       wasmSinglePair ??= wasm.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
       const out = wasm.makeOutput([batch, m, n], 'float32');
+      const simd = smallSided(m, k) ? simdModuleOn<SimdProductExports>(wasm, 'products', simdProductModuleBytes) : undefined;
+      if (simd) {
+        simd.smallRowsProduct(offsetOf(wasm, a), offsetOf(wasm, b), offsetOf(wasm, out), batch, m, k, n);
+        return out;
+      }
       const shapes = [[1, m, k], [1, k, n]].map((shape) => new Uint8Array(new Int32Array(shape).buffer));
       // Each batch item is a tensor of its own that points into the batch's memory.
       forEachView(wasm, batch, [a, b, out].map((t) => offsetOf(wasm, t)), [m * k, k * n, m * n], (ids) => wasmSinglePair!(ids[0], shapes[0], 3, ids[1], shapes[1], 3, 0, 0, ids[2]));

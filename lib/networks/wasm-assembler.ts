@@ -122,6 +122,11 @@ export const op = {
   i32Mul: [0x6c],
   i32LtU: [0x49],
   i32GeU: [0x4f],
+  i32GtU: [0x4b],
+  f32Load: (offset = 0) => [0x2a, ...memarg(2, offset)],
+  f32Store: (offset = 0) => [0x38, ...memarg(2, offset)],
+  f32Add: [0x92],
+  f32Mul: [0x94],
   /** c ? a : b for a, b, c on the stack. */
   select: [0x1b],
   /** block ... end; `br depth` inside leaves it. */
@@ -134,6 +139,8 @@ export const op = {
   v128Load: (offset = 0) => simd(0x00, ...memarg(4, offset)),
   v128Store: (offset = 0) => simd(0x0b, ...memarg(4, offset)),
   v128Zero: simd(0x0c, ...new Array(16).fill(0)),
+  /** A float32 at the address on the stack plus `offset`, in all four lanes. */
+  v128Load32Splat: (offset = 0) => simd(0x09, ...memarg(2, offset)),
   /** The upper two lanes of a f32x4 moved to the lower two (for promote_low). */
   f32x4UpperToLower: simd(0x0d, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7),
   f32x4Splat: simd(0x13),

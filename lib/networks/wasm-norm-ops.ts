@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { SimdNormExports, columnSums, simdNormModuleBytes } from './wasm-simd-norm';
+import { heapF32, heapF64, simdModuleOn, withScratch } from './wasm-simd';
 import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
 
 /**
@@ -13,45 +14,8 @@ import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, 
  * tfjs-wasm's memory; otherwise JavaScript loops over heap views.
  */
 
-const simdModules = new WeakMap<object, SimdNormExports | null>();
-
-/** The SIMD functions instantiated on this backend's heap, or undefined where that cannot be done. */
 function simdNormOf(wasm: WasmBackendInternals): SimdNormExports | undefined {
-  let exports = simdModules.get(wasm.wasm);
-  if (exports === undefined) {
-    const memory = wasm.wasm.wasmMemory ?? wasm.wasm.asm?.memory;
-    exports = null;
-    if (memory) {
-      try {
-        const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-        const instance = new WebAssembly.Instance(new WebAssembly.Module(simdNormModuleBytes(shared)), { env: { memory } });
-        exports = instance.exports as unknown as SimdNormExports;
-      } catch {
-        // A runtime without wasm SIMD: the JavaScript passes serve.
-        exports = null;
-      }
-    }
-    simdModules.set(wasm.wasm, exports);
-  }
-  return exports ?? undefined;
-}
-
-/** Runs `body` with `bytes` of heap scratch (16-byte aligned), freed afterwards. */
-function withScratch<T>(wasm: WasmBackendInternals, bytes: number, body: (address: number) => T): T {
-  const raw = wasm.wasm._malloc(bytes + 16);
-  try {
-    return body(raw + ((16 - (raw % 16)) % 16));
-  } finally {
-    wasm.wasm._free(raw);
-  }
-}
-
-function heapF64(wasm: WasmBackendInternals, address: number, length: number): Float64Array {
-  return new Float64Array(wasm.wasm.HEAPU8.buffer, address, length);
-}
-
-function heapF32(wasm: WasmBackendInternals, address: number, length: number): Float32Array {
-  return new Float32Array(wasm.wasm.HEAPU8.buffer, address, length);
+  return simdModuleOn<SimdNormExports>(wasm, 'norm', simdNormModuleBytes);
 }
 
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
