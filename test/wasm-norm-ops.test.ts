@@ -4,6 +4,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { instanceNorm } from '../lib/networks/ops';
 import { leakyReluGradientFused, simdNormActive, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
+import { withScratch } from '../lib/networks/wasm-simd';
+import { WasmBackendInternals } from '../lib/networks/wasm-views';
 import { Rng } from '../lib/util/random';
 
 const values = (n: number, seed: number, mean = 0, std = 1) => {
@@ -104,4 +106,13 @@ test('fused instance norm refuses a slope of 0: its gradient recovers the input 
   const x = tf.tensor2d([1, 2, 3, 4], [2, 2]);
   assert.throws(() => standardizeRowsFused(x, 0, 1e-5), /slope 0 must be positive/);
   x.dispose();
+});
+
+test('heap scratch past 2 GiB: the address of malloc\'s negative i32 result is read unsigned, 16-byte aligned, and freed', () => {
+  const freed: number[] = [];
+  const fake = { wasm: { _malloc: () => -1724569992, _free: (p: number) => freed.push(p) } } as unknown as WasmBackendInternals;
+  const address = withScratch(fake, 64, (a) => a);
+  assert.equal(address, 2570397312, 'the unsigned address, rounded up to 16 bytes');
+  assert.equal(address % 16, 0);
+  assert.deepEqual(freed, [2570397304]);
 });

@@ -32,7 +32,8 @@ export function simdModuleOn<T>(wasm: WasmBackendInternals, name: string, build:
 
 /** Runs `body` with `bytes` of heap scratch (16-byte aligned), freed afterwards. */
 export function withScratch<T>(wasm: WasmBackendInternals, bytes: number, body: (address: number) => T): T {
-  const raw = wasm.wasm._malloc(bytes + 16);
+  // malloc's i32 result is negative for an address past 2 GiB; views need it unsigned.
+  const raw = wasm.wasm._malloc(bytes + 16) >>> 0;
   try {
     return body(raw + ((16 - (raw % 16)) % 16));
   } finally {
