@@ -150,6 +150,8 @@ export const op = {
   f32x4Add: simd(0xe4),
   f32x4Sub: simd(0xe5),
   f32x4Mul: simd(0xe6),
+  f32x4Sqrt: simd(0xe3),
+  f32x4Div: simd(0xe7),
   f64x2Add: simd(0xf0),
   f64x2Mul: simd(0xf2),
 };

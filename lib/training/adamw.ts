@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { variableOf } from '../networks/ops';
+import { adamwFused, fusedAdamWAvailable } from './wasm-adamw';
 
 export interface AdamWOptions {
   learningRate: number;
@@ -13,7 +14,7 @@ export interface AdamWOptions {
 /**
  * AdamW (Loshchilov & Hutter) exactly as PyTorch's torch.optim.AdamW: decoupled weight decay
  * p <- p - lr * wd * p, then the bias-corrected Adam step. The learning rate may change between
- * steps (schedules).
+ * steps (schedules). On wasm each variable's update is one fused pass (wasm-adamw.ts).
  */
 export class AdamW {
   private step = 0;
@@ -47,6 +48,16 @@ export class AdamW {
         this.moments.set(variable, state);
       }
       const { m, v } = state;
+      if (fusedAdamWAvailable(variable) && gradient.dtype === 'float32') {
+        const decay = this.weightDecay > 0 ? 1 - lr * this.weightDecay : 1;
+        const [p2, m2, v2] = adamwFused(variable, gradient, m, v, { beta1: this.beta1, beta2: this.beta2, decay, stepSize: lr / correction1, correction2, epsilon: this.epsilon });
+        variable.assign(p2);
+        m.assign(m2);
+        v.assign(v2);
+        tf.dispose([p2, m2, v2]);
+        gradient.dispose();
+        continue;
+      }
       tf.tidy(() => {
         m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(gradient, 1 - this.beta1)));
         v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(gradient), 1 - this.beta2)));
