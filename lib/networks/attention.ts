@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batchMatMulValue } from './matmul';
 import { sliceLeading, sumRows } from './wasm-memory-ops';
+import { softmaxBackward } from './wasm-softmax';
 
 /**
  * Window self-attention softmax(q k^T + bias + mask) v as one op with its own gradient, computed a
@@ -76,7 +77,7 @@ export function windowAttention(q: tf.Tensor3D, kT: tf.Tensor3D, v: tf.Tensor3D,
             let dp = batchMatMulValue(dOut, swap(vc));
             if (keep) dp = tf.mul(dp, keep) as tf.Tensor3D;
             // Softmax backward: dS = P (dP - rowsum(dP P)).
-            const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))) as tf.Tensor3D;
+            const ds = softmaxBackward(p, dp);
             const dq = batchMatMulValue(ds, swap(kTc));
             const dkT = batchMatMulValue(swap(qc), ds);
             const dBias = sumRows(tf.reshape(ds, [chunk.count, heads * tokens * tokens]) as tf.Tensor2D);

@@ -126,6 +126,8 @@ export const op = {
   f32Load: (offset = 0) => [0x2a, ...memarg(2, offset)],
   f32Store: (offset = 0) => [0x38, ...memarg(2, offset)],
   f32Add: [0x92],
+  f32Sub: [0x93],
+  i32And: [0x71],
   f32Mul: [0x94],
   /** c ? a : b for a, b, c on the stack. */
   select: [0x1b],
@@ -144,6 +146,7 @@ export const op = {
   /** The upper two lanes of a f32x4 moved to the lower two (for promote_low). */
   f32x4UpperToLower: simd(0x0d, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7),
   f32x4Splat: simd(0x13),
+  f32x4ExtractLane: (lane: number) => simd(0x1f, lane),
   f32x4Gt: simd(0x44),
   v128Bitselect: simd(0x52),
   f64x2PromoteLow: simd(0x5f),
