@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { labelValues } from '../lib/cli/commands/preprocess';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Affine, applyAffine } from '../lib/io/affine';
@@ -139,4 +140,10 @@ test('real example: shape and affine as MONAI, stored-orientation invariance, la
   let same = 0;
   for (let i = 0; i < result.label!.data.length; i++) if (fromLps.label!.data[i] === result.label!.data[i]) same++;
   assert.ok(same / result.label!.data.length > 0.99, `label agreement ${same / result.label!.data.length}`);
+});
+
+test('the preprocess summary lists label values ascending: flags for 8- and 16-bit labels, a set otherwise', () => {
+  assert.deepEqual(labelValues(Uint8Array.from([3, 0, 255, 3, 1])), [0, 1, 3, 255]);
+  assert.deepEqual(labelValues(Uint16Array.from([300, 0, 65535, 2])), [0, 2, 300, 65535]);
+  assert.deepEqual(labelValues(Float32Array.from([2.5, -1, 2.5, 0])), [-1, 0, 2.5]);
 });

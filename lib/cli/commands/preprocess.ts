@@ -73,13 +73,19 @@ export async function preprocessCommand(options: Options): Promise<void> {
   refuseOverwritingInputs([imageOut, labelOut], [image!, ...(label ? [label] : [])]);
   await withOutputDirectory(out, async () => {
     const started = Date.now();
-    const source = await readNifti(image!, { frame });
-    const sourceLabel = label ? await readNifti(label, { frame }) : undefined;
+    // Both files inflate at once, on the thread pool.
+    const reads = await Promise.allSettled([readNifti(image!, { frame }), label ? readNifti(label, { frame }) : undefined]);
+    const unread = reads.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (unread) throw unread.reason;
+    const [source, sourceLabel] = reads.map((r) => (r as PromiseFulfilledResult<Volume | undefined>).value);
+    if (!source) throw new FseftError('no image was read', image);
     const result = preprocessCase({ image: source, label: sourceLabel, imageFile: image, labelFile: label }, preprocessOptions);
     // Both files or neither: each write is atomic, and a failure removes what was already written.
     try {
-      await writeNifti(imageOut, result.image, { compression });
-      if (result.label) await writeNifti(labelOut, result.label, { compression });
+      // Settled, not raced: a failed write must not leave the other file arriving after the cleanup.
+      const writes = await Promise.allSettled([writeNifti(imageOut, result.image, { compression }), result.label ? writeNifti(labelOut, result.label, { compression }) : undefined]);
+      const failed = writes.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (error) {
       await Promise.all([imageOut, labelOut].map((f) => fs.promises.rm(f, { force: true })));
       throw error;
@@ -88,14 +94,22 @@ export async function preprocessCommand(options: Options): Promise<void> {
   });
 }
 
+/** The distinct values of a label, ascending. Preprocessed labels are 8- or 16-bit: a flag per value, not a Set of 18 M entries (a quarter of a second). */
+export function labelValues(data: Volume['data']): number[] {
+  if (data instanceof Uint8Array || data instanceof Uint16Array) {
+    const seen = new Uint8Array(data instanceof Uint8Array ? 256 : 65536);
+    for (let i = 0; i < data.length; i++) seen[data[i]] = 1;
+    const values: number[] = [];
+    seen.forEach((flag, value) => flag && values.push(value));
+    return values;
+  }
+  return [...new Set<number>(data)].sort((a, b) => a - b);
+}
+
 function summaryLine(source: Volume, image: Volume, label: Volume | undefined, seconds: number, out: string): string {
   const grid = (v: Volume) => `${v.shape.join('x')} @ ${v.spacing.map((s) => +s.toFixed(3)).join('x')} mm ${v.orientation}`;
   let text = `${grid(source)} -> ${grid(image)}`;
-  if (label) {
-    const values = new Set<number>(label.data);
-    values.delete(0);
-    text += `, label values ${[...values].sort((a, b) => a - b).join(',')}`;
-  }
+  if (label) text += `, label values ${labelValues(label.data).filter((v) => v !== 0).join(',')}`;
   const [min, max] = valueRange(image.data);
   return `${text}, intensities ${min.toFixed(2)}..${max.toFixed(2)}, ${seconds.toFixed(2)} s -> ${out}`;
 }
