@@ -3,9 +3,9 @@ import { AssembledFunction, ValueType, assembleModule, forEachAddress, op } from
 /**
  * Instance norm's passes as 128-bit SIMD functions on tfjs-wasm's own memory. Rows are voxels and
  * columns channels (channels-last), 4 columns to a vector, so the column count must be a multiple
- * of 4. Statistics go to float64 accumulators: rows are taken in blocks of 64 whose float64 sums
- * (each f32 lane promoted) are added to memory, so every column's sums are exact to float64 as in
- * the JavaScript kernels. Every function takes a range of rows, so that threads can share a pass.
+ * of 4. Statistics accumulate in float64, as in the JavaScript kernels: rows are taken in blocks of
+ * 64 whose sums (each float32 lane promoted) are added to accumulators in memory. Every function
+ * takes a range of rows, so that threads could share a pass.
  *
  * Accumulators: 64 bytes per group of 4 columns, [first sum lanes 0-1, lanes 2-3, second sum
  * lanes 0-1, lanes 2-3] as float64; `columnSums` unpacks them.

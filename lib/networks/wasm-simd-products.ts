@@ -1,13 +1,13 @@
 import { AssembledFunction, ValueType, assembleModule, op } from './wasm-assembler';
 
 /**
- * A batch of matrix products c[p] = a[p] b[p] for a [M, K], b [K, N], as a 128-bit SIMD function on tfjs-wasm's memory. XNNPACK packs the right-hand matrix for
- * every product; with M = 4 (window attention's head dimension at F = 12, in its gradients) that
- * packing costs more than the product, and it ran at about 2 GFLOP/s. Here 4 rows of a meet 8
- * columns of b at a time: 8 accumulators, and each element of a is broadcast once per 8 columns.
- * Columns left over go 4 at a time, then one at a time; rows left over, one at a time. The same
- * loop serves products with a short inner dimension (K = 4 or 16: attention scores), where
- * XNNPACK ran at 2-9 GFLOP/s.
+ * A batch of matrix products c[p] = a[p] b[p] for a [M, K], b [K, N], as a 128-bit SIMD function
+ * on tfjs-wasm's memory. XNNPACK packs the right-hand matrix for every product; with M = 4 (window
+ * attention's head dimension at F = 12, in its gradients) that packing costs more than the
+ * product, and it ran at about 2 GFLOP/s. Here 4 rows of a meet 8 columns of b at a time: 8
+ * accumulators, and each element of a is broadcast once per 8 columns. Columns left over go 4 at
+ * a time, then one at a time; rows left over, one at a time. Products with a short inner dimension
+ * (K = 4 or 16: the attention scores) take the same loop, 3-10 % faster than XNNPACK there.
  */
 
 type Local = 'a' | 'b' | 'c' | 'batch' | 'm' | 'k' | 'n'
