@@ -97,6 +97,16 @@ export function assembleModule(memory: MemoryImport, functions: AssembledFunctio
   ]);
 }
 
+/**
+ * Local indices by name (parameters first) and the value types of parameters and locals, for an
+ * AssembledFunction's params and locals.
+ */
+export function localFrame<P extends string, L extends string>(params: Array<[P, ValueType]>, locals: Array<[L, ValueType]>) {
+  const index = {} as Record<P | L, number>;
+  [...params, ...locals].forEach(([n], i) => (index[n] = i));
+  return { index, params: params.map(([, t]) => t), locals: locals.map(([, t]) => t) };
+}
+
 function simd(opcode: number, ...immediates: number[]): number[] {
   return [0xfd, ...unsignedLeb(opcode), ...immediates];
 }

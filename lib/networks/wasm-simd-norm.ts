@@ -1,4 +1,4 @@
-import { AssembledFunction, ValueType, assembleModule, forEachAddress, op } from './wasm-assembler';
+import { AssembledFunction, ValueType, assembleModule, forEachAddress, localFrame, op } from './wasm-assembler';
 
 /**
  * Instance norm's passes as 128-bit SIMD functions on tfjs-wasm's own memory. Rows are voxels and
@@ -13,11 +13,23 @@ import { AssembledFunction, ValueType, assembleModule, forEachAddress, op } from
 
 const ROW_BLOCK = 64;
 
-/** Local indices by name, parameters first. */
-function frame<P extends string, L extends string>(params: Array<[P, ValueType]>, locals: Array<[L, ValueType]>) {
-  const index = {} as Record<P | L, number>;
-  [...params, ...locals].forEach(([n], i) => (index[n] = i));
-  return { index, params: params.map(([, t]) => t), locals: locals.map(([, t]) => t) };
+/**
+ * `perGroup` for every group of 4 columns (byte offset gOff) of every row from rowStart to rowEnd
+ * of the matrix at `base`; p is the row's address. Also sets rowBytes.
+ */
+function overRowGroups(L: Record<'cols' | 'rowBytes' | 'rowStart' | 'rowEnd' | 'p' | 'end' | 'gOff', number>, base: number, perGroup: number[][]): number[][] {
+  return [
+    op.get(L.cols), op.i32(4), op.i32Mul, op.set(L.rowBytes),
+    op.get(base), op.get(L.rowStart), op.get(L.rowBytes), op.i32Mul, op.i32Add, op.set(L.p),
+    op.get(base), op.get(L.rowEnd), op.get(L.rowBytes), op.i32Mul, op.i32Add, op.set(L.end),
+    op.block(
+      op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
+      forEachAddress(L.p, L.end, op.get(L.rowBytes), [
+        op.i32(0), op.set(L.gOff),
+        forEachAddress(L.gOff, L.rowBytes, op.i32(16), perGroup),
+      ]),
+    ),
+  ];
 }
 
 const STAT_LOCALS: Array<[string, ValueType]> = [
@@ -33,7 +45,7 @@ const STAT_LOCALS: Array<[string, ValueType]> = [
 function statsFunction(kind: 'norm' | 'gradient'): AssembledFunction {
   // One signature for both (slope and z unused by the norm's): x is dz for the gradient.
   const params: Array<[string, ValueType]> = [['x', 'i32'], ['rowStart', 'i32'], ['rowEnd', 'i32'], ['cols', 'i32'], ['acc', 'i32'], ['slope', 'f32'], ['z', 'i32']];
-  const { index: L, params: types, locals } = frame(params, STAT_LOCALS);
+  const { index: L, params: types, locals } = localFrame(params, STAT_LOCALS);
   const promoteBoth = (value: number, low: number, high: number): number[][] => [
     op.get(low), op.get(value), op.f64x2PromoteLow, op.f64x2Add, op.set(low),
     op.get(high), op.get(value), op.get(value), op.f32x4UpperToLower, op.f64x2PromoteLow, op.f64x2Add, op.set(high),
@@ -87,7 +99,7 @@ function statsFunction(kind: 'norm' | 'gradient'): AssembledFunction {
 
 /** out = lrelu((x - mean) scale) per column; params: mean[cols], scale[cols] as float32. */
 function normalizeFunction(): AssembledFunction {
-  const { index: L, params, locals } = frame(
+  const { index: L, params, locals } = localFrame(
     [['x', 'i32'], ['out', 'i32'], ['rowStart', 'i32'], ['rowEnd', 'i32'], ['cols', 'i32'], ['params', 'i32'], ['slope', 'f32']],
     [['rowBytes', 'i32'], ['p', 'i32'], ['end', 'i32'], ['outDelta', 'i32'], ['gOff', 'i32'], ['slopeV', 'v128'], ['y', 'v128'], ['rowEndAddress', 'i32']],
   );
@@ -101,18 +113,9 @@ function normalizeFunction(): AssembledFunction {
     op.v128Store(),
   ];
   const body = [
-    op.get(L.cols), op.i32(4), op.i32Mul, op.set(L.rowBytes),
     op.get(L.slope), op.f32x4Splat, op.set(L.slopeV),
     op.get(L.out), op.get(L.x), op.i32Sub, op.set(L.outDelta),
-    op.get(L.x), op.get(L.rowStart), op.get(L.rowBytes), op.i32Mul, op.i32Add, op.set(L.p),
-    op.get(L.x), op.get(L.rowEnd), op.get(L.rowBytes), op.i32Mul, op.i32Add, op.set(L.end),
-    op.block(
-      op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
-      forEachAddress(L.p, L.end, op.get(L.rowBytes), [
-        op.i32(0), op.set(L.gOff),
-        forEachAddress(L.gOff, L.rowBytes, op.i32(16), perGroup),
-      ]),
-    ),
+    ...overRowGroups(L, L.x, perGroup),
   ].flat();
   return { name: 'normalize', params, locals, body };
 }
@@ -122,7 +125,7 @@ function normalizeFunction(): AssembledFunction {
  * params: rstd[cols], mean(g)[cols], mean(g y)[cols] as float32.
  */
 function gradientFunction(): AssembledFunction {
-  const { index: L, params, locals } = frame(
+  const { index: L, params, locals } = localFrame(
     [['dz', 'i32'], ['z', 'i32'], ['out', 'i32'], ['rowStart', 'i32'], ['rowEnd', 'i32'], ['cols', 'i32'], ['params', 'i32'], ['slope', 'f32'], ['invSlope', 'f32']],
     [['rowBytes', 'i32'], ['p', 'i32'], ['end', 'i32'], ['zDelta', 'i32'], ['outDelta', 'i32'], ['gOff', 'i32'], ['slopeV', 'v128'], ['invV', 'v128'], ['d', 'v128'], ['w', 'v128'], ['mask', 'v128'], ['pg', 'i32']],
   );
@@ -141,27 +144,18 @@ function gradientFunction(): AssembledFunction {
     op.v128Store(),
   ];
   const body = [
-    op.get(L.cols), op.i32(4), op.i32Mul, op.set(L.rowBytes),
     op.get(L.slope), op.f32x4Splat, op.set(L.slopeV),
     op.get(L.invSlope), op.f32x4Splat, op.set(L.invV),
     op.get(L.z), op.get(L.dz), op.i32Sub, op.set(L.zDelta),
     op.get(L.out), op.get(L.dz), op.i32Sub, op.set(L.outDelta),
-    op.get(L.dz), op.get(L.rowStart), op.get(L.rowBytes), op.i32Mul, op.i32Add, op.set(L.p),
-    op.get(L.dz), op.get(L.rowEnd), op.get(L.rowBytes), op.i32Mul, op.i32Add, op.set(L.end),
-    op.block(
-      op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
-      forEachAddress(L.p, L.end, op.get(L.rowBytes), [
-        op.i32(0), op.set(L.gOff),
-        forEachAddress(L.gOff, L.rowBytes, op.i32(16), perGroup),
-      ]),
-    ),
+    ...overRowGroups(L, L.dz, perGroup),
   ].flat();
   return { name: 'normGradient', params, locals, body };
 }
 
 /** out = dy where z > 0, slope dy elsewhere, over `bytes` (a multiple of 16) from each address. */
 function leakyGradientFunction(): AssembledFunction {
-  const { index: L, params, locals } = frame(
+  const { index: L, params, locals } = localFrame(
     [['dy', 'i32'], ['z', 'i32'], ['out', 'i32'], ['bytes', 'i32'], ['slope', 'f32']],
     [['p', 'i32'], ['end', 'i32'], ['zDelta', 'i32'], ['outDelta', 'i32'], ['slopeV', 'v128'], ['d', 'v128']],
   );

@@ -1,4 +1,4 @@
-import { AssembledFunction, ValueType, assembleModule, op } from './wasm-assembler';
+import { AssembledFunction, ValueType, assembleModule, localFrame, op } from './wasm-assembler';
 
 /**
  * A batch of matrix products c[p] = a[p] b[p] for a [M, K], b [K, N], as a 128-bit SIMD function
@@ -21,7 +21,7 @@ const LOCALS: Array<[Local, ValueType]> = [
   ...(['b0', 'b1', 'splat', 'x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7'] as Local[]).map((n): [Local, ValueType] => [n, 'v128']),
   ...(['f0', 'f1', 'f2', 'f3', 'bScalar'] as Local[]).map((n): [Local, ValueType] => [n, 'f32']),
 ];
-const L = Object.fromEntries([...PARAMS, ...LOCALS].map(([n], i) => [n, i])) as Record<Local, number>;
+const { index: L, params: PARAM_TYPES, locals: LOCAL_TYPES } = localFrame(PARAMS, LOCALS);
 
 /** Address of row `r` (0-3) of the current block of a's rows at the current k. */
 function aAddress(r: number): number[][] {
@@ -80,6 +80,21 @@ function columnBlock(vectors: 2 | 1 | 0, rows: 4 | 1): number[][] {
   ];
 }
 
+/** Blocks of `rows` rows from r0 while r0 + rows <= m, each over every column. */
+function rowBlocks(rows: 4 | 1): number[] {
+  return op.block(
+    op.loop(
+      op.get(L.r0), op.i32(rows), op.i32Add, op.get(L.m), op.i32GtU, op.brIf(1),
+      op.i32(0), op.set(L.j),
+      ...columnBlock(2, rows),
+      ...columnBlock(1, rows),
+      ...columnBlock(0, rows),
+      op.get(L.r0), op.i32(rows), op.i32Add, op.set(L.r0),
+      op.br(0),
+    ),
+  );
+}
+
 function smallRowsProductFunction(): AssembledFunction {
   const body = [
     op.get(L.k), op.i32(4), op.i32Mul, op.tee(L.k4), op.get(L.k4), op.i32Add, op.tee(L.k8), op.get(L.k4), op.i32Add, op.set(L.k12),
@@ -92,35 +107,14 @@ function smallRowsProductFunction(): AssembledFunction {
         op.get(L.b), op.get(L.pair), op.get(L.k), op.i32Mul, op.get(L.n4), op.i32Mul, op.i32Add, op.set(L.bP),
         op.get(L.c), op.get(L.pair), op.get(L.m), op.i32Mul, op.get(L.n4), op.i32Mul, op.i32Add, op.set(L.cP),
         op.i32(0), op.set(L.r0),
-        op.block(
-          op.loop(
-            // while r0 + 4 <= m
-            op.get(L.r0), op.i32(4), op.i32Add, op.get(L.m), op.i32GtU, op.brIf(1),
-            op.i32(0), op.set(L.j),
-            ...columnBlock(2, 4),
-            ...columnBlock(1, 4),
-            ...columnBlock(0, 4),
-            op.get(L.r0), op.i32(4), op.i32Add, op.set(L.r0),
-            op.br(0),
-          ),
-        ),
-        op.block(
-          op.loop(
-            op.get(L.r0), op.get(L.m), op.i32GeU, op.brIf(1),
-            op.i32(0), op.set(L.j),
-            ...columnBlock(2, 1),
-            ...columnBlock(1, 1),
-            ...columnBlock(0, 1),
-            op.get(L.r0), op.i32(1), op.i32Add, op.set(L.r0),
-            op.br(0),
-          ),
-        ),
+        rowBlocks(4),
+        rowBlocks(1),
         op.get(L.pair), op.i32(1), op.i32Add, op.set(L.pair),
         op.br(0),
       ),
     ),
   ].flat();
-  return { name: 'smallRowsProduct', params: PARAMS.map(([, t]) => t), locals: LOCALS.map(([, t]) => t), body };
+  return { name: 'smallRowsProduct', params: PARAM_TYPES, locals: LOCAL_TYPES, body };
 }
 
 export interface SimdProductExports {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { AssembledFunction, ValueType, assembleModule, forEachAddress, op } from './wasm-assembler';
+import { AssembledFunction, ValueType, assembleModule, forEachAddress, localFrame, op } from './wasm-assembler';
 import { simdModuleOn } from './wasm-simd';
 import { offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
 
@@ -17,7 +17,7 @@ function softmaxBackwardFunction(): AssembledFunction {
     ['row', 'i32'], ['end', 'i32'], ['rowBytes', 'i32'], ['vectorBytes', 'i32'], ['dpDelta', 'i32'], ['outDelta', 'i32'], ['o', 'i32'],
     ['dot', 'f32'], ['acc', 'v128'], ['dotV', 'v128'],
   ];
-  const L = Object.fromEntries([...params, ...locals].map(([n], i) => [n, i])) as Record<Local, number>;
+  const { index: L, params: paramTypes, locals: localTypes } = localFrame(params, locals);
   const here = [op.get(L.row), op.get(L.o), op.i32Add];
   /** A loop over byte offsets o from `from` while o < `to`, by `step`, skipped when empty. */
   const offsets = (from: number[][], to: Local, step: number, body: number[][]) => [
@@ -57,7 +57,7 @@ function softmaxBackwardFunction(): AssembledFunction {
       ]),
     ),
   ].flat();
-  return { name: 'softmaxBackward', params: params.map(([, t]) => t), locals: locals.map(([, t]) => t), body };
+  return { name: 'softmaxBackward', params: paramTypes, locals: localTypes, body };
 }
 
 function softmaxModuleBytes(shared: boolean): Uint8Array {

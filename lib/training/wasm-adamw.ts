@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { AssembledFunction, ValueType, assembleModule, forEachAddress, op } from '../networks/wasm-assembler';
+import { AssembledFunction, ValueType, assembleModule, forEachAddress, localFrame, op } from '../networks/wasm-assembler';
 import { simdModuleOn } from '../networks/wasm-simd';
 import { floatsOf, offsetOf, onWasm, registerWasmKernels, wasmOf } from '../networks/wasm-views';
 
@@ -26,7 +26,7 @@ function adamwFunction(): AssembledFunction {
     ...(['b1', 'b1c', 'b2', 'b2c', 'decay', 'stepSize', 'c2inv', 'eps'] as Local[]).map((n): [Local, ValueType] => [n, 'f32']),
   ];
   const locals: Array<[Local, ValueType]> = [['offset', 'i32'], ...(['gv', 'mv', 'vv', 'B1', 'B1c', 'B2', 'B2c', 'Decay', 'Step', 'C2', 'Eps'] as Local[]).map((n): [Local, ValueType] => [n, 'v128'])];
-  const L = Object.fromEntries([...params, ...locals].map(([n], i) => [n, i])) as Record<Local, number>;
+  const { index: L, params: paramTypes, locals: localTypes } = localFrame(params, locals);
   const at = (base: Local): number[][] => [op.get(L[base]), op.get(L.offset), op.i32Add];
   const splat = (scalar: Local, vector: Local): number[][] => [op.get(L[scalar]), op.f32x4Splat, op.set(L[vector])];
   const body = [
@@ -55,7 +55,7 @@ function adamwFunction(): AssembledFunction {
       ]),
     ),
   ].flat();
-  return { name: 'adamw', params: params.map(([, t]) => t), locals: locals.map(([, t]) => t), body };
+  return { name: 'adamw', params: paramTypes, locals: localTypes, body };
 }
 
 function adamwModuleBytes(shared: boolean): Uint8Array {

@@ -74,24 +74,26 @@ export async function preprocessCommand(options: Options): Promise<void> {
   await withOutputDirectory(out, async () => {
     const started = Date.now();
     // Both files inflate at once, on the thread pool.
-    const reads = await Promise.allSettled([readNifti(image!, { frame }), label ? readNifti(label, { frame }) : undefined]);
-    const unread = reads.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (unread) throw unread.reason;
-    const [source, sourceLabel] = reads.map((r) => (r as PromiseFulfilledResult<Volume | undefined>).value);
-    if (!source) throw new FseftError('no image was read', image);
+    const [source, sourceLabel] = await allSettled([readNifti(image!, { frame }), label ? readNifti(label, { frame }) : undefined] as const);
     const result = preprocessCase({ image: source, label: sourceLabel, imageFile: image, labelFile: label }, preprocessOptions);
     // Both files or neither: each write is atomic, and a failure removes what was already written.
     try {
       // Settled, not raced: a failed write must not leave the other file arriving after the cleanup.
-      const writes = await Promise.allSettled([writeNifti(imageOut, result.image, { compression }), result.label ? writeNifti(labelOut, result.label, { compression }) : undefined]);
-      const failed = writes.find((w): w is PromiseRejectedResult => w.status === 'rejected');
-      if (failed) throw failed.reason;
+      await allSettled([writeNifti(imageOut, result.image, { compression }), result.label ? writeNifti(labelOut, result.label, { compression }) : undefined]);
     } catch (error) {
       await Promise.all([imageOut, labelOut].map((f) => fs.promises.rm(f, { force: true })));
       throw error;
     }
     console.log(summaryLine(source, result.image, result.label, (Date.now() - started) / 1000, out));
   });
+}
+
+/** Waits for every promise, then throws the first rejection if any: unlike Promise.all, nothing is still running when it throws. */
+async function allSettled<T extends readonly unknown[]>(promises: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
 }
 
 /** The distinct values of a label, ascending. Preprocessed labels are 8- or 16-bit: a flag per value, not a Set of 18 M entries (a quarter of a second). */
