@@ -219,8 +219,13 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.ok('lkidney' in source.dice && 'liver' in source.dice, 'the source table has every organ');
   assert.match(run.stdout, /\| all \(6\) \|/);
   const provenance = JSON.parse(fs.readFileSync(path.join(out, 'stage4', 'config.json'), 'utf8')).provenance;
-  assert.deepEqual(Object.keys(provenance.validation), ['source-held-out', 'target-site-b']);
+  assert.deepEqual(Object.keys(provenance.validation), ['source-held-out', 'target-site-b', 'source-fresh', 'target-fresh']);
   assert.equal(provenance.validation['source-held-out'].dice.liver, Math.round(source.dice.liver * 1e4) / 1e4);
+  const fresh = JSON.parse(fs.readFileSync(path.join(out, 'stage4', 'validation-source-fresh.json'), 'utf8'));
+  assert.deepEqual(Object.keys(fresh.datasets), ['held-out-source']);
+  assert.equal(fresh.datasets['held-out-source'].perCase.length, 2);
+  assert.deepEqual(Object.keys(fresh.dice).sort(), ['aorta', 'duodenum', 'esophagus', 'gall', 'liver', 'lkidney', 'pancreas', 'postcava', 'rkidney', 'spleen', 'stomach'], 'every fresh volume labels the eleven organs');
+  assert.match(run.stdout, /\| held-out-site-b \(2\) \|/);
   const again = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'train-default-model.sh'), out], { encoding: 'utf8', env, cwd: REPO_ROOT });
   assert.equal(again.status, 0, again.stderr.slice(-3000));
   assert.equal(fs.readFileSync(path.join(out, 'stage4', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'a finished run is not trained again');
