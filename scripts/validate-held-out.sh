@@ -20,12 +20,12 @@ cases=12
 fseft="node dist/lib/cli/main.js"
 [ -n "${FSEFT_SKIP_BUILD:-}" ] || npm run build --silent
 organs=spleen,rkidney,lkidney,gall,esophagus,liver,stomach,aorta,postcava,pancreas,duodenum
-for institution in source site-b; do
-  seed=5000
-  [ "$institution" = source ] || seed=6000
+# institution, seed, record name
+for run in source,5000,source-fresh site-b,6000,target-fresh; do
+  IFS=, read -r institution seed record <<< "$run"
   $fseft synth --out "$work/raw-$institution" --name "held-out-$institution" --cases "$cases" --seed "$seed" \
     --institution "$institution" --organs "$organs" --spacing-scale 2
   $fseft preprocess --data "$work/raw-$institution" --out "$work/prep-$institution-${spacing}mm" --spacing "$spacing"
+  $fseft validate --model "$model" --data "$work/prep-$institution-${spacing}mm/collection.json" \
+    --out "$model/validation-$record.json" --record "$record"
 done
-$fseft validate --model "$model" --data "$work/prep-source-${spacing}mm/collection.json" --out "$model/validation-source-fresh.json" --record source-fresh
-$fseft validate --model "$model" --data "$work/prep-site-b-${spacing}mm/collection.json" --out "$model/validation-target-fresh.json" --record target-fresh
