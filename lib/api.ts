@@ -27,7 +27,7 @@ import { hausdorff95, surfaceDice } from './metrics/distance';
 import { dice } from './metrics/overlap';
 import { ModelManifest, ModelPreprocessing, headChannelOf, loadNamedModel, modelPreprocessing } from './networks/model-io';
 import { SwinUNETR } from './networks/swin-unetr';
-import { StepRecord, SupportVolume, adaptToOrgan } from './training/adapt';
+import { StepRecord, SupportVolume, adaptToOrgan, adaptationCrop } from './training/adapt';
 import { RecipeName, recipeByName, recipeGamma, recipeHead, recipeMultiClassDice, recipeQueryDice, recipeTraining } from './training/recipes';
 import { writeFileAtomic } from './util/atomic-write';
 import { FseftError } from './util/errors';
@@ -69,6 +69,11 @@ export interface AdaptRequest {
   epochs?: number;
   learningRate?: number;
   cropsPerStep?: number;
+  /**
+   * Edge of the training crops in voxels (one number or three). Default: the model's
+   * `adaptationRoi` for frozen-backbone methods, its `roi` for methods that run the network on crops.
+   */
+  crop?: number | [number, number, number];
   seed?: number;
   /** Scratch only: start from this model's Swin encoder (e.g. a self-supervised one), as the reference code; default random. */
   scratchEncoder?: FoundationModel;
@@ -91,6 +96,8 @@ export interface AdaptSettings {
   epochs: number;
   learningRate: number;
   crops: number;
+  /** Edge of each training crop (voxels). */
+  cropSize: [number, number, number];
   seed: number;
   ti?: { lambda: number; gamma: number; form: SizeConstraintForm; pool: number; query: string; targetSize?: number };
   scratchInit?: string;
@@ -208,7 +215,7 @@ export class FoundationModel {
     const decoder = parseDecoderMode(request.decoder, method);
     const frozen = inputOf(method, decoder) !== 'image';
     if (request.ti && !frozen) throw new FseftError(`transductive inference trains on cached backbone features (lp, the adapters, ft-last); ${decoder === 'frozen' ? method : `a ${decoder} decoder`} changes the network`);
-    const roi = this.preprocessing.roi;
+    const roi = adaptationCrop(this.preprocessing, method, decoder, request.crop);
     const featuresOf = (file: string, c: PreparedCase): BackboneFeatures | undefined => (frozen ? this.featuresOf(file, c, { decoderInputs: inputOf(method, decoder) === 'decoder' }) : undefined);
     const total = request.supports.length + (request.ti ? 1 : 0);
     const supports: SupportVolume[] = [];
@@ -259,6 +266,7 @@ export class FoundationModel {
       epochs,
       learningRate,
       crops,
+      cropSize: roi,
       seed,
       ti: ti && { ...ti, query: query!.ct.image, targetSize: result.targetSize },
       scratchInit: method === 'scratch' ? (request.scratchEncoder ? `${request.scratchEncoder.dir} (${request.scratchEncoder.fingerprint})` : 'random') : undefined,
@@ -280,7 +288,8 @@ export class FoundationModel {
       history,
       targetSize: training.ti?.targetSize,
       seconds: 0,
-      settings: training as AdaptSettings,
+      // Adapters saved before crops could be chosen trained on crops of the model's ROI.
+      settings: { ...training, cropSize: training.cropSize ?? this.preprocessing.roi } as AdaptSettings,
     });
   }
 

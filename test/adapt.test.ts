@@ -7,9 +7,10 @@ import { BackboneFeatures } from '../lib/inference/features';
 import { adapterProbabilities, probabilitiesToLabels, probabilitiesToMask } from '../lib/inference/segment';
 import { Shape3, Volume } from '../lib/io/volume';
 import { dice } from '../lib/metrics/overlap';
+import { ModelPreprocessing } from '../lib/networks/model-io';
 import { SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { volumeToGrid } from '../lib/networks/volume-tensor';
-import { AdaptOptions, DEFAULT_ADAPT, SupportVolume, adaptToOrgan, estimateTargetSize, sampleCropStarts, shouldStopEarly } from '../lib/training/adapt';
+import { AdaptOptions, DEFAULT_ADAPT, SupportVolume, adaptToOrgan, adaptationCrop, estimateTargetSize, sampleCropStarts, shouldStopEarly } from '../lib/training/adapt';
 import { RECIPES } from '../lib/training/recipes';
 import { Rng } from '../lib/util/random';
 import { diagonalAffine, volumeFrom } from './helpers';
@@ -253,4 +254,37 @@ test('a multi-class head (background + softmax over two organs) learns both on f
     () => adaptToOrgan(tinyBackbone(), [support], { organs: [undefined, undefined] }, options('lp', { epochs: 1, ti: { lambda: 1, gamma: 0.2, form: 'paper', pool: 1, query: support.features! } })),
     /transductive inference constrains one organ's size/,
   );
+});
+
+test('adaptation crops: the model\'s adaptation ROI for cached-feature methods, its ROI where the network runs on crops; sizes a method cannot take are refused', async () => {
+  await switchBackend('wasm');
+  const preprocessing: ModelPreprocessing = { spacing: 4, window: [-175, 250], roi: [64, 64, 64], adaptationRoi: [32, 32, 32] };
+  assert.deepEqual(adaptationCrop(preprocessing, 'adapter'), [32, 32, 32]);
+  assert.deepEqual(adaptationCrop(preprocessing, 'lp'), [32, 32, 32]);
+  assert.deepEqual(adaptationCrop(preprocessing, 'ft-last'), [32, 32, 32]);
+  assert.deepEqual(adaptationCrop(preprocessing, 'ft'), [64, 64, 64]);
+  assert.deepEqual(adaptationCrop(preprocessing, 'lora'), [64, 64, 64]);
+  assert.deepEqual(adaptationCrop(preprocessing, 'adapter', 'fine-tuned'), [64, 64, 64], 'a trained decoder reads the image on every crop');
+  assert.deepEqual(adaptationCrop({ ...preprocessing, adaptationRoi: undefined }, 'adapter'), [64, 64, 64]);
+  assert.deepEqual(adaptationCrop(preprocessing, 'adapter', 'frozen', 20), [20, 20, 20]);
+  assert.throws(() => adaptationCrop(preprocessing, 'ft', 'frozen', 48), /adaptation crop 48x48x48: .*divisible by 32/);
+  assert.throws(() => adaptationCrop(preprocessing, 'ft-last', 'frozen', 21), /adaptation crop 21x21x21: .*even/);
+  assert.throws(() => adaptationCrop(preprocessing, 'adapter', 'frozen', 1), /at least 2 voxels/);
+
+  // Crops smaller than the volume still learn the organ from cached features, and are what the step trains on.
+  const support = syntheticCase([18, 18, 16], 7, 1);
+  const query = syntheticCase([22, 16, 15], 9, 2);
+  const model = tinyBackbone();
+  const tensorsBefore = tf.memory().numTensors;
+  const small = adaptToOrgan(model, [support], undefined, options('adapter', { roi: [16, 16, 16], epochs: 40, learningRate: 3e-2 }));
+  const after = dice(probabilitiesToMask(adapterProbabilities(small.adapter, { features: query.features }, { roi: ROI }), query.image).data, query.mask.data);
+  assert.ok(after > 0.7, `adapter on 16^3 crops: query Dice ${after.toFixed(3)}`);
+  small.adapter.dispose();
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'small crops leak tensors');
+  const full = adaptToOrgan(model, [support], undefined, options('adapter', { epochs: 2 }));
+  const smallAgain = adaptToOrgan(model, [support], undefined, options('adapter', { roi: [16, 16, 16], epochs: 2 }));
+  assert.notDeepEqual(full.history.map((h) => h.loss), smallAgain.history.map((h) => h.loss), 'the crop size changes what a step sees');
+  [full, smallAgain].forEach((r) => r.adapter.dispose());
+  // Without the cache the backbone runs on every crop, which needs sizes divisible by 32.
+  assert.throws(() => adaptToOrgan(model, [support], undefined, options('adapter', { roi: [16, 16, 16], cachedFeatures: false })), /divisible by 32/);
 });

@@ -57,6 +57,13 @@ export interface ModelPreprocessing {
   window: [number, number];
   /** Patch (sliding-window ROI) size, each divisible by 32. */
   roi: [number, number, number];
+  /**
+   * Crop of the cached backbone features that frozen-backbone adaptation (lp, the adapters,
+   * ft-last, TI) trains on; default `roi`. The features come from whole-volume sliding windows of
+   * `roi`, so a smaller crop costs less per step without taking context from the backbone.
+   * Methods that run the network on crops (ft, scratch, PEFT, a trained decoder) use `roi`.
+   */
+  adaptationRoi?: [number, number, number];
 }
 
 /** The paper's preprocessing: 1.5 mm, [-175, 250] HU, 96^3 patches. */
@@ -141,10 +148,23 @@ export function loadModel(dir: string): { model: SwinUNETR; manifest: ModelManif
   } catch (error) {
     throw error instanceof FseftError ? new FseftError(`invalid config: ${error.message}`, manifestFile) : error;
   }
+  if (manifest.preprocessing !== undefined) checkPreprocessing(manifest.preprocessing, manifestFile);
   const { tensors } = readSafetensors(path.join(dir, manifest.weights ?? WEIGHTS));
   const missing = swinUnetrParameterSpecs(config).filter((s) => !tensors.has(s.name)).map((s) => s.name);
   if (missing.length > 0) throw new FseftError(`weights lack ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`, path.join(dir, WEIGHTS));
   return { model: modelFromStateDict(config, tensors), manifest };
+}
+
+/** Refuses a config.json whose preprocessing could not prepare an input (named by file). */
+function checkPreprocessing(p: ModelPreprocessing, file: string): void {
+  const sizes = (v: unknown, n: number) => Array.isArray(v) && v.length === n && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+  const spacing = typeof p.spacing === 'number' ? [p.spacing] : p.spacing;
+  if (!(sizes(spacing, 1) || sizes(spacing, 3)) || (spacing as number[]).some((x) => x <= 0)) throw new FseftError(`invalid preprocessing.spacing ${JSON.stringify(p.spacing)}: one or three positive sizes in mm`, file);
+  if (!sizes(p.window, 2) || p.window[0] >= p.window[1]) throw new FseftError(`invalid preprocessing.window ${JSON.stringify(p.window)}: [low, high] HU with low < high`, file);
+  if (!sizes(p.roi, 3) || p.roi.some((n) => !Number.isInteger(n) || n <= 0 || n % 32 !== 0)) throw new FseftError(`invalid preprocessing.roi ${JSON.stringify(p.roi)}: three sizes, each a positive multiple of 32`, file);
+  if (p.adaptationRoi !== undefined && (!sizes(p.adaptationRoi, 3) || p.adaptationRoi.some((n) => !Number.isInteger(n) || n < 2))) {
+    throw new FseftError(`invalid preprocessing.adaptationRoi ${JSON.stringify(p.adaptationRoi)}: three whole sizes of at least 2 voxels`, file);
+  }
 }
 
 /** A short content hash of a model's weights: adapters record it and refuse other backbones. */

@@ -5,6 +5,7 @@ import { Shape3, Volume } from '../io/volume';
 import { bcePerChannel, crossEntropy, diceLossPerChannel } from '../losses/segmentation';
 import { SizeConstraintForm, referenceSizePenalty, sizeConstraintLoss } from '../losses/size-constraint';
 import { largestConnectedComponent } from '../metrics/components';
+import { ModelPreprocessing } from '../networks/model-io';
 import { CheckpointMode, SwinUNETR } from '../networks/swin-unetr';
 import { FeatureGrid, cropGrid, poolGrid, volumeToGrid } from '../networks/volume-tensor';
 import { FseftError } from '../util/errors';
@@ -37,6 +38,7 @@ export interface AdaptOptions {
   warmupEpochs: number;
   /** Random crops of one support volume per step (positive:negative 1:1). */
   cropsPerStep: number;
+  /** Edge of each training crop (`adaptationCrop`: the model's adaptation ROI or an explicit size). */
   roi: Shape3;
   seed: number;
   /** Dice + BCE (default) or Dice alone. */
@@ -153,12 +155,33 @@ export function estimateTargetSize(masks: Volume[]): number {
     const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     const mean = sizes.reduce((a, b) => a + b, 0) / sizes.length;
     const std = Math.sqrt(sizes.reduce((a, b) => a + (b - mean) ** 2, 0) / sizes.length);
-    const kept = sizes.filter((s) => Math.abs(s - median) <= std);
+    // Strictly inside, as the reference (`estimate_target`); all sizes equal keeps them all.
+    const kept = sizes.filter((s) => Math.abs(s - median) < std);
     if (kept.length > 0) sizes = kept;
   }
   const size = sizes.reduce((a, b) => a + b, 0) / sizes.length;
   if (!(size > 0)) throw new FseftError('the support masks are empty: no organ voxels after preprocessing');
   return size;
+}
+
+/**
+ * The crop edge adaptation trains on: `override` when given, else the model's `adaptationRoi` for
+ * methods that read cached backbone features and its sliding-window `roi` for methods that run
+ * the network on every crop (the backbone then sees the crop as its whole context).
+ */
+export function adaptationCrop(preprocessing: ModelPreprocessing, method: AdaptMethod, decoder: DecoderMode = 'frozen', override?: number | Shape3): Shape3 {
+  const input = method === 'generalization' ? 'features' : inputOf(method, decoder);
+  const crop: Shape3 = override === undefined ? (input === 'image' ? preprocessing.roi : preprocessing.adaptationRoi ?? preprocessing.roi) : typeof override === 'number' ? [override, override, override] : override;
+  checkCropSize(crop, input);
+  return crop;
+}
+
+/** Refuses a crop the network or the half-resolution FT-Last inputs cannot take. */
+function checkCropSize(roi: Shape3, input: 'image' | 'features' | 'decoder'): void {
+  const named = `adaptation crop ${roi.join('x')}`;
+  if (roi.length !== 3 || roi.some((n) => !Number.isInteger(n) || n < 2)) throw new FseftError(`${named}: give three whole sizes of at least 2 voxels`);
+  if (input === 'image' && roi.some((n) => n % 32 !== 0)) throw new FseftError(`${named}: the network runs on every crop of this method, so each size must be divisible by 32`);
+  if (input === 'decoder' && roi.some((n) => n % 2 !== 0)) throw new FseftError(`${named}: ft-last reads half-resolution decoder inputs, so each size must be even`);
 }
 
 /**
@@ -209,6 +232,7 @@ export function adaptToOrgan(backbone: SwinUNETR, supports: SupportVolume[], ini
   if (cached) for (const s of supports) if (!s.features || (input === 'decoder' && !s.features.dec0)) throw new FseftError(`support ${s.id} has no cached backbone features`);
   if (options.ti && init !== undefined && 'organs' in init) throw new FseftError('transductive inference constrains one organ\'s size: adapt one organ at a time with TI');
   if (options.ti && input === 'image') throw new FseftError('transductive inference trains on cached backbone features (lp, the adapters, ft-last); ft, scratch, the PEFT methods and a trained decoder change the network');
+  checkCropSize(options.roi, options.method === 'generalization' ? 'features' : cached ? input : 'image');
   const adapter = Adapter.create(options.method, backbone, init, seedFrom(options.seed, 'adapter-init'), options.scratchEncoder, options.decoder);
   const history: StepRecord[] = [];
   if (options.method === 'generalization') return { adapter, history, trainableParameters: 0, seconds: 0 };

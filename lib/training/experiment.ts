@@ -12,7 +12,7 @@ import { ModelManifest, ModelPreprocessing, headChannelOf, loadModel, modelFinge
 import { SwinUNETR } from '../networks/swin-unetr';
 import { FseftError } from '../util/errors';
 import { Rng, seedFrom } from '../util/random';
-import { AdaptOptions, adaptToOrgan } from './adapt';
+import { AdaptOptions, adaptToOrgan, adaptationCrop } from './adapt';
 import { Recipe, RecipeName, RECIPE_NAMES, recipeByName, recipeGamma, recipeHead, recipeQueryDice, recipeTraining } from './recipes';
 import { BootstrapOptions, MeanInterval, stratifiedBootstrapMean } from '../metrics/bootstrap';
 import { SIZE_CONSTRAINT_FORMS, SizeConstraintForm } from '../losses/size-constraint';
@@ -46,6 +46,11 @@ export interface ExperimentPlan {
   /** A model directory whose Swin encoder starts Scratch (the reference's self-supervised start); random when absent. */
   scratchInit?: string;
   cropsPerStep?: number;
+  /**
+   * Edge of the training crops in voxels; absent: the model's adaptation ROI for frozen-backbone
+   * methods and its ROI for methods that run the network on crops (`adaptationCrop`).
+   */
+  crop?: number;
   learningRates?: Partial<Record<AdaptMethod, number>>;
   /** The head of LP and the adapters: the organ's pretrained row or random; absent: the recipe's. */
   head?: 'zero-shot' | 'random';
@@ -73,6 +78,8 @@ export interface ExperimentRecord {
   head?: 'zero-shot' | 'random';
   /** The decoder when it trained ('fine-tuned' or 'new'); absent: frozen. */
   decoder?: DecoderMode;
+  /** Edge of the training crops when it differs from the model's sliding-window ROI. */
+  cropSize?: [number, number, number];
   lambda?: number;
   gamma?: number;
   epochs: number;
@@ -157,6 +164,11 @@ export function epochsFor(plan: ExperimentPlan, k: number, method: AdaptMethod, 
   return value;
 }
 
+/** The decoder a cell adapts with: generalization, ft and scratch keep theirs. */
+function cellDecoder(plan: ExperimentPlan, method: AdaptMethod): DecoderMode {
+  return ['generalization', 'ft', 'scratch'].includes(method) ? 'frozen' : (plan.decoder ?? 'frozen');
+}
+
 /**
  * Runs every unfinished cell of a plan and appends one record per cell (per cell and query volume
  * when TI is on) to the records file.
@@ -173,6 +185,8 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   const recipe: Recipe = plan.head ? { ...named, head: plan.head } : named;
   const cells = cellsOf(plan, recipe);
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
+  // A crop some method cannot take is refused before anything runs.
+  for (const cell of cells) adaptationCrop(preprocessing, cell.method, cellDecoder(plan, cell.method), plan.crop);
   const writer = openRecordsForAppend(context.recordsFile, log);
   let scratchStart: { dir: string; model: SwinUNETR; fingerprint: string } | undefined;
   try {
@@ -206,10 +220,13 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                 continue;
               }
               const epochs = epochsFor(plan, k, cell.method, recipe);
-              const decoder: DecoderMode = ['generalization', 'ft', 'scratch'].includes(cell.method) ? 'frozen' : (plan.decoder ?? 'frozen');
+              const decoder = cellDecoder(plan, cell.method);
               const learningRate =
                 plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[cell.method]);
               const cropsPerStep = plan.cropsPerStep ?? recipe.cropsPerStep;
+              const crop = adaptationCrop(preprocessing, cell.method, decoder, plan.crop);
+              // Only a crop other than the ROI enters the key, so records made before the option still match.
+              const cropSize = crop.every((n, a) => n === preprocessing.roi[a]) ? undefined : crop;
               const tiForm = plan.ti?.form ?? recipe.ti.form;
               const frozen = inputOf(cell.method, decoder) !== 'image';
               const load = async (entry: (typeof eligible)[number]) => {
@@ -239,6 +256,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   epochs,
                   learningRate,
                   cropsPerStep,
+                  cropSize,
                   recipe: { ...recipe, sources: undefined },
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
                   decoder: decoder === 'frozen' ? undefined : decoder,
@@ -266,7 +284,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   method: cell.method,
                   ...recipeTraining(recipe),
                   scratchEncoder: cell.method === 'scratch' ? scratchStart?.model : undefined,
-                  roi: preprocessing.roi,
+                  roi: crop,
                   epochs,
                   learningRate,
                   cropsPerStep,
@@ -300,6 +318,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
                   head: methodOf(cell.method).trains && methodOf(cell.method).head === 'recipe' ? recipe.head : undefined,
                   scratchInit: cell.method === 'scratch' ? scratchInit : undefined,
                   decoder: decoder === 'frozen' ? undefined : decoder,
+                  cropSize,
                   lambda: ti?.lambda,
                   gamma: ti?.gamma,
                   query: transductiveQuery,
@@ -386,6 +405,7 @@ export function validatePlan(plan: ExperimentPlan, file?: string): void {
   else if (plan.epochs && typeof plan.epochs === 'object') for (const [k, epochs] of Object.entries(plan.epochs)) whole(epochs, `epochs.${k}`, 1);
   else if (plan.epochs !== undefined) throw fail(`"epochs" must be a number or a map from k to a number, got ${JSON.stringify(plan.epochs)}`);
   if (plan.cropsPerStep !== undefined) whole(plan.cropsPerStep, 'cropsPerStep', 1);
+  if (plan.crop !== undefined) whole(plan.crop, 'crop', 2);
   if (plan.budget !== undefined && plan.budget !== 'equal-steps') throw fail(`"budget" must be "equal-steps", got ${JSON.stringify(plan.budget)}`);
   if (plan.epochScale !== undefined) number(plan.epochScale, 'epochScale', { above: 0 });
   if ((plan.budget !== undefined || plan.epochScale !== undefined) && plan.epochs !== undefined) throw fail('"budget" and "epochScale" scale the recipe\'s epochs: drop "epochs", or drop them');

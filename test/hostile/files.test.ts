@@ -100,11 +100,12 @@ test('a zip bomb (an entry that inflates far past its size) is refused by the di
 });
 
 /** A model directory whose config is the shipped model's (with `config` changes) and whose weights file is `weights`. */
-function modelDir(name: string, weights: Buffer | undefined, config: Record<string, unknown> = {}): string {
+function modelDir(name: string, weights: Buffer | undefined, config: Record<string, unknown> = {}, preprocessing: Record<string, unknown> = {}): string {
   const model = path.join(dir, name);
   fs.mkdirSync(model);
   const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'data', 'models', 'default', 'config.json'), 'utf8'));
   manifest.config = { ...manifest.config, ...config };
+  manifest.preprocessing = { ...manifest.preprocessing, ...preprocessing };
   fs.writeFileSync(path.join(model, 'config.json'), JSON.stringify(manifest));
   fs.writeFileSync(path.join(model, 'weights.safetensors'), weights ?? fs.readFileSync(path.join(__dirname, '..', '..', '..', 'data', 'models', 'default', 'weights.safetensors')));
   return model;
@@ -154,6 +155,20 @@ test('config.json with negative depths, an unknown downsample or norm, or a huge
   ];
   for (const [name, config, pattern] of cases) {
     const model = modelDir(`cfg-${name}`, undefined, config);
+    const { run, output } = forward(model);
+    assertRefused(run, pattern, { mentions: [path.join(model, 'config.json')], absent: [output] });
+  }
+});
+
+test('config.json whose preprocessing cannot prepare an input (ROI not a multiple of 32, zero adaptation crop, reversed window, negative spacing) is refused by file', () => {
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['roi', { roi: [50, 64, 64] }, /invalid preprocessing\.roi \[50,64,64\]: three sizes, each a positive multiple of 32/],
+    ['crop', { adaptationRoi: [0, 32, 32] }, /invalid preprocessing\.adaptationRoi \[0,32,32\]: three whole sizes of at least 2 voxels/],
+    ['window', { window: [250, -175] }, /invalid preprocessing\.window \[250,-175\]: \[low, high\] HU with low < high/],
+    ['spacing', { spacing: -4 }, /invalid preprocessing\.spacing -4: one or three positive sizes in mm/],
+  ];
+  for (const [name, preprocessing, pattern] of cases) {
+    const model = modelDir(`pre-${name}`, undefined, {}, preprocessing);
     const { run, output } = forward(model);
     assertRefused(run, pattern, { mentions: [path.join(model, 'config.json')], absent: [output] });
   }

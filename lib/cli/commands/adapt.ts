@@ -43,6 +43,9 @@ export const ADAPT_HELP = `fseft adapt --model <dir|default> --organ <name> --me
                          the authors' code of the paper's time, or their later code (HEAD: its
                          learning rates, 199 epochs with early stopping on the training loss, no
                          largest component); see docs/recipes.md. Explicit options win.
+    --crop N             edge of the training crops in voxels (default: the model's adaptation ROI
+                         for frozen-backbone methods, its ROI for methods that run the network on
+                         crops, where N must be divisible by 32; ft-last needs it even)
     --epochs (paper: 100)  --lr (paper: lp 1e-2, adapters 1e-3, ft/ft-last/scratch 1e-4, lora 1e-3,
                          the other PEFT methods 1e-2)  --crops 6  --seed 0
     --backend tensorflow|wasm|cpu`;
@@ -69,6 +72,7 @@ export async function adaptCommand(options: Options): Promise<void> {
   const epochs = options.integer('epochs', trained ? recipe.epochs[trained] : 1, { min: 1 })!;
   const learningRate = options.number('lr', trained ? (decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[trained]) : 0, { above: 0 })!;
   const crops = options.integer('crops', recipe.cropsPerStep, { min: 1 })!;
+  const crop = options.integer('crop', undefined, { min: 2 });
   const seed = options.integer('seed', 0, { min: 0 })!;
   const backend = options.string('backend');
   options.rejectUnknown();
@@ -100,6 +104,7 @@ export async function adaptCommand(options: Options): Promise<void> {
         epochs,
         learningRate,
         cropsPerStep: crops,
+        crop,
         seed,
         scratchEncoder,
         decoder,
@@ -110,7 +115,7 @@ export async function adaptCommand(options: Options): Promise<void> {
       if (adapted.targetSize !== undefined) console.log(`TI target size S = ${Math.round(adapted.targetSize)} voxels (query S_hat at the end: ${Math.round(adapted.history.at(-1)?.predictedSize ?? NaN)})`);
       if (adapted.history.length > 0) {
         const mean = adapted.history.reduce((s, h) => s + h.seconds, 0) / adapted.history.length;
-        console.log(`${adapted.history.length} steps in ${adapted.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops), final loss ${adapted.history.at(-1)!.loss.toFixed(4)}`);
+        console.log(`${adapted.history.length} steps in ${adapted.seconds.toFixed(1)} s (${mean.toFixed(3)} s per step of ${crops} crops of ${adapted.settings.cropSize.join('x')}), final loss ${adapted.history.at(-1)!.loss.toFixed(4)}`);
       }
       if (query?.label) {
         const dice = await adapted.scoreByOrgan({ image: query.image, label: query.label, value: query.value, values: query.values });

@@ -18,9 +18,10 @@ export const EXPERIMENT_HELP = `fseft experiment --plan <plan.json> [--model <di
   experiment at a time may write a records file.
   plan.json: { "data": "<dataset>", "organs": ["liver"], "methods": ["lp", "adapter", "adapter+ti"],
     "shots": [1, 5], "folds": 5, "seeds": [0], "queries": 1, "epochs": {"1": 100, "5": 20},
-    "cropsPerStep": 6, "learningRates": {"lp": 0.01}, "head": "zero-shot" | "random", "ti": {"gamma": [0.25], "lambda": [1]},
+    "cropsPerStep": 6, "crop": 32, "learningRates": {"lp": 0.01}, "head": "zero-shot" | "random", "ti": {"gamma": [0.25], "lambda": [1]},
     "model": "default", "recipe": "paper", "scratchInit": "<model dir>" }  (paths relative to the plan; what the plan leaves out
-    comes from the recipe, paper or reference: see docs/recipes.md)`;
+    comes from the recipe, paper or reference: see docs/recipes.md; "crop" is the edge of the training
+    crops, default the model's adaptation ROI, or its ROI for methods that run the network on crops)`;
 
 export const REPORT_HELP = `fseft report <records.jsonl> [...] [--plot <dir>] [--intervals [--seed 0]]
   Prints a Table-1 style table from experiment records: Dice per organ and method, averaged over

@@ -23,6 +23,8 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
                            reference: the authors' code (uniform datasets, 4:1, zoom, batch 2, lr 5e-4)
     --feature-size 48      SwinUNETR feature size (multiple of 12)
     --roi 96 | 96,96,64    patch size, divisible by 32
+    --adaptation-roi N     recorded in the model: the crop edge that frozen-backbone few-shot
+                           adaptation trains on (default --roi); see docs/cli.md (adapt --crop)
     --epochs N  --lr X  --weight-decay X  --warmup-epochs N  --warmup-start F  --seed 0
     --stop-after N         stop after epoch N of the --epochs schedule (run again with a later
                            N, or without, to continue the same run)
@@ -83,11 +85,14 @@ export async function pretrainCommand(options: Options): Promise<void> {
   };
   if (!zoomList && settings.zoom && options.string('zoom-datasets')) settings.zoom = { ...settings.zoom, datasets: options.string('zoom-datasets')! };
   const valCases = options.integer('val-cases', 0, { min: 0 })!;
+  const adaptationEdge = options.integer('adaptation-roi', undefined, { min: 2 });
   const backend = options.string('backend');
   options.rejectUnknown();
   await initBackend(backend as never);
   const datasets = readCollection(data);
-  const preprocessing = { ...collectionPreprocessing(data), roi: settings.roi };
+  // Absent unless given, so that runs recorded before the option existed still resume.
+  const adaptationRoi = adaptationEdge === undefined ? undefined : ([adaptationEdge, adaptationEdge, adaptationEdge] as Shape3);
+  const preprocessing: ModelPreprocessing = { ...collectionPreprocessing(data), roi: settings.roi, ...(adaptationRoi ? { adaptationRoi } : {}) };
   const { train, validation } = splitValidation(await loadTrainingCases(datasets), valCases);
   const run = { ...settings, preprocessing, validation: validation.length > 0 ? validation : undefined };
   const steps = stepsPerEpochOf(resolvePretrainOptions(run), train.length);
