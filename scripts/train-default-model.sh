@@ -38,10 +38,10 @@
 #   cava and duodenum, which plain BCE had left near 0 (held-out source Dice after it: gallbladder
 #   0.038, oesophagus 0.316, vena cava 0.387, duodenum 0.184).
 # Stage 5b: 10 epochs from stage 5a with plain BCE + smooth-1e-5 Dice on class-balanced 64^3
-#   patches (2 h 27 min on 2 cores). This is the shipped data/models/default. It records 32^3 as
-#   its adaptation crop (--adaptation-roi): few-shot adaptation trains on crops of whole-volume
-#   features, so a 32^3 crop (12.8 cm, close to the paper's 96 x 1.5 mm = 14.4 cm) keeps the
-#   backbone's 64^3 context and makes a step about 5x cheaper (demo: 220 s instead of 712 s).
+#   patches (2 h 27 min on 2 cores). This is the shipped data/models/default. Few-shot adaptation
+#   trains on crops of its whole-volume features, by default of the whole 64^3 window; the demo
+#   uses 32^3 crops for its time budget (210 s instead of 712 s; data/README.md says what that
+#   costs in Dice).
 #
 # Last, the model is scored on fresh phantoms that label every organ (scripts/validate-held-out.sh:
 #   12 source and 12 site-b volumes, seeds 5000 / 6000), a larger held-out set than --val-cases 1.
@@ -77,7 +77,7 @@ $fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --
 $fseft pretrain --recipe reference --bce --balanced-bce --head-lr-scale 20 --balance-classes --data "$out/prep12/collection.json" --out "$out/stage5a" --init "$out/stage4" \
   --feature-size 12 --roi "$roi5" --epochs "$e5" --stop-after "$stop5a" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 5
 $fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep12/collection.json" --out "$out/stage5b" --init "$out/stage5a" \
-  --feature-size 12 --roi "$roi5" --adaptation-roi 32 --epochs "$e5" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 7
+  --feature-size 12 --roi "$roi5" --epochs "$e5" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 7
 model="$out/stage5b"
 $fseft validate --model "$model" --data "$out/prep12/collection.json" --val-cases 1 --out "$model/validation-source.json" --record source-held-out
 $fseft validate --model "$model" --data "$out/prep12-target/collection.json" --out "$model/validation-target.json" --record target-site-b

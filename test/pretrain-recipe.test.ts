@@ -216,7 +216,7 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.equal(log.length, 2);
   assert.ok(log[0].validation.dice.liver >= 0);
   assert.equal(fs.readFileSync(path.join(out, 'stage5a', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'stage 5a stops after its first epoch of the schedule (tiny settings)');
-  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'stage5b', 'config.json'), 'utf8')).preprocessing.adaptationRoi, [32, 32, 32], 'the final model records its adaptation crop');
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'stage5b', 'config.json'), 'utf8')).preprocessing, { spacing: 8, window: [-175, 250], roi: [32, 32, 32] }, 'the final model records its preprocessing (tiny settings), with no adaptation crop of its own');
   const source = JSON.parse(fs.readFileSync(path.join(out, 'stage5b', 'validation-source.json'), 'utf8'));
   assert.ok('lkidney' in source.dice && 'liver' in source.dice, 'the source table has every organ');
   assert.match(run.stdout, /\| all \(6\) \|/);
@@ -228,6 +228,11 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.equal(fresh.datasets['held-out-source'].perCase.length, 2);
   assert.deepEqual(Object.keys(fresh.dice).sort(), ['aorta', 'duodenum', 'esophagus', 'gall', 'liver', 'lkidney', 'pancreas', 'postcava', 'rkidney', 'spleen', 'stomach'], 'every fresh volume labels the eleven organs');
   assert.match(run.stdout, /\| held-out-site-b \(2\) \|/);
+  // pretrain --adaptation-roi records the crop edge few-shot adaptation defaults to.
+  const cropped = path.join(work, 'adaptation-roi');
+  const withCrop = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist', 'lib', 'cli', 'main.js'), 'pretrain', '--data', path.join(out, 'prep12', 'collection.json'), '--out', cropped, '--feature-size', '12', '--roi', '32', '--epochs', '1', '--steps', '1', '--recipe', 'reference', '--adaptation-roi', '16', '--no-checkpoint'], { encoding: 'utf8', env, cwd: REPO_ROOT });
+  assert.equal(withCrop.status, 0, withCrop.stderr.slice(-3000));
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(cropped, 'config.json'), 'utf8')).preprocessing.adaptationRoi, [16, 16, 16]);
   const again = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'train-default-model.sh'), out], { encoding: 'utf8', env, cwd: REPO_ROOT });
   assert.equal(again.status, 0, again.stderr.slice(-3000));
   assert.equal(fs.readFileSync(path.join(out, 'stage5b', 'log.jsonl'), 'utf8').trim().split('\n').length, 2, 'a finished run is not trained again');
