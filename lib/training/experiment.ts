@@ -185,8 +185,8 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
   const recipe: Recipe = plan.head ? { ...named, head: plan.head } : named;
   const cells = cellsOf(plan, recipe);
   const needsDecoder = cells.some((c) => c.method === 'ft-last');
-  // A crop some method cannot take is refused before anything runs.
-  for (const cell of cells) adaptationCrop(preprocessing, cell.method, cellDecoder(plan, cell.method), plan.crop);
+  // Resolved once per cell, so a crop some method cannot take is refused before anything runs.
+  const cropOf = new Map(cells.map((cell) => [cell, adaptationCrop(preprocessing, cell.method, cellDecoder(plan, cell.method), plan.crop)]));
   const writer = openRecordsForAppend(context.recordsFile, log);
   let scratchStart: { dir: string; model: SwinUNETR; fingerprint: string } | undefined;
   try {
@@ -224,7 +224,7 @@ export async function runExperiment(plan: ExperimentPlan, context: ExperimentCon
               const learningRate =
                 plan.learningRates?.[cell.method] ?? (cell.method === 'generalization' ? 0 : decoder !== 'frozen' ? TRAINED_DECODER_LEARNING_RATE : recipe.learningRates[cell.method]);
               const cropsPerStep = plan.cropsPerStep ?? recipe.cropsPerStep;
-              const crop = adaptationCrop(preprocessing, cell.method, decoder, plan.crop);
+              const crop = cropOf.get(cell)!;
               // Only a crop other than the ROI enters the key, so records made before the option still match.
               const cropSize = crop.every((n, a) => n === preprocessing.roi[a]) ? undefined : crop;
               const tiForm = plan.ti?.form ?? recipe.ti.form;
