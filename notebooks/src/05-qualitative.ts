@@ -10,7 +10,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as fseft from '../dist/lib';
 
-// Small settings when FSEFT_QUICK=1 (CI); larger ones otherwise.
+// Small settings when FSEFT_QUICK=1 (CI: fewer epochs, and 32^3 training crops instead of the
+// model's whole 64^3 window); the full settings otherwise.
 const QUICK = process.env.FSEFT_QUICK === '1';
 const WORK = path.resolve('../runs/notebooks');
 fs.mkdirSync(WORK, { recursive: true });
@@ -37,7 +38,7 @@ for (const organ of ORGANS) {
   const value = fseft.data.templateClass(organ);
   masks.set(`generalization|${organ}`, (await model.segment(query.image, { organ: organ })).mask);
   for (const ti of [false, true]) {
-    const adapted = await model.adapt({ organ: organ, supports: [{ image: support.image, label: support.label!, value: value }], method: 'adapter', epochs: EPOCHS, cropsPerStep: 2, ti: ti ? { query: query.image, form: 'normalised' } : undefined });
+    const adapted = await model.adapt({ organ: organ, supports: [{ image: support.image, label: support.label!, value: value }], method: 'adapter', epochs: EPOCHS, cropsPerStep: 2, crop: QUICK ? 32 : undefined, ti: ti ? { query: query.image, form: 'normalised' } : undefined });
     masks.set(`${ti ? 'adapter+ti' : 'adapter'}|${organ}`, (await adapted.segment(query.image)).mask);
     adapted.dispose();
   }

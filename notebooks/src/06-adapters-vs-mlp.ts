@@ -14,7 +14,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as fseft from '../dist/lib';
 
-// Small settings when FSEFT_QUICK=1 (CI); larger ones otherwise.
+// Small settings when FSEFT_QUICK=1 (CI: fewer epochs, and 32^3 training crops instead of the
+// model's whole 64^3 window); the full settings otherwise.
 const QUICK = process.env.FSEFT_QUICK === '1';
 const WORK = path.resolve('../runs/notebooks');
 fs.mkdirSync(WORK, { recursive: true });
@@ -41,7 +42,7 @@ const runPlan = async (name: string, plan: Omit<fseft.training.ExperimentPlan, '
 // %%
 const records = await runPlan('adapters', {
   organs: ['liver', 'spleen'], methods: ['lp', 'adapter-k1', 'adapter', 'mlp-adapter', 'residual-adapter'], shots: [1], folds: 1, seeds: [0], queries: 1,
-  epochs: QUICK ? 10 : 40, cropsPerStep: 2,
+  epochs: QUICK ? 10 : 40, cropsPerStep: 2, crop: QUICK ? 32 : undefined,
 });
 await show(fseft.viz.diceBarsSpec(records, 'Dice per adapter type'));
 const { DataFrame } = await import('danfojs-node');
@@ -57,9 +58,14 @@ tslab.display.html(fseft.viz.frameHtml(new DataFrame([...new Map(records.map((r)
 // each block's branches by a product of scale 0.01, so it starts far from the pretrained network.
 
 // %%
-const peftRecords = await runPlan('peft', {
-  organs: QUICK ? ['liver'] : ['liver', 'spleen'], methods: ['lp', 'lora', 'adaptformer', 'bitfit', 'ln-affine', 'compacter'], shots: [1], folds: 1, seeds: [0], queries: 1,
-  epochs: QUICK ? 4 : 40, cropsPerStep: 2,
-});
+// Two cells of three methods each, so that no cell runs for long without output.
+const peftPlan = {
+  organs: QUICK ? ['liver'] : ['liver', 'spleen'], shots: [1], folds: 1, seeds: [0], queries: 1,
+  epochs: QUICK ? 4 : 40, cropsPerStep: 2, crop: QUICK ? 32 : undefined,
+};
+const peftFirst = await runPlan('peft', { ...peftPlan, methods: ['lp', 'lora', 'adaptformer'] });
+
+// %%
+const peftRecords = [...peftFirst, ...(await runPlan('peft', { ...peftPlan, methods: ['bitfit', 'ln-affine', 'compacter'] }))];
 await show(fseft.viz.diceBarsSpec(peftRecords, 'Dice per PEFT method'));
 tslab.display.html(fseft.viz.frameHtml(new DataFrame([...new Map(peftRecords.map((r) => [r.method, { method: r.method, trainable: r.trainableParameters }])).values()]), { caption: 'trainable parameters per PEFT method (this model)' }));
