@@ -43,6 +43,14 @@
 #   uses 32^3 crops for its time budget (210 s instead of 712 s; data/README.md says what that
 #   costs in Dice).
 #
+# Stage 6: 4 epochs from stage 5b (the same settings, seed 9) on the collection drawn again after
+#   the phantom fix of 2026-12-07: the oesophagus ends on the stomach wall instead of inside the
+#   stomach, and a pyloric antrum joins the stomach to the duodenal bulb (data/README.md). Stages
+#   1-5b of the shipped model saw the phantoms before that fix (git commit 37172cb); run from
+#   scratch, every stage sees the fixed ones. FSEFT_STAGE5B=<model dir> starts stage 6 from an
+#   existing stage-5b model (the shipped one: FSEFT_STAGE5B=data/models/default) and skips the
+#   stages before it.
+#
 # Last, the model is scored on fresh phantoms that label every organ (scripts/validate-held-out.sh:
 #   12 source and 12 site-b volumes, seeds 5000 / 6000), a larger held-out set than --val-cases 1.
 #
@@ -54,12 +62,13 @@ out=${1:-runs/default-model}
 fseft="node dist/lib/cli/main.js"
 [ -n "${FSEFT_SKIP_BUILD:-}" ] || npm run build --silent
 if [ -n "${FSEFT_TINY:-}" ]; then
-  cases=(2 3) spacing=8 e1=1 e2=1 e3=1 e4=1 e5=2 stop5a=1 roi5=32 steps=1 samples=1
+  cases=(2 3) spacing=8 e1=1 e2=1 e3=1 e4=1 e5=2 stop5a=1 roi5=32 e6=1 steps=1 samples=1
 else
-  cases=(4 12) spacing=4 e1=16 e2=10 e3=11 e4=20 e5=10 stop5a=3 roi5=64 steps=100 samples=2
+  cases=(4 12) spacing=4 e1=16 e2=10 e3=11 e4=20 e5=10 stop5a=3 roi5=64 e6=4 steps=100 samples=2
 fi
 stage2=${FSEFT_STAGE2:-$out/stage2}
-if [ -z "${FSEFT_STAGE2:-}" ]; then
+stage5b=${FSEFT_STAGE5B:-$out/stage5b}
+if [ -z "${FSEFT_STAGE2:-}" ] && [ -z "${FSEFT_STAGE5B:-}" ]; then
   $fseft synth --collection --out "$out/raw" --cases "${cases[0]}" --target-cases 1 --seed 1000 --spacing-scale 2
   $fseft preprocess --data "$out/raw/collection.json" --out "$out/prep" --spacing "$spacing"
   $fseft pretrain --data "$out/prep/collection.json" --out "$out/stage1" \
@@ -70,15 +79,19 @@ fi
 $fseft synth --collection --out "$out/raw12" --cases "${cases[1]}" --target-cases 4 --seed 1000 --spacing-scale 2
 $fseft preprocess --data "$out/raw12/collection.json" --out "$out/prep12" --spacing "$spacing"
 $fseft preprocess --data "$out/raw12/synth-target" --out "$out/prep12-target" --spacing "$spacing"
-$fseft pretrain --recipe reference --bce --head-lr-scale 20 --data "$out/prep12/collection.json" --out "$out/stage3" --init "$stage2" \
-  --feature-size 12 --roi 32 --epochs "$e3" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 2
-$fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --data "$out/prep12/collection.json" --out "$out/stage4" --init "$out/stage3" \
-  --feature-size 12 --roi 32 --epochs "$e4" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 3
-$fseft pretrain --recipe reference --bce --balanced-bce --head-lr-scale 20 --balance-classes --data "$out/prep12/collection.json" --out "$out/stage5a" --init "$out/stage4" \
-  --feature-size 12 --roi "$roi5" --epochs "$e5" --stop-after "$stop5a" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 5
-$fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep12/collection.json" --out "$out/stage5b" --init "$out/stage5a" \
-  --feature-size 12 --roi "$roi5" --epochs "$e5" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 7
-model="$out/stage5b"
+if [ -z "${FSEFT_STAGE5B:-}" ]; then
+  $fseft pretrain --recipe reference --bce --head-lr-scale 20 --data "$out/prep12/collection.json" --out "$out/stage3" --init "$stage2" \
+    --feature-size 12 --roi 32 --epochs "$e3" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 2
+  $fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --data "$out/prep12/collection.json" --out "$out/stage4" --init "$out/stage3" \
+    --feature-size 12 --roi 32 --epochs "$e4" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 3
+  $fseft pretrain --recipe reference --bce --balanced-bce --head-lr-scale 20 --balance-classes --data "$out/prep12/collection.json" --out "$out/stage5a" --init "$out/stage4" \
+    --feature-size 12 --roi "$roi5" --epochs "$e5" --stop-after "$stop5a" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 5
+  $fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep12/collection.json" --out "$out/stage5b" --init "$out/stage5a" \
+    --feature-size 12 --roi "$roi5" --epochs "$e5" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 7
+fi
+$fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep12/collection.json" --out "$out/stage6" --init "$stage5b" \
+  --feature-size 12 --roi "$roi5" --epochs "$e6" --steps "$steps" --warmup-epochs 1 --val-cases 1 --no-checkpoint --seed 9
+model="$out/stage6"
 $fseft validate --model "$model" --data "$out/prep12/collection.json" --val-cases 1 --out "$model/validation-source.json" --record source-held-out
 $fseft validate --model "$model" --data "$out/prep12-target/collection.json" --out "$model/validation-target.json" --record target-site-b
 FSEFT_SKIP_BUILD=1 scripts/validate-held-out.sh "$model" "$out/held-out" "$spacing"

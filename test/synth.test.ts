@@ -53,6 +53,45 @@ test('phantoms: every paper organ present with a plausible volume and attenuatio
   assert.ok(phantom.image.data[0] < -900, 'air in the corner');
 });
 
+/** Faces shared by voxels of two labels, and the voxels of `inner` that `outer` surrounds in their axial plane. */
+function contact(phantom: ReturnType<typeof generatePhantom>, inner: number, outer: number) {
+  const { data, shape, affine } = phantom.label;
+  const [nx, ny, nz] = shape;
+  const at = (i: number, j: number, k: number) => (i < 0 || j < 0 || k < 0 || i >= nx || j >= ny || k >= nz ? -1 : data[i + nx * (j + ny * k)]);
+  // The two array axes that span the axial (world x-y) plane, whatever the institution's orientation.
+  const superior = [0, 1, 2].reduce((best, a) => (Math.abs(affine[2][a]) > Math.abs(affine[2][best]) ? a : best), 0);
+  const inPlane = [0, 1, 2].filter((a) => a !== superior);
+  let faces = 0;
+  let surrounded = 0;
+  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
+    if (at(i, j, k) !== inner) continue;
+    for (const a of [0, 1, 2]) for (const step of [-1, 1]) {
+      const p = [i, j, k];
+      p[a] += step;
+      if (at(p[0], p[1], p[2]) === outer) faces++;
+    }
+    let blocked = 0;
+    for (const a of inPlane) for (const step of [-1, 1]) {
+      const p = [i, j, k];
+      for (p[a] += step; at(p[0], p[1], p[2]) >= 0; p[a] += step) if (at(p[0], p[1], p[2]) === outer) { blocked++; break; }
+    }
+    if (blocked === 4) surrounded++;
+  }
+  return { faces, surrounded };
+}
+
+test('phantoms: the oesophagus ends on the stomach wall and the duodenum continues the pylorus', () => {
+  const stomach = templateClass('stomach');
+  for (const seed of [5, 8]) {
+    const phantom = generatePhantom(new Rng(seed), { spacingScale: 2 });
+    const esophagus = contact(phantom, templateClass('esophagus'), stomach);
+    assert.ok(esophagus.faces > 0, `seed ${seed}: the oesophagus does not reach the stomach`);
+    assert.equal(esophagus.surrounded, 0, `seed ${seed}: ${esophagus.surrounded} oesophagus voxels lie inside the stomach`);
+    const duodenum = contact(phantom, templateClass('duodenum'), stomach);
+    assert.ok(duodenum.faces > 0, `seed ${seed}: the duodenum does not touch the stomach (no pylorus)`);
+  }
+});
+
 test('institutions shift the domain: orientation, spacing, contrast', () => {
   const source = generatePhantom(new Rng(5), { institution: INSTITUTIONS.source, ...FAST });
   const shifted = generatePhantom(new Rng(5), { institution: INSTITUTIONS['site-b'], ...FAST });

@@ -1,7 +1,7 @@
 import { Vec3 } from '../../io/affine';
 import { Rng } from '../../util/random';
 import { TemplateClassName } from '../template';
-import { Shape, blob, clipByPlane, ellipticCylinder, shrink, tube } from './shapes';
+import { Shape, blob, clipByPlane, ellipticCylinder, shrink, subtract, tube } from './shapes';
 
 /**
  * Tissues of the phantom: unenhanced HU, extra HU at full (portal-venous) contrast, and the
@@ -115,12 +115,14 @@ export function sampleAnatomy(rng: Rng, structures: readonly NovelStructureGroup
 
   const stomachCenter = at(-48, 30, 62);
   const stomachRadii = size(46, 35, 50, 0.2);
-  const stomach = blob(stomachCenter, stomachRadii, rng, { yaw: -0.6, wobble: 0.1 });
+  const stomachYaw = -0.6;
+  const stomach = blob(stomachCenter, stomachRadii, rng, { yaw: stomachYaw, wobble: 0.1 });
+  const stomachLumen = shrink(stomach, stomachCenter, 0.82);
   paint('stomachWall', stomach);
-  paint('stomachContent', shrink(stomach, stomachCenter, 0.82));
+  paint('stomachContent', stomachLumen);
   if (rng.next() < 0.8) {
     const airLevel: Vec3 = [stomachCenter[0], stomachCenter[1] + stomachRadii[1] * rng.uniform(0.1, 0.5), stomachCenter[2]];
-    paint('stomachAir', clipByPlane(shrink(stomach, stomachCenter, 0.82), airLevel, [0, -1, 0]));
+    paint('stomachAir', clipByPlane(stomachLumen, airLevel, [0, -1, 0]));
   }
 
   const gallCenter = at(52, 46, 18);
@@ -141,6 +143,15 @@ export function sampleAnatomy(rng: Rng, structures: readonly NovelStructureGroup
   paint('pancreas', tube(pancreasPath, [15, 12, 11, 10, 8].map((r) => r * rng.uniform(0.85, 1.15))));
 
   const duodenumPath = [at(14, 36, 40), at(42, 24, 32), at(52, 6, 6), at(46, -2, -18), at(16, 2, -26), at(-14, 6, -16)];
+  // The pyloric antrum: a tapering tube from the stomach's body (on its long axis, towards its
+  // right end and below its centre) to the duodenal bulb, so that stomach and duodenum are one
+  // lumen. Its wall stops at the stomach's wall and its content opens into the stomach's content.
+  const pyloricAntrumPath: Vec3[] = [
+    [stomachCenter[0] + 0.5 * stomachRadii[0] * Math.cos(stomachYaw), stomachCenter[1] + 0.5 * stomachRadii[0] * Math.sin(stomachYaw), stomachCenter[2] - 0.3 * stomachRadii[2]],
+    duodenumPath[0],
+  ];
+  paint('stomachWall', subtract(tube(pyloricAntrumPath, [18, 8]), stomach));
+  paint('stomachContent', subtract(tube(pyloricAntrumPath, [12, 4]), stomachLumen));
   paint('duodenumWall', tube(duodenumPath, 11 * rng.uniform(0.85, 1.15)));
   paint('duodenumContent', tube(duodenumPath, 6));
 
@@ -151,7 +162,9 @@ export function sampleAnatomy(rng: Rng, structures: readonly NovelStructureGroup
   paint('inferiorVenaCava', tube([[22, aortaY + 2, zRange[1]], [24 + rng.normal() * 3, aortaY + 4, zRange[0]]], 10 * rng.uniform(0.8, 1.2)));
 
   const esophagusPath: Vec3[] = [[aortaX + 6, aortaY + 14, zRange[1]], [aortaX + 2, aortaY + 20, 105], [stomachCenter[0] + 18, stomachCenter[1] - 12, stomachCenter[2] + stomachRadii[2] * 0.6]];
-  paint('esophagus', tube(esophagusPath, 9 * rng.uniform(0.85, 1.15)));
+  // The path ends inside the stomach; only the part outside it is oesophagus, so it joins the
+  // stomach's wall at the cardia.
+  paint('esophagus', subtract(tube(esophagusPath, 9 * rng.uniform(0.85, 1.15)), stomach));
   paint('esophagusLumen', tube(esophagusPath.slice(0, 2), 2.5));
 
   paintSpine(paint, -by + fat + 38, zRange, rng);

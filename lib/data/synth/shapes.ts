@@ -91,6 +91,17 @@ export function clipByPlane(shape: Shape, point: Vec3, normal: Vec3): Shape {
   };
 }
 
+/** The part of a shape outside another (an organ that ends on another's wall, not inside it). */
+export function subtract(shape: Shape, excluded: Shape): Shape {
+  return {
+    low: shape.low,
+    high: shape.high,
+    contains(x, y, z) {
+      return shape.contains(x, y, z) && !excluded.contains(x, y, z);
+    },
+  };
+}
+
 /** A shape scaled about a centre (used for organ interiors: medulla, gastric content, lumen). */
 export function shrink(shape: Shape, center: Vec3, factor: number): Shape {
   return {
