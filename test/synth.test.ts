@@ -6,6 +6,7 @@ import { loadCase } from '../lib/data/datasets';
 import { INSTITUTIONS, generatePhantom } from '../lib/data/synth/phantom';
 import { writeSynthDataset } from '../lib/data/synth/synth-datasets';
 import { PAPER_ORGANS, templateClass } from '../lib/data/template';
+import { axisOrientation } from '../lib/io/affine';
 import { readNifti } from '../lib/io/nifti';
 import { Rng } from '../lib/util/random';
 import { tempDir } from './helpers';
@@ -59,8 +60,7 @@ function contact(phantom: ReturnType<typeof generatePhantom>, inner: number, out
   const [nx, ny, nz] = shape;
   const at = (i: number, j: number, k: number) => (i < 0 || j < 0 || k < 0 || i >= nx || j >= ny || k >= nz ? -1 : data[i + nx * (j + ny * k)]);
   // The two array axes that span the axial (world x-y) plane, whatever the institution's orientation.
-  const superior = [0, 1, 2].reduce((best, a) => (Math.abs(affine[2][a]) > Math.abs(affine[2][best]) ? a : best), 0);
-  const inPlane = [0, 1, 2].filter((a) => a !== superior);
+  const inPlane = axisOrientation(affine).flatMap(({ worldAxis }, axis) => (worldAxis === 2 ? [] : [axis]));
   let faces = 0;
   let surrounded = 0;
   for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
