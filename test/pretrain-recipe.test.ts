@@ -217,18 +217,21 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.ok(log[0].validation.dice.liver >= 0);
   assert.equal(fs.readFileSync(path.join(out, 'stage5a', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'stage 5a stops after its first epoch of the schedule (tiny settings)');
   assert.equal(fs.readFileSync(path.join(out, 'stage6', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'stage 6 continues from stage 5b (tiny settings: one epoch)');
-  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'stage6', 'config.json'), 'utf8')).preprocessing, { spacing: 8, window: [-175, 250], roi: [32, 32, 32] }, 'the final model records its preprocessing (tiny settings), with no adaptation crop of its own');
-  const source = JSON.parse(fs.readFileSync(path.join(out, 'stage6', 'validation-source.json'), 'utf8'));
+  assert.equal(fs.readFileSync(path.join(out, 'stage7', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'stage 7 continues from stage 6 (tiny settings: one epoch)');
+  assert.equal(readCollection(path.join(out, 'prep36', 'collection.json'))[0].cases.length, 4, 'stage 7 trains on the larger collection (tiny settings: 4 volumes per dataset)');
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'stage7', 'config.json'), 'utf8')).preprocessing, { spacing: 8, window: [-175, 250], roi: [32, 32, 32] }, 'the final model records its preprocessing (tiny settings), with no adaptation crop of its own');
+  const source = JSON.parse(fs.readFileSync(path.join(out, 'stage7', 'validation-source.json'), 'utf8'));
   assert.ok('lkidney' in source.dice && 'liver' in source.dice, 'the source table has every organ');
   assert.match(run.stdout, /\| all \(6\) \|/);
-  const provenance = JSON.parse(fs.readFileSync(path.join(out, 'stage6', 'config.json'), 'utf8')).provenance;
-  assert.deepEqual(Object.keys(provenance.validation), ['source-held-out', 'target-site-b', 'source-fresh', 'target-fresh']);
+  const provenance = JSON.parse(fs.readFileSync(path.join(out, 'stage7', 'config.json'), 'utf8')).provenance;
+  assert.deepEqual(Object.keys(provenance.validation), ['source-held-out', 'target-site-b', 'source-fresh', 'site-c-fresh', 'target-fresh']);
   assert.equal(provenance.validation['source-held-out'].dice.liver, Math.round(source.dice.liver * 1e4) / 1e4);
-  const fresh = JSON.parse(fs.readFileSync(path.join(out, 'stage6', 'validation-source-fresh.json'), 'utf8'));
+  const fresh = JSON.parse(fs.readFileSync(path.join(out, 'stage7', 'validation-source-fresh.json'), 'utf8'));
   assert.deepEqual(Object.keys(fresh.datasets), ['held-out-source']);
   assert.equal(fresh.datasets['held-out-source'].perCase.length, 2);
   assert.deepEqual(Object.keys(fresh.dice).sort(), ['aorta', 'duodenum', 'esophagus', 'gall', 'liver', 'lkidney', 'pancreas', 'postcava', 'rkidney', 'spleen', 'stomach'], 'every fresh volume labels the eleven organs');
   assert.match(run.stdout, /\| held-out-site-b \(2\) \|/);
+  assert.match(run.stdout, /\| held-out-site-c \(2\) \|/);
   // pretrain --adaptation-roi records the crop edge few-shot adaptation defaults to.
   const cropped = path.join(work, 'adaptation-roi');
   const withCrop = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist', 'lib', 'cli', 'main.js'), 'pretrain', '--data', path.join(out, 'prep12', 'collection.json'), '--out', cropped, '--feature-size', '12', '--roi', '32', '--epochs', '1', '--steps', '1', '--recipe', 'reference', '--adaptation-roi', '16', '--no-checkpoint'], { encoding: 'utf8', env, cwd: REPO_ROOT });
@@ -236,5 +239,5 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(cropped, 'config.json'), 'utf8')).preprocessing.adaptationRoi, [16, 16, 16]);
   const again = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'train-default-model.sh'), out], { encoding: 'utf8', env, cwd: REPO_ROOT });
   assert.equal(again.status, 0, again.stderr.slice(-3000));
-  assert.equal(fs.readFileSync(path.join(out, 'stage6', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'a finished run is not trained again');
+  assert.equal(fs.readFileSync(path.join(out, 'stage7', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'a finished run is not trained again');
 });

@@ -45,12 +45,12 @@ tiny.dispose();
 await show(fseft.viz.trainingCurvesSpec(epochLog, 'this run: loss per class'));
 
 // %%
-// The shipped default model (data/models/default): its last pretraining stage (6: 64^3 patches,
-// 4 epochs on the redrawn phantoms), read from its log, with the held-out validation Dice after
+// The shipped default model (data/models/default): its last pretraining stage (7: 64^3 patches,
+// 5 epochs on 36 phantoms per dataset), read from its log, with the held-out validation Dice after
 // each epoch; data/README.md says how each stage trained (git history keeps the earlier logs).
 const logFile = path.join(fseft.networks.resolveModelDir('default'), 'log.jsonl');
 const defaultLog = fs.readFileSync(logFile, 'utf8').trim().split('\n').map((line, i) => ({ ...JSON.parse(line), epoch: i + 1 }) as fseft.training.EpochRecord);
-await show(fseft.viz.trainingCurvesSpec(defaultLog, 'default model, stage 6: Dice loss per class'));
+await show(fseft.viz.trainingCurvesSpec(defaultLog, 'default model, stage 7: Dice loss per class'));
 await show(fseft.viz.validationCurvesSpec(defaultLog.filter((r) => r.validation)));
 
 // %% [markdown]
