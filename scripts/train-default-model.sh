@@ -61,7 +61,8 @@
 #   stages before it.
 #
 # Last, the model is scored on fresh phantoms that label every organ (scripts/validate-held-out.sh:
-#   12 source and 12 site-b volumes, seeds 5000 / 6000), a larger held-out set than --val-cases 1.
+#   12 volumes each of the source institutions 'source' and 'site-c' and of the target site-b,
+#   seeds 5000 / 7000 / 6000), a larger held-out set than --val-cases 1.
 #
 # FSEFT_TINY=1 runs every stage on tiny settings (2 volumes per dataset, 8 mm, one epoch of one
 # step): the test suite checks that the script works end to end in under a minute.
