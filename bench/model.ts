@@ -1,6 +1,6 @@
 /**
  * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N --checkpoint none|swin|all|fine
- *                        --frozen lora,ft-last|none --compare-unfrozen]
+ *                        --frozen lora,ft-last|none --compare-unfrozen --direct-conv both]
  * Times SwinUNETR forward passes and training steps (forward, backward, AdamW) per backend:
  *   (a) feature_size 12, 64^3 input, 29 outputs   (b) feature_size 48, 96^3 input, 29 outputs
  * the training step of few-shot methods on the frozen backbone (`--frozen`: a PEFT method through
@@ -8,7 +8,9 @@
  * backbone's weight gradients computed, as before they were skipped), with the wasm heap's
  * high-water mark, and the throughput of the heaviest operations. MONAI's figures come from the
  * same run when MONAI imports here (bench/monai.ts; `--no-monai` skips it), else from
- * shared/baselines.md, and the line says which.
+ * shared/baselines.md, and the line says which. `--direct-conv both` also times the forward pass and
+ * the convolutions with the kit's own 3x3x3 kernel (lib/networks/wasm-conv.ts), back to back with
+ * XNNPACK's conv2d; FSEFT_DIRECT_CONV=1 uses it for every measurement.
  */
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -18,6 +20,7 @@ import { argument } from './args';
 import { monaiAvailable, runMonai } from './monai';
 import { batchMatMul } from '../lib/networks/matmul';
 import { conv3dSame } from '../lib/networks/ops';
+import { directConvolutionTuning } from '../lib/networks/wasm-conv';
 import { CheckpointMode, SwinUNETR, swinUnetrConfig } from '../lib/networks/swin-unetr';
 import { Adapter, METHODS, zeroShotRow } from '../lib/adapters/adapters';
 import { AdamW } from '../lib/training/adamw';
@@ -40,6 +43,27 @@ function accelerated(backend: string): boolean {
 }
 
 const REPEAT = Number(argument('repeat') ?? 1);
+
+/** `--direct-conv both`: every forward and convolution timing once per state of the direct kernel. */
+const DIRECT_AB = argument('direct-conv') === 'both';
+
+/** Runs `measure` with the direct convolution kernel off and on (or as set), and restores the setting. */
+async function eachDirectState<T>(measure: (direct: boolean) => Promise<T>): Promise<Array<{ direct: boolean; value: T }>> {
+  const saved = directConvolutionTuning.enabled;
+  const states = DIRECT_AB ? [false, true] : [saved];
+  const out: Array<{ direct: boolean; value: T }> = [];
+  try {
+    for (const direct of states) {
+      directConvolutionTuning.enabled = direct;
+      out.push({ direct, value: await measure(direct) });
+    }
+  } finally {
+    directConvolutionTuning.enabled = saved;
+  }
+  return out;
+}
+
+const convolutionLabel = (direct: boolean) => (direct ? "the kit's direct kernel" : "XNNPACK's conv2d");
 
 /** Median wall time of `repeat` calls; every call ends by reading a result back. */
 async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<number> {
@@ -80,13 +104,18 @@ async function opThroughput(): Promise<string[]> {
   const conv = async (size: number, cin: number, cout: number) => {
     const x = tf.randomNormal([1, size, size, size, cin]) as tf.Tensor5D;
     const w = tf.randomNormal([3, 3, 3, cin, cout]) as tf.Tensor5D;
-    await settle(conv3dSame(x, w));
-    const s = await seconds(() => settle(conv3dSame(x, w)));
+    for (const { direct, value: s } of await eachDirectState(async () => {
+      await settle(conv3dSame(x, w));
+      return seconds(() => settle(conv3dSame(x, w)));
+    })) {
+      lines.push(`conv3d 3x3x3 ${size}^3 ${cin}->${cout} (${convolutionLabel(direct)}): ${s.toFixed(3)} s, ${((2 * size ** 3 * 27 * cin * cout) / s / 1e9).toFixed(1)} GFLOP/s`);
+    }
     tf.dispose([x, w]);
-    lines.push(`conv3d 3x3x3 ${size}^3 ${cin}->${cout}: ${s.toFixed(3)} s, ${((2 * size ** 3 * 27 * cin * cout) / s / 1e9).toFixed(1)} GFLOP/s`);
   };
   await conv(64, 24, 12);
   await conv(48, 96, 48);
+  await conv(96, 48, 48);
+  await conv(24, 192, 192);
   // Window attention scores q k^T, batch = windows x heads: the kit's batchMatMul (k laid out
   // transposed, as the network does) against tf.matMul with transposeB.
   const attention = async (batch: number, tokens: number, dim: number) => {
@@ -189,8 +218,14 @@ async function main(): Promise<void> {
       const reference = monai.get(name)!;
       const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
       const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
-      await forwardSeconds(model, x, 1);
-      const forward = await forwardSeconds(model, x);
+      const forwards = await eachDirectState(async () => {
+        await forwardSeconds(model, x, 1);
+        return forwardSeconds(model, x);
+      });
+      const forward = forwards[0].value;
+      if (DIRECT_AB) {
+        for (const { direct, value } of forwards) console.log(`${backend} | (${name}) forward with ${convolutionLabel(direct)}: ${value.toFixed(2)} s, ${(value / reference.forward).toFixed(2)}x MONAI's`);
+      }
       let step = 'not run';
       let stepRatio = '-';
       // On wasm a (b) training step takes minutes (and more than its 4 GB heap).

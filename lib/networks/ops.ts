@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
+import { conv3x3x3Direct, directConvolutionApplies } from './wasm-conv';
 import { fusedNormAvailable, leakyReluGradientFused, standardizeRowsFused, standardizeRowsGradientFused } from './wasm-norm-ops';
 import { addDepthNeighboursInPlace, depthInward, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, writeLeadingInPlace, zeros } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
@@ -307,6 +308,8 @@ function depthTapSum(x: tf.Tensor4D, taps: tf.Tensor4D[], chunked: boolean): tf.
 function depthSlicedValue(x: tf.Tensor5D, filter: tf.Tensor5D, chunked: boolean): tf.Tensor5D {
   return tf.tidy(() => {
     const [, d, h, w, cin] = x.shape;
+    const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
+    if (directConvolutionApplies(slices, filter.shape[4])) return tf.reshape(conv3x3x3Direct(slices, filter), [1, d, h, w, filter.shape[4]]) as tf.Tensor5D;
     return tf.reshape(depthTapSum(tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D, depthTaps(filter), chunked), [1, d, h, w, filter.shape[4]]) as tf.Tensor5D;
   });
 }
@@ -319,6 +322,11 @@ function depthSlicedInputGradient(dy: tf.Tensor, filter: tf.Tensor5D): tf.Tensor
   return tf.tidy(() => {
     const [, d, h, w, cout] = dy.shape;
     const flipped = depthTaps(filter).map((k) => tf.transpose(tf.reverse(k, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D);
+    const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
+    if (directConvolutionApplies(gradient, filter.shape[3])) {
+      // the transposed filter with its taps reversed: [3, 3, 3, Cout, Cin]
+      return tf.reshape(conv3x3x3Direct(gradient, tf.stack([flipped[2], flipped[1], flipped[0]]) as tf.Tensor5D), [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
+    }
     const dx = depthTapSum(tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D, [flipped[2], flipped[1], flipped[0]], true);
     return tf.reshape(dx, [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
   });

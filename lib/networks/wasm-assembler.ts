@@ -133,6 +133,9 @@ export const op = {
   i32LtU: [0x49],
   i32GeU: [0x4f],
   i32GtU: [0x4b],
+  i32Eq: [0x46],
+  i32DivU: [0x6e],
+  i32RemU: [0x70],
   f32Load: (offset = 0) => [0x2a, ...memarg(2, offset)],
   f32Store: (offset = 0) => [0x38, ...memarg(2, offset)],
   f32Add: [0x92],
@@ -145,6 +148,8 @@ export const op = {
   block: (...body: number[][]) => [0x02, 0x40, ...body.flat(), 0x0b],
   /** loop ... end; `br depth` inside jumps back to its start. */
   loop: (...body: number[][]) => [0x03, 0x40, ...body.flat(), 0x0b],
+  /** if ... end on the i32 on the stack (no else, no result); `br depth` inside counts it as a block. */
+  if_: (...body: number[][]) => [0x04, 0x40, ...body.flat(), 0x0b],
   br: (depth: number) => [0x0c, ...unsignedLeb(depth)],
   brIf: (depth: number) => [0x0d, ...unsignedLeb(depth)],
   /** The value on the stack's address plus `offset`, 16 bytes. */

@@ -1,4 +1,6 @@
+import * as v8 from 'node:v8';
 import { WasmBackendInternals } from './wasm-views';
+import { relaxedSimdProbeBytes } from './wasm-simd-conv';
 
 /**
  * The kit's SIMD modules (built with wasm-assembler.ts) instantiated on tfjs-wasm's own memory,
@@ -47,4 +49,38 @@ export function heapF64(wasm: WasmBackendInternals, address: number, length: num
 
 export function heapF32(wasm: WasmBackendInternals, address: number, length: number): Float32Array {
   return new Float32Array(wasm.wasm.HEAPU8.buffer, address, length);
+}
+
+let relaxed: boolean | undefined;
+
+function compiles(bytes: Uint8Array): boolean {
+  try {
+    new WebAssembly.Module(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the runtime compiles relaxed SIMD (f32x4.relaxed_madd). Node 22 and later do by
+ * default; Node 20's V8 has it behind --experimental-wasm-relaxed-simd, which is turned on here
+ * before any module that uses it is compiled (a wasm feature flag, read at compile time).
+ * FSEFT_WASM_RELAXED_SIMD=0 keeps the plain multiply and add.
+ */
+export function relaxedSimdAvailable(): boolean {
+  if (relaxed === undefined) {
+    const probe = relaxedSimdProbeBytes();
+    if (process.env.FSEFT_WASM_RELAXED_SIMD === '0') relaxed = false;
+    else if (compiles(probe)) relaxed = true;
+    else {
+      try {
+        v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+      } catch {
+        // a runtime without the flag keeps the plain instructions
+      }
+      relaxed = compiles(probe);
+    }
+  }
+  return relaxed!;
 }

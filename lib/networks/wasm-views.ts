@@ -15,7 +15,7 @@ export interface WasmBackendInternals {
     /** The heap itself (threaded builds export it; others leave it undefined). */
     wasmMemory?: WebAssembly.Memory;
     asm?: { memory?: WebAssembly.Memory };
-    tfjs: { registerTensor(id: number, size: number, memoryOffset: number): void; disposeData(id: number): void };
+    tfjs: { registerTensor(id: number, size: number, memoryOffset: number): void; disposeData(id: number): void; getThreadsCount?(): number };
   };
   dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
   dataIdNextNumber: number;

@@ -1,0 +1,78 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import workerThreads = require('node:worker_threads');
+import { ARGUMENTS, CIN, CONTROL_INTS, FUSED, JOB, STATE } from './wasm-row-pool-protocol';
+
+/**
+ * Helper threads for the kit's own convolution kernel, so that it uses every core tfjs-wasm's
+ * XNNPACK pool would (its pool sleeps while the kit's kernel runs). Each helper instantiates the
+ * kernel on the same shared heap and takes a share of the output rows; the calling thread takes
+ * the first share and then waits for the others (Atomics on a control block: no message passing
+ * on the hot path). Only for the threaded tfjs-wasm build, whose heap is a SharedArrayBuffer.
+ */
+
+export interface RowPool {
+  /** Runs convolveRows(args with rows [row0, row1) split) on the helpers and on `own`. */
+  run(cin: number, fused: boolean, args: number[], rows: number, own: (row0: number, row1: number) => void): void;
+  threads: number;
+}
+
+interface Helper {
+  worker: workerThreads.Worker;
+  block: Int32Array;
+}
+
+const pools = new WeakMap<WebAssembly.Memory, RowPool | null>();
+const WORKER_SCRIPT = path.join(__dirname, 'wasm-conv-worker.js');
+
+/** Splits rows [0, rows) into `parts` near-equal ranges. */
+export function rowShares(rows: number, parts: number): Array<[number, number]> {
+  return Array.from({ length: parts }, (_, i) => [Math.floor((rows * i) / parts), Math.floor((rows * (i + 1)) / parts)] as [number, number]);
+}
+
+/** The pool for this heap with `threads` threads in all (the caller's included), or null where it cannot run. */
+export function rowPoolFor(memory: WebAssembly.Memory | undefined, threads: number): RowPool | null {
+  if (!memory || threads < 2 || !(memory.buffer instanceof SharedArrayBuffer) || !fs.existsSync(WORKER_SCRIPT)) return null;
+  if (pools.has(memory)) return pools.get(memory)!;
+  let pool: RowPool | null = null;
+  try {
+    const helpers: Helper[] = Array.from({ length: threads - 1 }, () => {
+      const control = new SharedArrayBuffer(CONTROL_INTS * 4);
+      const worker = new workerThreads.Worker(WORKER_SCRIPT, { workerData: { memory, control } });
+      worker.unref();
+      return { worker, block: new Int32Array(control) };
+    });
+    pool = {
+      threads,
+      run(cin, fused, args, rows, own) {
+        const shares = rowShares(rows, threads);
+        helpers.forEach((helper, i) => {
+          const [row0, row1] = shares[i + 1];
+          helper.block[CIN] = cin;
+          helper.block[FUSED] = fused ? 1 : 0;
+          args.forEach((value, k) => (helper.block[ARGUMENTS + k] = value));
+          helper.block[ARGUMENTS + 6] = row0;
+          helper.block[ARGUMENTS + 7] = row1;
+          Atomics.store(helper.block, STATE, JOB.posted);
+          Atomics.notify(helper.block, STATE);
+        });
+        own(shares[0][0], shares[0][1]);
+        let failed = false;
+        for (const helper of helpers) {
+          let state = Atomics.load(helper.block, STATE);
+          while (state === JOB.posted) {
+            Atomics.wait(helper.block, STATE, state);
+            state = Atomics.load(helper.block, STATE);
+          }
+          failed ||= state !== JOB.done;
+          Atomics.store(helper.block, STATE, JOB.idle);
+        }
+        if (failed) throw new Error('a convolution helper thread failed');
+      },
+    };
+  } catch {
+    pool = null;
+  }
+  pools.set(memory, pool);
+  return pool;
+}
