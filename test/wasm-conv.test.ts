@@ -121,7 +121,7 @@ test('conv3dSame through the direct kernel: values, input and filter gradients e
   assert.ok(maxAbsDifference(gotGradient, wantGradient) < 1e-3, `input gradient: max difference ${maxAbsDifference(gotGradient, wantGradient)}`);
 });
 
-test('the direct kernel leaves convolutions it does not take to XNNPACK: off by default, a Cout not a multiple of 4, too many channels', async () => {
+test('the direct kernel leaves convolutions it does not take to XNNPACK: when switched off (FSEFT_DIRECT_CONV=0), a Cout not a multiple of 4, too many channels', async () => {
   await switchBackend('wasm');
   const x = tf.zeros([2, 2, 2, 4]);
   await withTuning({ enabled: false }, async () => assert.equal(directConvolutionApplies(x, 8), false));

@@ -4,7 +4,7 @@
 // Several "datasets", each annotating different organs, are pooled with the masked loss of Eq. 1: a class
 // only contributes where the dataset annotates it (its annotation vector). This notebook assembles a small
 // synthetic collection, shows the annotation vectors, pretrains a tiny SwinUNETR for a few steps and plots
-// the loss per class — and the curves of the last stage of the shipped default model (9.5 h of training over five stages).
+// the loss per class — and the curves of the last stage of the shipped default model (13.7 h of training over eight stages).
 // **Synthetic data (simulated phantoms).**
 
 // %%
@@ -45,12 +45,12 @@ tiny.dispose();
 await show(fseft.viz.trainingCurvesSpec(epochLog, 'this run: loss per class'));
 
 // %%
-// The shipped default model (data/models/default): its last pretraining stage (7: 64^3 patches,
-// 5 epochs on 36 phantoms per dataset), read from its log, with the held-out validation Dice after
+// The shipped default model (data/models/default): its last pretraining stage (8: 64^3 patches,
+// 5 epochs on 36 phantoms per dataset at a peak learning rate of 2e-4), read from its log, with the held-out validation Dice after
 // each epoch; data/README.md says how each stage trained (git history keeps the earlier logs).
 const logFile = path.join(fseft.networks.resolveModelDir('default'), 'log.jsonl');
 const defaultLog = fs.readFileSync(logFile, 'utf8').trim().split('\n').map((line, i) => ({ ...JSON.parse(line), epoch: i + 1 }) as fseft.training.EpochRecord);
-await show(fseft.viz.trainingCurvesSpec(defaultLog, 'default model, stage 7: Dice loss per class'));
+await show(fseft.viz.trainingCurvesSpec(defaultLog, 'default model, stage 8: Dice loss per class'));
 await show(fseft.viz.validationCurvesSpec(defaultLog.filter((r) => r.validation)));
 
 // %% [markdown]
