@@ -13,10 +13,11 @@ import { rowPoolFor } from './wasm-row-pool';
 
 /**
  * Floats of a padded slab (tests shrink it to exercise the slabs' seams); whether the kernel is
- * used (FSEFT_DIRECT_CONV=0 keeps XNNPACK's conv2d; on a quiet 2-core machine the kernel ran
- * 1.3-1.6x XNNPACK's two-thread conv2d, docs/benchmarks.md); whether it spreads over helper threads; the largest Cin x Cout it takes
- * (beyond, its filter panel outgrows the cache and XNNPACK is faster: 9.7 against 17.9 GFLOP/s at
- * 768 x 768 on 6^3); `plain` keeps multiply and add where relaxed SIMD is there (for tests).
+ * used (FSEFT_DIRECT_CONV=0 keeps XNNPACK's conv2d; on a quiet 2-core machine the kernel ran at
+ * 1.2-1.6x the speed of XNNPACK's two-thread conv2d, docs/benchmarks.md); whether it spreads over
+ * helper threads; the largest Cin x Cout it takes (beyond, its filter panel outgrows the cache and
+ * XNNPACK is faster: 9.7 against 17.9 GFLOP/s at 768 x 768 on 6^3, measured under load); `plain`
+ * keeps multiply and add where relaxed SIMD is there (for tests).
  */
 export const directConvolutionTuning = { slabFloats: 2 ** 24, enabled: process.env.FSEFT_DIRECT_CONV !== '0', threads: true, maxChannelProduct: 384 * 384, plain: false };
 
