@@ -310,7 +310,7 @@ function depthSlicedValue(x: tf.Tensor5D, filter: tf.Tensor5D, chunked: boolean)
     const [, d, h, w, cin] = x.shape;
     const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
     if (directConvolutionApplies(slices, filter.shape[4])) return tf.reshape(conv3x3x3Direct(slices, filter), [1, d, h, w, filter.shape[4]]) as tf.Tensor5D;
-    return tf.reshape(depthTapSum(tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D, depthTaps(filter), chunked), [1, d, h, w, filter.shape[4]]) as tf.Tensor5D;
+    return tf.reshape(depthTapSum(slices, depthTaps(filter), chunked), [1, d, h, w, filter.shape[4]]) as tf.Tensor5D;
   });
 }
 
@@ -327,7 +327,7 @@ function depthSlicedInputGradient(dy: tf.Tensor, filter: tf.Tensor5D): tf.Tensor
       // the transposed filter with its taps reversed: [3, 3, 3, Cout, Cin]
       return tf.reshape(conv3x3x3Direct(gradient, tf.stack([flipped[2], flipped[1], flipped[0]]) as tf.Tensor5D), [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
     }
-    const dx = depthTapSum(tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D, [flipped[2], flipped[1], flipped[0]], true);
+    const dx = depthTapSum(gradient, [flipped[2], flipped[1], flipped[0]], true);
     return tf.reshape(dx, [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
   });
 }

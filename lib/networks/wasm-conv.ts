@@ -21,8 +21,13 @@ import { rowPoolFor } from './wasm-row-pool';
  */
 export const directConvolutionTuning = { slabFloats: 2 ** 24, enabled: process.env.FSEFT_DIRECT_CONV !== '0', threads: true, maxChannelProduct: 384 * 384, plain: false };
 
+/** Whether the kernel multiplies and adds in one relaxed-SIMD instruction (here and on the helper threads). */
+function fusedMultiplyAdd(): boolean {
+  return !directConvolutionTuning.plain && relaxedSimdAvailable();
+}
+
 function convolutionModule(wasm: WasmBackendInternals, cin: number): SimdConvolutionExports | undefined {
-  const fused = !directConvolutionTuning.plain && relaxedSimdAvailable();
+  const fused = fusedMultiplyAdd();
   return simdModuleOn<SimdConvolutionExports>(wasm, `conv3-${cin}-${fused ? 'fused' : 'plain'}`, (shared) => simdConvolutionModuleBytes(cin, fused, shared));
 }
 
@@ -84,7 +89,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
           fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin);
           const output = target + e0 * h * w * cout * 4;
           const own = (row0: number, row1: number) => module.convolveRows(slab, packed, output, h, w, cout, row0, row1);
-          if (pool && count * h >= pool.threads) pool.run(cin, !directConvolutionTuning.plain && relaxedSimdAvailable(), [slab, packed, output, h, w, cout], count * h, own);
+          if (pool && count * h >= pool.threads) pool.run(cin, fusedMultiplyAdd(), [slab, packed, output, h, w, cout], count * h, own);
           else own(0, count * h);
         }
       });
