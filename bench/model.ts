@@ -1,6 +1,6 @@
 /**
  * npm run bench:model [-- --backends wasm,cpu,webgpu --configs a,b --no-train --repeat N --checkpoint none|swin|all|fine
- *                        --frozen lora,ft-last|none --compare-unfrozen --direct-conv both]
+ *                        --frozen lora,ft-last|none --compare-unfrozen --conv-methods xnnpack,direct,winograd]
  * Times SwinUNETR forward passes and training steps (forward, backward, AdamW) per backend:
  *   (a) feature_size 12, 64^3 input, 29 outputs   (b) feature_size 48, 96^3 input, 29 outputs
  * the training step of few-shot methods on the frozen backbone (`--frozen`: a PEFT method through
@@ -8,9 +8,10 @@
  * backbone's weight gradients computed, as before they were skipped), with the wasm heap's
  * high-water mark, and the throughput of the heaviest operations. MONAI's figures come from the
  * same run when MONAI imports here (bench/monai.ts; `--no-monai` skips it), else from
- * shared/baselines.md, and the line says which. `--direct-conv both` also times the forward pass and
- * the convolutions with the kit's own 3x3x3 kernel (lib/networks/wasm-conv.ts), back to back with
- * XNNPACK's conv2d; FSEFT_DIRECT_CONV=1 uses it for every measurement.
+ * shared/baselines.md, and the line says which. `--conv-methods xnnpack,direct,winograd` times the
+ * forward pass and the convolutions once per 3x3x3 convolution method, back to back: XNNPACK's
+ * conv2d, the kit's direct kernel and its Winograd kernel (lib/networks/wasm-conv.ts; `--direct-conv
+ * both` is xnnpack,direct); FSEFT_DIRECT_CONV=0 / FSEFT_WINOGRAD=0 choose the method for the rest.
  */
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -44,26 +45,53 @@ function accelerated(backend: string): boolean {
 
 const REPEAT = Number(argument('repeat') ?? 1);
 
-/** `--direct-conv both`: every forward and convolution timing once per state of the direct kernel. */
-const DIRECT_AB = argument('direct-conv') === 'both';
+type ConvolutionMethod = 'xnnpack' | 'direct' | 'winograd';
+const CONVOLUTION_METHODS: ConvolutionMethod[] = ['xnnpack', 'direct', 'winograd'];
 
-/** Runs `measure` with the direct convolution kernel off and on (or as set), and restores the setting. */
-async function eachDirectState<T>(measure: (direct: boolean) => Promise<T>): Promise<Array<{ direct: boolean; value: T }>> {
-  const saved = directConvolutionTuning.enabled;
-  const states = DIRECT_AB ? [false, true] : [saved];
-  const out: Array<{ direct: boolean; value: T }> = [];
+/** The method the kit uses as configured (FSEFT_DIRECT_CONV, FSEFT_WINOGRAD). */
+function configuredMethod(): ConvolutionMethod {
+  if (!directConvolutionTuning.enabled) return 'xnnpack';
+  return directConvolutionTuning.winograd ? 'winograd' : 'direct';
+}
+
+/**
+ * `--conv-methods xnnpack,direct,winograd` (`--direct-conv both`: xnnpack,direct): every forward
+ * and convolution timing once per convolution method, back to back; else the configured one.
+ */
+const METHODS_AB: ConvolutionMethod[] | null = (() => {
+  const listed = argument('conv-methods');
+  if (listed) {
+    const methods = listed.split(',') as ConvolutionMethod[];
+    const unknown = methods.filter((m) => !CONVOLUTION_METHODS.includes(m));
+    if (unknown.length) throw new Error(`--conv-methods: unknown ${unknown.join(', ')} (choose from ${CONVOLUTION_METHODS.join(', ')})`);
+    return methods;
+  }
+  return argument('direct-conv') === 'both' ? ['xnnpack', 'direct'] : null;
+})();
+
+/** Runs `measure` with each convolution method (or the configured one), and restores the setting. */
+async function eachConvolutionMethod<T>(measure: (method: ConvolutionMethod) => Promise<T>): Promise<Array<{ method: ConvolutionMethod; value: T }>> {
+  const saved = { enabled: directConvolutionTuning.enabled, winograd: directConvolutionTuning.winograd };
+  const out: Array<{ method: ConvolutionMethod; value: T }> = [];
   try {
-    for (const direct of states) {
-      directConvolutionTuning.enabled = direct;
-      out.push({ direct, value: await measure(direct) });
+    for (const method of METHODS_AB ?? [configuredMethod()]) {
+      directConvolutionTuning.enabled = method !== 'xnnpack';
+      directConvolutionTuning.winograd = method === 'winograd';
+      out.push({ method, value: await measure(method) });
     }
   } finally {
-    directConvolutionTuning.enabled = saved;
+    Object.assign(directConvolutionTuning, saved);
   }
   return out;
 }
 
-const convolutionLabel = (direct: boolean) => (direct ? "the kit's direct kernel" : "XNNPACK's conv2d");
+/** The configured method's measurement where it was taken, else the first. */
+function configuredValue<T>(values: Array<{ method: ConvolutionMethod; value: T }>): T {
+  return (values.find((v) => v.method === configuredMethod()) ?? values[0]).value;
+}
+
+const convolutionLabel = (method: ConvolutionMethod) =>
+  method === 'xnnpack' ? "XNNPACK's conv2d" : method === 'direct' ? "the kit's direct kernel" : "the kit's Winograd F(2,3) kernel (direct where Cin is not a multiple of 4)";
 
 /** Median wall time of `repeat` calls; every call ends by reading a result back. */
 async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<number> {
@@ -104,11 +132,11 @@ async function opThroughput(): Promise<string[]> {
   const conv = async (size: number, cin: number, cout: number) => {
     const x = tf.randomNormal([1, size, size, size, cin]) as tf.Tensor5D;
     const w = tf.randomNormal([3, 3, 3, cin, cout]) as tf.Tensor5D;
-    for (const { direct, value: s } of await eachDirectState(async () => {
+    for (const { method, value: s } of await eachConvolutionMethod(async () => {
       await settle(conv3dSame(x, w));
       return seconds(() => settle(conv3dSame(x, w)));
     })) {
-      lines.push(`conv3d 3x3x3 ${size}^3 ${cin}->${cout} (${convolutionLabel(direct)}): ${s.toFixed(3)} s, ${((2 * size ** 3 * 27 * cin * cout) / s / 1e9).toFixed(1)} GFLOP/s`);
+      lines.push(`conv3d 3x3x3 ${size}^3 ${cin}->${cout} (${convolutionLabel(method)}): ${s.toFixed(3)} s, ${((2 * size ** 3 * 27 * cin * cout) / s / 1e9).toFixed(1)} GFLOP/s`);
     }
     tf.dispose([x, w]);
   };
@@ -218,13 +246,13 @@ async function main(): Promise<void> {
       const reference = monai.get(name)!;
       const model = SwinUNETR.create(swinUnetrConfig({ featureSize, outChannels: 29 }), 0);
       const x = tf.randomNormal([1, size, size, size, 1]) as tf.Tensor5D;
-      const forwards = await eachDirectState(async () => {
+      const forwards = await eachConvolutionMethod(async () => {
         await forwardSeconds(model, x, 1);
         return forwardSeconds(model, x);
       });
-      const forward = forwards[0].value;
-      if (DIRECT_AB) {
-        for (const { direct, value } of forwards) console.log(`${backend} | (${name}) forward with ${convolutionLabel(direct)}: ${value.toFixed(2)} s, ${(value / reference.forward).toFixed(2)}x MONAI's`);
+      const forward = configuredValue(forwards);
+      if (METHODS_AB) {
+        for (const { method, value } of forwards) console.log(`${backend} | (${name}) forward with ${convolutionLabel(method)}: ${value.toFixed(2)} s, ${(value / reference.forward).toFixed(2)}x MONAI's`);
       }
       let step = 'not run';
       let stepRatio = '-';

@@ -378,10 +378,12 @@ test('a decoder block in checkpointed segments: same output and gradients, a low
   assert.equal(maxAbsDifference(plain.out, segmented.out), 0);
   plain.grads.forEach((g, i) => assert.ok(maxAbsDifference(g, segmented.grads[i]) < 1e-6, `gradient ${i} differs by ${maxAbsDifference(g, segmented.grads[i])}`));
   // Above the tensors held before, counted per tensor (tf.memory counts a shared clone twice):
-  // 19.3 volumes of 32^3 x 8 for the plain block, 16.1 in segments. Before the plain block's tape
-  // kept only what its backward reads, the segments' peak was under 0.75 of the plain one's.
+  // 17.3 volumes of 32^3 x 8 for the plain block, 16.1 in segments. Before the plain block's tape
+  // kept only what its backward reads, the segments' peak was under 0.75 of the plain one's; before
+  // the residual sum and its activation became one op (no sum volume), 19.3 against 16.1.
   const held = tf.memory().numBytes;
-  assert.ok(segmented.peak - held < 0.9 * (plain.peak - held), `peak above the inputs: ${segmented.peak - held} in segments against ${plain.peak - held} bytes`);
+  const volume = 32 ** 3 * 8 * 4;
+  assert.ok(segmented.peak - held < plain.peak - held - volume, `peak above the inputs: ${segmented.peak - held} in segments against ${plain.peak - held} bytes (at least one volume less expected)`);
   tf.dispose([x, skip, ...weights.values()]);
 });
 

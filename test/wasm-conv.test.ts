@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { conv3dSame } from '../lib/networks/ops';
-import { conv3x3x3Direct, directConvolutionApplies, directConvolutionTuning, packFilterPanels } from '../lib/networks/wasm-conv';
+import { conv3x3x3Direct, directConvolutionApplies, directConvolutionMethod, directConvolutionTuning, packFilterPanels, packWinogradFilter } from '../lib/networks/wasm-conv';
 import { rowShares } from '../lib/networks/wasm-row-pool';
 import { relaxedSimdAvailable } from '../lib/networks/wasm-simd';
 import { maxAbsDifference } from './helpers';
@@ -39,6 +39,21 @@ test('packFilterPanels lays the filter out in panels of 8 output channels, then 
   assert.deepEqual([...packed], [0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, 16, 17, 18, 19, 8, 9, 10, 11, 20, 21, 22, 23]);
 });
 
+test('packWinogradFilter gives each component [9 Cin, Cout] from the three kw taps, in panels', () => {
+  const cin = 2;
+  const cout = 4;
+  const filter = values(27 * cin * cout, 9);
+  const packed = new Float32Array(36 * cin * cout);
+  packWinogradFilter(filter, cin, cout, packed);
+  const tap = (kd: number, kh: number, kw: number, c: number, o: number) => filter[(((kd * 3 + kh) * 3 + kw) * cin + c) * cout + o];
+  // one panel of 4 channels: component k's row (kd, kh, c) at k 9 Cin Cout + ((kd 3 + kh) Cin + c) Cout
+  for (const [kd, kh, c, o] of [[0, 0, 0, 0], [2, 1, 1, 3], [1, 2, 0, 2]]) {
+    const [g0, g1, g2] = [0, 1, 2].map((kw) => tap(kd, kh, kw, c, o));
+    const want = [g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2];
+    want.forEach((value, k) => assert.ok(Math.abs(packed[k * 9 * cin * cout + ((kd * 3 + kh) * cin + c) * cout + o] - value) < 1e-6, `component ${k} at ${[kd, kh, c, o]}`));
+  }
+});
+
 test('rowShares splits the rows into near-equal ranges that cover each row once', () => {
   assert.deepEqual(rowShares(7, 2), [[0, 3], [3, 7]]);
   assert.deepEqual(rowShares(9, 3), [[0, 3], [3, 6], [6, 9]]);
@@ -48,7 +63,12 @@ test('rowShares splits the rows into near-equal ranges that cover each row once'
 test('the direct 3x3x3 convolution (wasm) equals tfjs conv3d on cpu: every row-tail width, 4-wide channel tails, slab seams, one thread and the pool, fused and plain', async () => {
   // W = 13, 7, 11, 3 leave tails of 1, 1, 5 and 3 voxels after the blocks of 6; Cout = 12 ends in
   // a 4-wide panel; Cin = 1 is the network's input convolution.
-  const shapes: Array<[number[], number]> = [[[5, 6, 13, 3], 12], [[4, 5, 7, 8], 8], [[3, 4, 11, 5], 4], [[2, 3, 3, 6], 16], [[3, 4, 6, 1], 12]];
+  // With Cin a multiple of 4 the Winograd module takes it: W = 13, 7, 1, 24, 2 give 7, 4, 1, 12 and
+  // 1 tiles (odd widths drop the last tile's second voxel; 7 tiles leave a tail of 1 after 6).
+  const shapes: Array<[number[], number]> = [
+    [[5, 6, 13, 3], 12], [[4, 5, 7, 8], 8], [[3, 4, 11, 5], 4], [[2, 3, 3, 6], 16], [[3, 4, 6, 1], 12],
+    [[3, 4, 13, 4], 12], [[2, 3, 1, 8], 4], [[4, 3, 24, 12], 8], [[3, 2, 2, 4], 8],
+  ];
   for (const [shape, cout] of shapes) {
     const [d, h, w, cin] = shape;
     const x = values(d * h * w * cin, 1);
@@ -56,11 +76,15 @@ test('the direct 3x3x3 convolution (wasm) equals tfjs conv3d on cpu: every row-t
     const want = await reference(x, filter, shape, cout);
     await switchBackend('wasm');
     const planeFloats = (h + 2) * (w + 2) * cin;
-    for (const settings of [{ threads: false }, { threads: true }, { threads: true, slabFloats: 3 * planeFloats }, { threads: false, plain: true }]) {
-      await withTuning({ enabled: true, ...settings }, async () => {
-        const label = `${shape} -> ${cout}, ${JSON.stringify(settings)}`;
+    const modes = cin % 4 === 0 ? [true, false] : [false];
+    // slabFloats 1: a slab of one depth slice each (every seam); 4 planes: two slices each (direct)
+    const seams = [{ threads: true, slabFloats: 1 }, { threads: false, slabFloats: 4 * planeFloats }];
+    for (const winograd of modes) for (const settings of [{ threads: false }, { threads: true }, ...seams, { threads: false, plain: true }]) {
+      await withTuning({ enabled: true, winograd, ...settings }, async () => {
+        const label = `${shape} -> ${cout}, ${JSON.stringify({ winograd, ...settings })}`;
         const xs = tf.tensor4d(x, [d, h, w, cin]);
         assert.ok(directConvolutionApplies(xs, cout), `${label}: the direct kernel takes it`);
+        assert.equal(directConvolutionMethod(cin), winograd ? 'winograd' : 'direct', label);
         const y = conv3x3x3Direct(xs, tf.tensor5d(filter, [3, 3, 3, cin, cout]));
         assert.deepEqual(y.shape, [d, h, w, cout]);
         const worst = maxAbsDifference(await y.data(), want);

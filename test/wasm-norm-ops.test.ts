@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { instanceNorm } from '../lib/networks/ops';
+import { addLeakyRelu, instanceNorm } from '../lib/networks/ops';
 import { leakyReluGradientFused, simdNormActive, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
 import { withScratch } from '../lib/networks/wasm-simd';
 import { WasmBackendInternals } from '../lib/networks/wasm-views';
@@ -76,6 +76,34 @@ test("fused leaky ReLU gradient (wasm): where(z > 0, dy, slope dy), zero output 
   const want = [0.01, 0.02, 0.03, 4, 5, 0.06, 7, 0.08, 0.09, 10, 0.11];
   assert.ok(worst(await got.data(), want) < 1e-7, `${await got.data()}`);
   tf.dispose([z, dy, got]);
+});
+
+test('addLeakyRelu (wasm, one pass): value and both gradients equal tfjs leakyRelu(a + b) on cpu, SIMD and tail, no tensor left behind', async () => {
+  // 60 values (SIMD only), 42 (a tail of 2) and 9 (two vectors and a tail of 1)
+  for (const shape of [[4, 5, 3], [2, 3, 7], [3, 3]]) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const [a, b, r] = [values(size, 11), values(size, 12), values(size, 13)];
+    const run = async (fn: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => {
+      const [ta, tb, tr] = [a, b, r].map((v) => tf.tensor(v, shape));
+      const y = fn(ta, tb);
+      const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.sum(tf.mul(fn(x, z), tr)))([ta, tb]);
+      const out = { y: (await y.data()) as Float32Array, ga: (await ga.data()) as Float32Array, gb: (await gb.data()) as Float32Array };
+      tf.dispose([ta, tb, tr, y, ga, gb]);
+      return out;
+    };
+    await switchBackend('cpu');
+    const want = await run((x, z) => tf.leakyRelu(tf.add(x, z), 0.01));
+    await switchBackend('wasm');
+    const before = tf.memory().numTensors;
+    for (let repeat = 0; repeat < 2; repeat++) {
+      const got = await run((x, z) => addLeakyRelu(x, z, 0.01));
+      for (const key of ['y', 'ga', 'gb'] as const) assert.ok(worst(got[key], want[key]) < 1e-6, `${shape} ${key}: ${worst(got[key], want[key])}`);
+    }
+    assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+    const info = await tf.profile(() => addLeakyRelu(tf.tensor(a, shape), tf.tensor(b, shape), 0.01));
+    assert.deepEqual(info.kernels.map((k) => k.name).filter((n) => !['Reshape', ''].includes(n)), ['FseftAddLeakyRelu'], 'one kernel, no Add or PReLU');
+    tf.dispose(info.result as tf.Tensor);
+  }
 });
 
 test('instance norm on wasm runs as the fused kernels: no other kernel makes a volume, forward or backward', async () => {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { isFrozen, withFrozen } from './frozen';
-import { addNUnsaved, checkpointed, checkpointedStep, concatChannels, conv3dSame, instanceNorm, leakyRelu, linear, pipeline, recordingGradients, releaseIntermediates } from './ops';
+import { addLeakyRelu, addNUnsaved, checkpointed, checkpointedStep, concatChannels, conv3dSame, instanceNorm, linear, pipeline, recordingGradients, releaseIntermediates } from './ops';
 
 /** MONAI's LeakyReLU slope in its UNet blocks. */
 export const LEAKY_SLOPE = 0.01;
@@ -79,10 +79,8 @@ export function unetResBlock(x: BlockInput, weights: UnetResBlockWeights, kernel
     residual = instanceNorm(projected as tf.Tensor5D);
     releaseIntermediates(projected);
   } else residual = whole(x);
-  const sum = tf.add(main, residual);
+  const activated = addLeakyRelu(main, residual, LEAKY_SLOPE) as tf.Tensor5D;
   releaseIntermediates(main, ...(projection || Array.isArray(x) ? [residual] : []));
-  const activated = leakyRelu(sum, LEAKY_SLOPE) as tf.Tensor5D;
-  releaseIntermediates(sum);
   return activated;
 }
 
@@ -111,5 +109,5 @@ function unetResBlockInSegments(x: BlockInput, weights: UnetResBlockWeights, con
   const main = convNorm([convNorm(parts, weights.conv1, LEAKY_SLOPE)], weights.conv2);
   const projection = weights.conv3;
   const residual = projection ? convNorm(parts, projection, undefined, project) : whole(x);
-  return checkpointed((m, r) => leakyRelu(tf.add(m, r), LEAKY_SLOPE), [main, residual]) as tf.Tensor5D;
+  return checkpointed((m, r) => addLeakyRelu(m, r, LEAKY_SLOPE), [main, residual]) as tf.Tensor5D;
 }

@@ -1,23 +1,24 @@
 import * as v8 from 'node:v8';
 import workerThreads = require('node:worker_threads');
-import { simdConvolutionModuleBytes, SimdConvolutionExports } from './wasm-simd-conv';
-import { JOB, ARGUMENTS, CIN, FUSED, STATE } from './wasm-row-pool-protocol';
+import { simdConvolutionModuleBytes } from './wasm-simd-conv';
+import { ARGUMENT_COUNT, ARGUMENTS, CIN, FUNCTION, FUSED, JOB, POOL_FUNCTIONS, STATE, WINOGRAD } from './wasm-row-pool-protocol';
 
 /**
  * A helper thread of the row pool (wasm-row-pool.ts): it waits on its control block, runs the
- * convolution rows it is given on the shared tfjs-wasm heap, and says when it is done.
+ * convolution function and rows it is given on the shared tfjs-wasm heap, and says when it is done.
  */
 
 const { memory, control } = workerThreads.workerData as { memory: WebAssembly.Memory; control: SharedArrayBuffer };
 const block = new Int32Array(control);
-const modules = new Map<string, SimdConvolutionExports>();
+const modules = new Map<string, Record<string, (...args: number[]) => void>>();
 
-function moduleFor(cin: number, fused: boolean): SimdConvolutionExports {
-  const key = `${cin}-${fused}`;
+function moduleFor(cin: number, fused: boolean, winograd: boolean): Record<string, (...args: number[]) => void> {
+  const key = `${cin}-${fused}-${winograd}`;
   let module = modules.get(key);
   if (!module) {
     if (fused) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-    module = new WebAssembly.Instance(new WebAssembly.Module(simdConvolutionModuleBytes(cin, fused, true)), { env: { memory } }).exports as unknown as SimdConvolutionExports;
+    const bytes = simdConvolutionModuleBytes(cin, fused, true, winograd);
+    module = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as Record<string, (...args: number[]) => void>;
     modules.set(key, module);
   }
   return module;
@@ -32,8 +33,8 @@ for (;;) {
   if (state === JOB.exit) break;
   let outcome: number = JOB.done;
   try {
-    const a = Array.from({ length: 8 }, (_, i) => block[ARGUMENTS + i]);
-    moduleFor(block[CIN], block[FUSED] === 1).convolveRows(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    const args = Array.from({ length: block[ARGUMENT_COUNT] }, (_, i) => block[ARGUMENTS + i]);
+    moduleFor(block[CIN], block[FUSED] === 1, block[WINOGRAD] === 1)[POOL_FUNCTIONS[block[FUNCTION]]](...args);
   } catch {
     outcome = JOB.failed;
   }

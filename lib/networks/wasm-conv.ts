@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { offsetOf, onWasm, registerWasmKernels, wasmOf, WasmBackendInternals } from './wasm-views';
 import { relaxedSimdAvailable, simdModuleOn, withScratch } from './wasm-simd';
-import { SimdConvolutionExports, simdConvolutionModuleBytes } from './wasm-simd-conv';
-import { rowPoolFor } from './wasm-row-pool';
+import { SimdConvolutionExports, SimdWinogradExports, simdConvolutionModuleBytes } from './wasm-simd-conv';
+import { PoolJob, RowPool, rowPoolFor } from './wasm-row-pool';
 
 /**
  * The kit's own 3 x 3 x 3 "same" convolution on wasm (wasm-simd-conv.ts), in place of three
@@ -19,22 +19,45 @@ import { rowPoolFor } from './wasm-row-pool';
  * XNNPACK is faster: 9.7 against 17.9 GFLOP/s at 768 x 768 on 6^3, measured under load); `plain`
  * keeps multiply and add where relaxed SIMD is there (for tests).
  */
-export const directConvolutionTuning = { slabFloats: 2 ** 24, enabled: process.env.FSEFT_DIRECT_CONV !== '0', threads: true, maxChannelProduct: 384 * 384, plain: false };
+export const directConvolutionTuning = {
+  slabFloats: 2 ** 24,
+  enabled: process.env.FSEFT_DIRECT_CONV !== '0',
+  threads: true,
+  maxChannelProduct: 384 * 384,
+  plain: false,
+  /** Winograd F(2, 3) along W where Cin is a multiple of 4 (FSEFT_WINOGRAD=0 for the direct loop). */
+  winograd: process.env.FSEFT_WINOGRAD !== '0',
+};
 
 /** Whether the kernel multiplies and adds in one relaxed-SIMD instruction (here and on the helper threads). */
 function fusedMultiplyAdd(): boolean {
   return !directConvolutionTuning.plain && relaxedSimdAvailable();
 }
 
-function convolutionModule(wasm: WasmBackendInternals, cin: number): SimdConvolutionExports | undefined {
-  const fused = fusedMultiplyAdd();
-  return simdModuleOn<SimdConvolutionExports>(wasm, `conv3-${cin}-${fused ? 'fused' : 'plain'}`, (shared) => simdConvolutionModuleBytes(cin, fused, shared));
+/** Whether a convolution with `cin` input channels goes through the Winograd module. */
+function usesWinograd(cin: number): boolean {
+  return directConvolutionTuning.winograd && cin % 4 === 0;
 }
 
-/** Copies slices first .. first + count + 1 of x [D, H, W, C] (zero outside) into the padded slab at `slab`. */
-function fillPaddedSlab(heap: Uint8Array, source: number, slab: number, first: number, count: number, d: number, h: number, w: number, c: number): void {
+/** Which loop the kernel runs for `cin` input channels (where it takes the convolution at all). */
+export function directConvolutionMethod(cin: number): 'winograd' | 'direct' {
+  return usesWinograd(cin) ? 'winograd' : 'direct';
+}
+
+function convolutionModule(wasm: WasmBackendInternals, cin: number): SimdConvolutionExports | undefined {
+  const fused = fusedMultiplyAdd();
+  const winograd = usesWinograd(cin);
+  const name = `conv3-${cin}-${fused ? 'fused' : 'plain'}-${winograd ? 'winograd' : 'direct'}`;
+  return simdModuleOn<SimdConvolutionExports>(wasm, name, (shared) => simdConvolutionModuleBytes(cin, fused, shared, winograd));
+}
+
+/**
+ * Copies slices first .. first + count + 1 of x [D, H, W, C] (zero outside) into the padded slab at
+ * `slab`, whose rows hold `paddedWidth` >= W + 2 voxels (the first and those past W + 1 zero).
+ */
+function fillPaddedSlab(heap: Uint8Array, source: number, slab: number, first: number, count: number, d: number, h: number, w: number, c: number, paddedWidth = w + 2): void {
   const rowBytes = w * c * 4;
-  const paddedRow = (w + 2) * c * 4;
+  const paddedRow = paddedWidth * c * 4;
   const paddedPlane = (h + 2) * paddedRow;
   heap.fill(0, slab, slab + (count + 2) * paddedPlane);
   for (let p = 0; p < count + 2; p++) {
@@ -62,6 +85,106 @@ export function packFilterPanels(filter: Float32Array, rows: number, cout: numbe
   }
 }
 
+/**
+ * The filter [3, 3, 3, Cin, Cout] (row-major floats) as the Winograd module reads it: for each of
+ * the four components, [9 Cin, Cout] (rows (kd, kh, c)) from the three kw taps g0, g1, g2 as g0,
+ * (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2 and g2, then packed in panels (packFilterPanels), one
+ * component after another.
+ */
+export function packWinogradFilter(filter: Float32Array, cin: number, cout: number, packed: Float32Array): void {
+  const rows = 9 * cin;
+  const component = new Float32Array(rows * cout);
+  for (let k = 0; k < 4; k++) {
+    for (let tapRow = 0; tapRow < 9; tapRow++) {
+      for (let c = 0; c < cin; c++) {
+        const g = (tapRow * 3 * cin + c) * cout;
+        const at = (tapRow * cin + c) * cout;
+        for (let o = 0; o < cout; o++) {
+          const g0 = filter[g + o];
+          const g1 = filter[g + cin * cout + o];
+          const g2 = filter[g + 2 * cin * cout + o];
+          component[at + o] = k === 0 ? g0 : k === 1 ? (g0 + g1 + g2) / 2 : k === 2 ? (g0 - g1 + g2) / 2 : g2;
+        }
+      }
+    }
+    packFilterPanels(component, rows, cout, packed.subarray(k * rows * cout, (k + 1) * rows * cout));
+  }
+}
+
+/** Runs fn's rows [0, rows) on the pool where there is one and enough rows, else on this thread. */
+function runRows(pool: RowPool | null, job: PoolJob, args: number[], rows: number, own: (row0: number, row1: number) => void): void {
+  if (pool && rows >= pool.threads) pool.run(job, args, rows, own);
+  else own(0, rows);
+}
+
+interface ConvolutionCall {
+  wasm: WasmBackendInternals;
+  shape: [number, number, number, number];
+  cout: number;
+  source: number;
+  weights: number;
+  target: number;
+  pool: RowPool | null;
+}
+
+/** The direct loop: per slab of depth slices, the padded slab, then every output row. */
+function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, weights, target, pool }: ConvolutionCall): void {
+  const module = convolutionModule(wasm, cin)!;
+  const planeFloats = (h + 2) * (w + 2) * cin;
+  const perSlab = Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
+  const filterFloats = 27 * cin * cout;
+  const job: PoolJob = { cin, fused: fusedMultiplyAdd(), winograd: false, fn: 'convolveRows' };
+  withScratch(wasm, ((perSlab + 2) * planeFloats + filterFloats) * 4, (slab) => {
+    const packed = slab + (perSlab + 2) * planeFloats * 4;
+    const heap = wasm.wasm.HEAPU8.buffer;
+    packFilterPanels(new Float32Array(heap, weights, filterFloats), 27 * cin, cout, new Float32Array(heap, packed, filterFloats));
+    for (let e0 = 0; e0 < d; e0 += perSlab) {
+      const count = Math.min(perSlab, d - e0);
+      fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin);
+      const output = target + e0 * h * w * cout * 4;
+      runRows(pool, job, [slab, packed, output, h, w, cout], count * h, (row0, row1) => module.convolveRows(slab, packed, output, h, w, cout, row0, row1));
+    }
+  });
+}
+
+/**
+ * Winograd F(2, 3) along W: per slab, the padded slab (2 tiles + 2 voxels a row), its four
+ * components (u), each component's product with its filter over the 9 tap rows (m), and the
+ * output from the four products: 18 Cin multiply-adds per output value and channel instead of 27.
+ */
+function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, weights, target, pool }: ConvolutionCall): void {
+  const module = convolutionModule(wasm, cin)! as SimdWinogradExports;
+  const tiles = Math.ceil(w / 2);
+  const paddedWidth = 2 * tiles + 2;
+  const inPlane = (h + 2) * paddedWidth * cin;
+  const uPlane = (h + 2) * tiles * cin;
+  const mPlane = h * tiles * cout;
+  const perSlab = Math.max(1, Math.min(d, Math.floor((directConvolutionTuning.slabFloats - 2 * (inPlane + 4 * uPlane)) / (inPlane + 4 * uPlane + 4 * mPlane))));
+  const componentFilter = 9 * cin * cout;
+  const uComponent = (perSlab + 2) * uPlane * 4;
+  const mComponent = perSlab * mPlane * 4;
+  const fused = fusedMultiplyAdd();
+  const job = (fn: PoolJob['fn']): PoolJob => ({ cin, fused, winograd: true, fn });
+  withScratch(wasm, (perSlab + 2) * inPlane * 4 + 4 * uComponent + 4 * mComponent + 4 * componentFilter * 4, (slab) => {
+    const u = slab + (perSlab + 2) * inPlane * 4;
+    const m = u + 4 * uComponent;
+    const packed = m + 4 * mComponent;
+    const heap = wasm.wasm.HEAPU8.buffer;
+    packWinogradFilter(new Float32Array(heap, weights, 27 * cin * cout), cin, cout, new Float32Array(heap, packed, 4 * componentFilter));
+    for (let e0 = 0; e0 < d; e0 += perSlab) {
+      const count = Math.min(perSlab, d - e0);
+      fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin, paddedWidth);
+      runRows(pool, job('winogradInput'), [slab, u, tiles, uComponent], (count + 2) * (h + 2), (r0, r1) => module.winogradInput(slab, u, tiles, uComponent, r0, r1));
+      for (let k = 0; k < 4; k++) {
+        const args = [u + k * uComponent, packed + k * componentFilter * 4, m + k * mComponent, h, tiles, cout];
+        runRows(pool, job('convolveRows'), args, count * h, (r0, r1) => module.convolveRows(args[0], args[1], args[2], h, tiles, cout, r0, r1));
+      }
+      const output = target + e0 * h * w * cout * 4;
+      runRows(pool, job('winogradOutput'), [m, output, w, tiles, cout, mComponent], count * h, (r0, r1) => module.winogradOutput(m, output, w, tiles, cout, mComponent, r0, r1));
+    }
+  });
+}
+
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
     // x [D, H, W, Cin], filter [3, 3, 3, Cin, Cout] -> [D, H, W, Cout], zero padding 1.
@@ -71,28 +194,11 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const { x, filter } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
       const [d, h, w, cin] = x.shape;
       const cout = filter.shape[4];
-      const module = convolutionModule(wasm, cin)!;
       const out = wasm.makeOutput([d, h, w, cout], 'float32');
-      const planeFloats = (h + 2) * (w + 2) * cin;
-      const perSlab = Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
-      const source = offsetOf(wasm, x);
-      const weights = offsetOf(wasm, filter);
-      const target = offsetOf(wasm, out);
-      const filterFloats = 27 * cin * cout;
       const pool = directConvolutionTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
-      withScratch(wasm, ((perSlab + 2) * planeFloats + filterFloats) * 4, (slab) => {
-        const packed = slab + (perSlab + 2) * planeFloats * 4;
-        const heap = wasm.wasm.HEAPU8.buffer;
-        packFilterPanels(new Float32Array(heap, weights, filterFloats), 27 * cin, cout, new Float32Array(heap, packed, filterFloats));
-        for (let e0 = 0; e0 < d; e0 += perSlab) {
-          const count = Math.min(perSlab, d - e0);
-          fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin);
-          const output = target + e0 * h * w * cout * 4;
-          const own = (row0: number, row1: number) => module.convolveRows(slab, packed, output, h, w, cout, row0, row1);
-          if (pool && count * h >= pool.threads) pool.run(cin, fusedMultiplyAdd(), [slab, packed, output, h, w, cout], count * h, own);
-          else own(0, count * h);
-        }
-      });
+      const call: ConvolutionCall = { wasm, shape: [d, h, w, cin], cout, source: offsetOf(wasm, x), weights: offsetOf(wasm, filter), target: offsetOf(wasm, out), pool };
+      if (usesWinograd(cin)) convolveWinograd(call);
+      else convolveDirect(call);
       return out;
     },
   },

@@ -158,6 +158,28 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       return out;
     },
   },
+  {
+    // lrelu(a + b) for a and b of one shape, in one pass (the residual sum of a UNETR block).
+    name: 'FseftAddLeakyRelu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const wasm = wasmOf(backend);
+      const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      const { slope } = attrs as unknown as { slope: number };
+      const size = a.shape.reduce((x, y) => x * y, 1);
+      const out = wasm.makeOutput(a.shape, 'float32');
+      const simd = simdNormOf(wasm);
+      const vectorised = simd ? size - (size % 4) : 0;
+      simd?.addLeaky(offsetOf(wasm, a), offsetOf(wasm, b), offsetOf(wasm, out), vectorised * 4, slope);
+      const first = floatsOf(wasm, a, 0, size);
+      const second = floatsOf(wasm, b, 0, size);
+      const target = floatsOf(wasm, out, 0, size);
+      for (let i = vectorised; i < size; i++) {
+        const sum = first[i] + second[i];
+        target[i] = sum > 0 ? sum : slope * sum;
+      }
+      return out;
+    },
+  },
 ];
 
 /** The norm's gradient recovers the activation's input from its output, which a slope of 0 loses. */
@@ -194,4 +216,10 @@ export function standardizeRowsGradientFused(dz: tf.Tensor2D, z: tf.Tensor2D, rs
 export function leakyReluGradientFused(dy: tf.Tensor, z: tf.Tensor, slope: number): tf.Tensor {
   registerWasmKernels(KERNELS);
   return tf.engine().runKernel('FseftLeakyReluGradient', { dy, z }, { slope }) as tf.Tensor;
+}
+
+/** lrelu(a + b), a and b float32 of one shape, in one pass. Wasm only, no gradient of its own. */
+export function addLeakyReluFused(a: tf.Tensor, b: tf.Tensor, slope: number): tf.Tensor {
+  registerWasmKernels(KERNELS);
+  return tf.engine().runKernel('FseftAddLeakyRelu', { a, b }, { slope }) as tf.Tensor;
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import workerThreads = require('node:worker_threads');
-import { ARGUMENTS, CIN, CONTROL_INTS, FUSED, JOB, STATE } from './wasm-row-pool-protocol';
+import { ARGUMENT_COUNT, ARGUMENTS, CIN, CONTROL_INTS, FUNCTION, FUSED, JOB, POOL_FUNCTIONS, PoolFunction, STATE, WINOGRAD } from './wasm-row-pool-protocol';
 
 /**
  * Helper threads for the kit's own convolution kernel, so that it uses every core tfjs-wasm's
@@ -11,9 +11,17 @@ import { ARGUMENTS, CIN, CONTROL_INTS, FUSED, JOB, STATE } from './wasm-row-pool
  * on the hot path). Only for the threaded tfjs-wasm build, whose heap is a SharedArrayBuffer.
  */
 
+/** Which module (by its input channels, fused multiply-add, Winograd or direct) and which of its functions. */
+export interface PoolJob {
+  cin: number;
+  fused: boolean;
+  winograd: boolean;
+  fn: PoolFunction;
+}
+
 export interface RowPool {
-  /** Runs convolveRows(args with rows [row0, row1) split) on the helpers and on `own`. */
-  run(cin: number, fused: boolean, args: number[], rows: number, own: (row0: number, row1: number) => void): void;
+  /** Runs job.fn(...args, row0, row1) with rows [0, rows) split between the helpers and `own`. */
+  run(job: PoolJob, args: number[], rows: number, own: (row0: number, row1: number) => void): void;
   threads: number;
 }
 
@@ -44,15 +52,17 @@ export function rowPoolFor(memory: WebAssembly.Memory | undefined, threads: numb
     });
     pool = {
       threads,
-      run(cin, fused, args, rows, own) {
+      run(job, args, rows, own) {
+        if (ARGUMENTS + args.length + 2 > CONTROL_INTS) throw new Error(`row pool: ${job.fn} takes at most ${CONTROL_INTS - ARGUMENTS - 2} arguments besides its rows`);
         const shares = rowShares(rows, threads);
         helpers.forEach((helper, i) => {
           const [row0, row1] = shares[i + 1];
-          helper.block[CIN] = cin;
-          helper.block[FUSED] = fused ? 1 : 0;
-          args.forEach((value, k) => (helper.block[ARGUMENTS + k] = value));
-          helper.block[ARGUMENTS + 6] = row0;
-          helper.block[ARGUMENTS + 7] = row1;
+          helper.block[CIN] = job.cin;
+          helper.block[FUSED] = job.fused ? 1 : 0;
+          helper.block[WINOGRAD] = job.winograd ? 1 : 0;
+          helper.block[FUNCTION] = POOL_FUNCTIONS.indexOf(job.fn);
+          helper.block[ARGUMENT_COUNT] = args.length + 2;
+          [...args, row0, row1].forEach((value, k) => (helper.block[ARGUMENTS + k] = value));
           Atomics.store(helper.block, STATE, JOB.posted);
           Atomics.notify(helper.block, STATE);
         });

@@ -17,6 +17,8 @@ import { AssembledFunction, ValueType, assembleModule, localFrame, op } from './
  */
 
 const WIDE = 6;
+/** Taps per tap row a run covers: 3 for the direct convolution (kw = 0, 1, 2), 1 for a Winograd component. */
+export type Taps = 3 | 1;
 type Local = 'xp' | 'w' | 'y' | 'h' | 'width' | 'cout' | 'row0' | 'row1'
   | 'row' | 'd' | 'hh' | 'w0' | 'j' | 'cout4' | 'rowStride' | 'planeStride' | 'tap' | 'aTap' | 'a' | 'aEnd' | 'b' | 'out' | 'tail'
   | 'b0' | 'b1' | 's' | 'x0' | 'x1' | 'x2' | 'x3' | 'x4' | 'x5' | 'x6' | 'x7' | 'x8' | 'x9' | 'x10' | 'x11';
@@ -42,7 +44,7 @@ function multiplyAdd(fused: boolean, accumulator: number, b: number): number[][]
  * One block of `voxels` voxels from w0 and `vectors` x 4 output channels from j: the nine tap rows'
  * runs of 3 Cin, then the stores.
  */
-function block(cin: number, voxels: number, vectors: 1 | 2, fused: boolean): number[][] {
+function block(cin: number, taps: Taps, voxels: number, vectors: 1 | 2, fused: boolean): number[][] {
   const acc = (r: number, v: number) => ACC[r * 2 + v];
   const pairs = Array.from({ length: voxels }, (_, r) => Array.from({ length: vectors }, (_, v) => [r, v])).flat();
   const perInput = [
@@ -56,13 +58,13 @@ function block(cin: number, voxels: number, vectors: 1 | 2, fused: boolean): num
   ];
   return [
     ...pairs.map(([r, v]) => [op.v128Zero, op.set(acc(r, v))]).flat(),
-    // aTap = xp + d planeStride + hh rowStride + w0 Cin 4; b = the panel of columns j..: w + 27 Cin 4 j
+    // aTap = xp + d planeStride + hh rowStride + w0 Cin 4; b = the panel of columns j..: w + 9 taps Cin 4 j
     op.get(L.xp), op.get(L.d), op.get(L.planeStride), op.i32Mul, op.i32Add, op.get(L.hh), op.get(L.rowStride), op.i32Mul, op.i32Add,
     op.get(L.w0), op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(L.aTap),
-    op.get(L.w), op.get(L.j), op.i32(108 * cin), op.i32Mul, op.i32Add, op.set(L.b),
+    op.get(L.w), op.get(L.j), op.i32(36 * taps * cin), op.i32Mul, op.i32Add, op.set(L.b),
     op.i32(0), op.set(L.tap),
     op.loop(
-      op.get(L.aTap), op.tee(L.a), op.i32(12 * cin), op.i32Add, op.set(L.aEnd),
+      op.get(L.aTap), op.tee(L.a), op.i32(4 * taps * cin), op.i32Add, op.set(L.aEnd),
       op.loop(...perInput),
       // next tap row: kh + 1, or kd + 1 and kh = 0 after every third (b runs on through the panel)
       op.get(L.aTap), op.get(L.rowStride), op.i32Add, op.set(L.aTap),
@@ -80,25 +82,26 @@ function block(cin: number, voxels: number, vectors: 1 | 2, fused: boolean): num
 }
 
 /** Every channel block (8 wide while they last, then one 4 wide) of one block of `voxels` voxels. */
-function channelBlocks(cin: number, voxels: number, fused: boolean): number[][] {
+function channelBlocks(cin: number, taps: Taps, voxels: number, fused: boolean): number[][] {
   return [
     op.i32(0), op.set(L.j),
     op.block(op.loop(
       op.get(L.j), op.i32(8), op.i32Add, op.get(L.cout), op.i32GtU, op.brIf(1),
-      ...block(cin, voxels, 2, fused),
+      ...block(cin, taps, voxels, 2, fused),
       op.get(L.j), op.i32(8), op.i32Add, op.set(L.j),
       op.br(0),
     )),
     op.get(L.j), op.get(L.cout), op.i32LtU,
-    op.if_(...block(cin, voxels, 1, fused)),
+    op.if_(...block(cin, taps, voxels, 1, fused)),
   ];
 }
 
-function convolutionFunction(cin: number, fused: boolean): AssembledFunction {
+function convolutionFunction(cin: number, taps: Taps, fused: boolean): AssembledFunction {
   const tails = Array.from({ length: WIDE - 1 }, (_, i) => i + 1);
   const body = [
     op.get(L.cout), op.i32(4), op.i32Mul, op.set(L.cout4),
-    op.get(L.width), op.i32(2), op.i32Add, op.i32(4 * cin), op.i32Mul, op.set(L.rowStride),
+    // a row of the padded input holds width + 2 voxels; one of a Winograd component, width tiles
+    op.get(L.width), op.i32(taps === 3 ? 2 : 0), op.i32Add, op.i32(4 * cin), op.i32Mul, op.set(L.rowStride),
     op.get(L.h), op.i32(2), op.i32Add, op.get(L.rowStride), op.i32Mul, op.set(L.planeStride),
     op.get(L.width), op.i32(WIDE), op.i32RemU, op.set(L.tail),
     op.get(L.row0), op.set(L.row),
@@ -109,16 +112,111 @@ function convolutionFunction(cin: number, fused: boolean): AssembledFunction {
       op.i32(0), op.set(L.w0),
       op.block(op.loop(
         op.get(L.w0), op.i32(WIDE), op.i32Add, op.get(L.width), op.i32GtU, op.brIf(1),
-        ...channelBlocks(cin, WIDE, fused),
+        ...channelBlocks(cin, taps, WIDE, fused),
         op.get(L.w0), op.i32(WIDE), op.i32Add, op.set(L.w0),
         op.br(0),
       )),
-      ...tails.map((t) => [op.get(L.tail), op.i32(t), op.i32Eq, op.if_(...channelBlocks(cin, t, fused))]).flat(),
+      ...tails.map((t) => [op.get(L.tail), op.i32(t), op.i32Eq, op.if_(...channelBlocks(cin, taps, t, fused))]).flat(),
       op.get(L.row), op.i32(1), op.i32Add, op.set(L.row),
       op.br(0),
     )),
   ].flat();
   return { name: 'convolveRows', params: PARAM_TYPES, locals: LOCAL_TYPES, body };
+}
+
+/**
+ * Winograd F(2, 3) along W, input side: for padded rows r0 <= r < r1 of xp [rows, 2 tiles + 2, Cin]
+ * writes the four components of every tile i (inputs d0..d3 at columns 2i..2i+3) to u, component k
+ * at byte offset k `comp`, each [rows, tiles, Cin]: d0 - d2, d1 + d2, d2 - d1, d1 - d3.
+ */
+function winogradInputFunction(cin: number): AssembledFunction {
+  type N = 'xp' | 'u' | 'tiles' | 'comp' | 'r0' | 'r1' | 'src' | 'dst' | 'end' | 'rowEnd' | 'tileEnd' | 'a0' | 'a1' | 'a2' | 'a3';
+  const { index: V, params, locals } = localFrame<N, N>(
+    (['xp', 'u', 'tiles', 'comp', 'r0', 'r1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
+    [...(['src', 'dst', 'end', 'rowEnd', 'tileEnd'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...(['a0', 'a1', 'a2', 'a3'] as N[]).map((n): [N, ValueType] => [n, 'v128'])],
+  );
+  const store = (k: number, first: number, second: number, combine: number[]) => [
+    op.get(V.dst), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(),
+    op.get(first), op.get(second), combine, op.v128Store(),
+  ];
+  const body = [
+    op.get(V.xp), op.get(V.r0), op.get(V.tiles), op.i32(2), op.i32Mul, op.i32(2), op.i32Add, op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.src),
+    op.get(V.u), op.get(V.r0), op.get(V.tiles), op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.dst),
+    op.get(V.u), op.get(V.r1), op.get(V.tiles), op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.end),
+    op.get(V.dst), op.get(V.end), op.i32LtU,
+    op.if_(op.loop(
+      op.get(V.dst), op.get(V.tiles), op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.rowEnd),
+      op.loop(
+        op.get(V.dst), op.i32(4 * cin), op.i32Add, op.set(V.tileEnd),
+        op.loop(
+          ...[0, 1, 2, 3].map((k) => [op.get(V.src), op.v128Load(4 * cin * k), op.set([V.a0, V.a1, V.a2, V.a3][k])]).flat(),
+          ...store(0, V.a0, V.a2, op.f32x4Sub),
+          ...store(1, V.a1, V.a2, op.f32x4Add),
+          ...store(2, V.a2, V.a1, op.f32x4Sub),
+          ...store(3, V.a1, V.a3, op.f32x4Sub),
+          op.get(V.src), op.i32(16), op.i32Add, op.set(V.src),
+          op.get(V.dst), op.i32(16), op.i32Add, op.tee(V.dst), op.get(V.tileEnd), op.i32LtU, op.brIf(0),
+        ),
+        // the next tile starts two columns on
+        op.get(V.src), op.i32(4 * cin), op.i32Add, op.set(V.src),
+        op.get(V.dst), op.get(V.rowEnd), op.i32LtU, op.brIf(0),
+      ),
+      // past the row's two last columns
+      op.get(V.src), op.i32(8 * cin), op.i32Add, op.set(V.src),
+      op.get(V.dst), op.get(V.end), op.i32LtU, op.brIf(0),
+    )),
+  ].flat();
+  return { name: 'winogradInput', params, locals, body };
+}
+
+/**
+ * Winograd F(2, 3) along W, output side: for output rows r0 <= r < r1, from the four component
+ * products m (component k at byte offset k `comp`, each [rows, tiles, Cout]) writes y [rows, width,
+ * Cout]: voxel 2i = m0 + m1 + m2 and voxel 2i + 1 = m1 - m2 - m3 (not past an odd width's end).
+ */
+function winogradOutputFunction(): AssembledFunction {
+  type N = 'm' | 'y' | 'width' | 'tiles' | 'cout' | 'comp' | 'r0' | 'r1' | 'cout4' | 'row' | 'pair' | 'pairs' | 'end' | 'm0' | 'm1' | 'm2' | 'm3';
+  const { index: V, params, locals } = localFrame<N, N>(
+    (['m', 'y', 'width', 'tiles', 'cout', 'comp', 'r0', 'r1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
+    [...(['cout4', 'row', 'pair', 'pairs', 'end'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...(['m0', 'm1', 'm2', 'm3'] as N[]).map((n): [N, ValueType] => [n, 'v128'])],
+  );
+  const loads = [0, 1, 2, 3].map((k) => [
+    op.get(V.m), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(), op.v128Load(), op.set([V.m0, V.m1, V.m2, V.m3][k]),
+  ]).flat();
+  // one tile's Cout channels, 4 at a time; `both` writes its second voxel too
+  const tile = (both: boolean) => [
+    op.get(V.m), op.get(V.cout4), op.i32Add, op.set(V.end),
+    op.loop(
+      ...loads,
+      op.get(V.y), op.get(V.m0), op.get(V.m1), op.f32x4Add, op.get(V.m2), op.f32x4Add, op.v128Store(),
+      ...(both ? [op.get(V.y), op.get(V.cout4), op.i32Add, op.get(V.m1), op.get(V.m2), op.f32x4Sub, op.get(V.m3), op.f32x4Sub, op.v128Store()] : []),
+      op.get(V.y), op.i32(16), op.i32Add, op.set(V.y),
+      op.get(V.m), op.i32(16), op.i32Add, op.tee(V.m), op.get(V.end), op.i32LtU, op.brIf(0),
+    ),
+  ];
+  const body = [
+    op.get(V.cout), op.i32(4), op.i32Mul, op.set(V.cout4),
+    op.get(V.width), op.i32(2), op.i32DivU, op.set(V.pairs),
+    op.get(V.m), op.get(V.r0), op.get(V.tiles), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.set(V.m),
+    op.get(V.y), op.get(V.r0), op.get(V.width), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.set(V.y),
+    op.get(V.r0), op.set(V.row),
+    op.block(op.loop(
+      op.get(V.row), op.get(V.r1), op.i32GeU, op.brIf(1),
+      op.i32(0), op.set(V.pair),
+      op.block(op.loop(
+        op.get(V.pair), op.get(V.pairs), op.i32GeU, op.brIf(1),
+        ...tile(true),
+        op.get(V.y), op.get(V.cout4), op.i32Add, op.set(V.y),
+        op.get(V.pair), op.i32(1), op.i32Add, op.set(V.pair),
+        op.br(0),
+      )),
+      op.get(V.width), op.i32(1), op.i32And,
+      op.if_(...tile(false)),
+      op.get(V.row), op.i32(1), op.i32Add, op.set(V.row),
+      op.br(0),
+    )),
+  ].flat();
+  return { name: 'winogradOutput', params, locals, body };
 }
 
 export interface SimdConvolutionExports {
@@ -130,9 +228,25 @@ export interface SimdConvolutionExports {
   convolveRows(xp: number, w: number, y: number, h: number, width: number, cout: number, row0: number, row1: number): void;
 }
 
-/** The module's bytes for `cin` input channels, fused (relaxed SIMD) or not, on a shared memory or not. */
-export function simdConvolutionModuleBytes(cin: number, fused: boolean, shared: boolean): Uint8Array {
-  return assembleModule({ module: 'env', name: 'memory', shared, maximumPages: 65536 }, [convolutionFunction(cin, fused)]);
+/**
+ * The Winograd module's exports: convolveRows is then one component's product, over the 9 tap rows
+ * (kd, kh) of runs of Cin, on u's component [D + 2, H + 2, tiles, Cin] with that component's
+ * filter panels ([9 Cin, 8], then [9 Cin, 4]), writing [D, H, tiles, Cout] (width = tiles).
+ */
+export interface SimdWinogradExports extends SimdConvolutionExports {
+  winogradInput(xp: number, u: number, tiles: number, comp: number, r0: number, r1: number): void;
+  winogradOutput(m: number, y: number, width: number, tiles: number, cout: number, comp: number, r0: number, r1: number): void;
+}
+
+/**
+ * The module's bytes for `cin` input channels, fused (relaxed SIMD) or not, on a shared memory or
+ * not: the direct convolution, or with `winograd` the F(2, 3)-along-W one (Cin a multiple of 4).
+ */
+export function simdConvolutionModuleBytes(cin: number, fused: boolean, shared: boolean, winograd = false): Uint8Array {
+  const functions = winograd
+    ? [convolutionFunction(cin, 1, fused), winogradInputFunction(cin), winogradOutputFunction()]
+    : [convolutionFunction(cin, 3, fused)];
+  return assembleModule({ module: 'env', name: 'memory', shared, maximumPages: 65536 }, functions);
 }
 
 /** A module that uses f32x4.relaxed_madd, to ask the runtime whether it takes relaxed SIMD. */

@@ -180,12 +180,40 @@ function leakyGradientFunction(): AssembledFunction {
   return { name: 'leakyGradient', params, locals, body };
 }
 
+/** out = lrelu(a + b) over `bytes` (a multiple of 16): where a + b > 0 the sum, else slope times it. */
+function addLeakyFunction(): AssembledFunction {
+  const { index: L, params, locals } = localFrame(
+    [['a', 'i32'], ['b', 'i32'], ['out', 'i32'], ['bytes', 'i32'], ['slope', 'f32']],
+    [['p', 'i32'], ['end', 'i32'], ['bDelta', 'i32'], ['outDelta', 'i32'], ['slopeV', 'v128'], ['s', 'v128']],
+  );
+  const body = [
+    op.get(L.slope), op.f32x4Splat, op.set(L.slopeV),
+    op.get(L.b), op.get(L.a), op.i32Sub, op.set(L.bDelta),
+    op.get(L.out), op.get(L.a), op.i32Sub, op.set(L.outDelta),
+    op.get(L.a), op.set(L.p),
+    op.get(L.a), op.get(L.bytes), op.i32Add, op.set(L.end),
+    op.block(
+      op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
+      forEachAddress(L.p, L.end, op.i32(16), [
+        op.get(L.p), op.get(L.outDelta), op.i32Add,
+        op.get(L.p), op.v128Load(), op.get(L.p), op.get(L.bDelta), op.i32Add, op.v128Load(), op.f32x4Add, op.tee(L.s),
+        op.get(L.s), op.get(L.slopeV), op.f32x4Mul,
+        op.get(L.s), op.v128Zero, op.f32x4Gt,
+        op.v128Bitselect,
+        op.v128Store(),
+      ]),
+    ),
+  ].flat();
+  return { name: 'addLeaky', params, locals, body };
+}
+
 export interface SimdNormExports {
   normStats(x: number, rowStart: number, rowEnd: number, cols: number, acc: number, slope: number, z: number): void;
   gradientStats(dz: number, rowStart: number, rowEnd: number, cols: number, acc: number, slope: number, z: number): void;
   normalize(x: number, out: number, rowStart: number, rowEnd: number, cols: number, params: number, slope: number): void;
   normGradient(dz: number, z: number, out: number, rowStart: number, rowEnd: number, cols: number, params: number, slope: number, invSlope: number): void;
   leakyGradient(dy: number, z: number, out: number, bytes: number, slope: number): void;
+  addLeaky(a: number, b: number, out: number, bytes: number, slope: number): void;
 }
 
 /** The module's bytes for a memory that is shared (threaded tfjs-wasm) or not. */
@@ -196,6 +224,7 @@ export function simdNormModuleBytes(shared: boolean): Uint8Array {
     normalizeFunction(),
     gradientFunction(),
     leakyGradientFunction(),
+    addLeakyFunction(),
   ]);
 }
 
