@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { batchMatMul, matMul2d, smallSided } from '../lib/networks/matmul';
+import { batchMatMul, matMul2d, productTuning, smallSided } from '../lib/networks/matmul';
 import { Rng } from '../lib/util/random';
 
 const random = (shape: number[], seed: number) => {
@@ -55,15 +55,24 @@ async function expectEqualToCpu(shapes: number[][], seed: number, reference: Pro
 test('batchMatMul on wasm (SIMD for few rows or a short inner dimension, per-item XNNPACK views otherwise) equals tf.matMul on cpu, values and gradients', async () => {
   // [3, 4, 343, 343] and [2, 343, 16, 37]: window attention's shapes at F = 12 and 48 (4-row blocks
   // with 8-, 4- and 1-column parts, and rows left over); [5, 33, 17, 8] and [2, 40, 24, 37]: XNNPACK.
+  // The SIMD products share their batch items with the row pool's helper threads (an odd batch
+  // splits unevenly), or run on one thread.
   assert.ok(smallSided(4, 343) && smallSided(343, 16) && !smallSided(33, 17) && !smallSided(40, 24));
-  for (const [batch, m, k, n] of [[1, 3, 4, 5], [7, 9, 2, 11], [5, 33, 17, 8], [3, 4, 343, 343], [2, 343, 16, 37], [2, 40, 24, 37]]) {
-    await expectEqualToCpu(
-      [[batch, m, k], [batch, k, n], [batch, m, n]],
-      batch + 1,
-      (x, y) => tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D),
-      (x, y) => batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D),
-      `[${batch}, ${m}, ${k}, ${n}]`,
-    );
+  for (const threads of [true, false]) {
+    productTuning.threads = threads;
+    try {
+      for (const [batch, m, k, n] of [[1, 3, 4, 5], [7, 9, 2, 11], [5, 33, 17, 8], [3, 4, 343, 343], [2, 343, 16, 37], [2, 40, 24, 37]]) {
+        await expectEqualToCpu(
+          [[batch, m, k], [batch, k, n], [batch, m, n]],
+          batch + 1,
+          (x, y) => tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D),
+          (x, y) => batchMatMul(x as tf.Tensor3D, y as tf.Tensor3D),
+          `[${batch}, ${m}, ${k}, ${n}], threads ${threads}`,
+        );
+      }
+    } finally {
+      productTuning.threads = true;
+    }
   }
 });
 

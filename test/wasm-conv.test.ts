@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { conv3dSame } from '../lib/networks/ops';
-import { conv3x3x3Direct, directConvolutionApplies, directConvolutionMethod, directConvolutionTuning, packFilterPanels, packWinogradFilter } from '../lib/networks/wasm-conv';
+import { conv3x3x3Direct, directConvolutionApplies, directConvolutionMethod, directConvolutionTuning, flippedTransposedFilter, packFilterPanels, packWinogradFilter } from '../lib/networks/wasm-conv';
 import { rowShares } from '../lib/networks/wasm-row-pool';
 import { relaxedSimdAvailable } from '../lib/networks/wasm-simd';
 import { maxAbsDifference } from './helpers';
@@ -51,6 +51,30 @@ test('packWinogradFilter gives each component [9 Cin, Cout] from the three kw ta
     const [g0, g1, g2] = [0, 1, 2].map((kw) => tap(kd, kh, kw, c, o));
     const want = [g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2];
     want.forEach((value, k) => assert.ok(Math.abs(packed[k * 9 * cin * cout + ((kd * 3 + kh) * cin + c) * cout + o] - value) < 1e-6, `component ${k} at ${[kd, kh, c, o]}`));
+  }
+});
+
+test('the input-gradient filter: taps reversed and channel axes swapped, as tf.reverse + tf.transpose; the kernel given it flipped equals cpu conv3d by that filter', async () => {
+  const [a, b] = [4, 8];
+  const filter = values(27 * a * b, 10, 0.3);
+  await switchBackend('cpu');
+  const want = tf.tidy(() => tf.transpose(tf.reverse(tf.tensor5d(filter, [3, 3, 3, a, b]), [0, 1, 2]), [0, 1, 2, 4, 3]));
+  const wanted = (await want.data()) as Float32Array;
+  assert.deepEqual([...flippedTransposedFilter(filter, a, b)], [...wanted]);
+  // dy [D, H, W, b] through the kernel with the original filter, flipped inside, for both loops
+  const shape = [3, 4, 7, b];
+  const dy = values(shape.reduce((x, y) => x * y, 1), 11);
+  const expected = await reference(dy, wanted, shape, a);
+  want.dispose();
+  await switchBackend('wasm');
+  for (const winograd of [true, false]) {
+    await withTuning({ enabled: true, winograd }, async () => {
+      const y = conv3x3x3Direct(tf.tensor4d(dy, shape as [number, number, number, number]), tf.tensor5d(filter, [3, 3, 3, a, b]), true);
+      assert.deepEqual(y.shape, [3, 4, 7, a]);
+      const worst = maxAbsDifference(await y.data(), expected);
+      assert.ok(worst < 1e-4, `winograd ${winograd}: max difference ${worst}`);
+      y.dispose();
+    });
   }
 });
 

@@ -4,6 +4,7 @@ import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memor
 import { sliceLeading } from './wasm-memory-ops';
 import { simdModuleOn } from './wasm-simd';
 import { SimdProductExports, simdProductModuleBytes } from './wasm-simd-products';
+import { rowPoolFor } from './wasm-row-pool';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
 /**
@@ -23,9 +24,10 @@ const BATCHED_KERNEL = 'FseftBatchMatMulViews';
 /**
  * Products of a batch with at most this many rows, or this long an inner dimension, run as the
  * kit's SIMD function (wasm-simd-products.ts) instead of XNNPACK, which packs the right-hand matrix
- * for every product (window attention's products with head dimension 4 or 16 ran at 2-9 GFLOP/s).
+ * for every product (window attention's products with head dimension 4 or 16 ran at 2-9 GFLOP/s);
+ * `threads`: batch items shared with the row pool's helper threads (wasm-row-pool.ts).
  */
-export const productTuning = { smallSideMax: 16 };
+export const productTuning = { smallSideMax: 16, threads: true };
 
 /** Whether a batch item [m, k] x [k, n] goes to the SIMD function (on wasm, where it instantiates). */
 export function smallSided(m: number, k: number): boolean {
@@ -50,7 +52,16 @@ function registerBatchedKernel(): void {
       const out = wasm.makeOutput([batch, m, n], 'float32');
       const simd = smallSided(m, k) ? simdModuleOn<SimdProductExports>(wasm, 'products', simdProductModuleBytes) : undefined;
       if (simd) {
-        simd.smallRowsProduct(offsetOf(wasm, a), offsetOf(wasm, b), offsetOf(wasm, out), batch, m, k, n);
+        // batch items [item0, item1) at their offsets into a, b and out
+        const [pa, pb, pc] = [a, b, out].map((t) => offsetOf(wasm, t));
+        const items = (item0: number, item1: number) => [pa + item0 * m * k * 4, pb + item0 * k * n * 4, pc + item0 * m * n * 4, item1 - item0, m, k, n];
+        const pool = productTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
+        const own = (item0: number, item1: number) => {
+          const [x, y, z, count] = items(item0, item1);
+          simd.smallRowsProduct(x, y, z, count, m, k, n);
+        };
+        if (pool && batch >= pool.threads) pool.run({ module: 'products', fn: 'smallRowsProduct' }, batch, items, own);
+        else own(0, batch);
         return out;
       }
       const shapes = [[1, m, k], [1, k, n]].map((shape) => new Uint8Array(new Int32Array(shape).buffer));

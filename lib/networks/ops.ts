@@ -346,12 +346,10 @@ function depthSlicedValue(x: tf.Tensor5D, filter: tf.Tensor5D, chunked: boolean)
 function depthSlicedInputGradient(dy: tf.Tensor, filter: tf.Tensor5D): tf.Tensor5D {
   return tf.tidy(() => {
     const [, d, h, w, cout] = dy.shape;
-    const flipped = depthTaps(filter).map((k) => tf.transpose(tf.reverse(k, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D);
     const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
-    if (directConvolutionApplies(gradient, filter.shape[3])) {
-      // the transposed filter with its taps reversed: [3, 3, 3, Cout, Cin]
-      return tf.reshape(conv3x3x3Direct(gradient, tf.stack([flipped[2], flipped[1], flipped[0]]) as tf.Tensor5D), [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
-    }
+    // the kernel reverses the taps and swaps the channel axes as it packs the filter
+    if (directConvolutionApplies(gradient, filter.shape[3])) return tf.reshape(conv3x3x3Direct(gradient, filter, true), [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
+    const flipped = depthTaps(filter).map((k) => tf.transpose(tf.reverse(k, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D);
     const dx = depthTapSum(gradient, [flipped[2], flipped[1], flipped[0]], true);
     return tf.reshape(dx, [1, d, h, w, filter.shape[3]]) as tf.Tensor5D;
   });

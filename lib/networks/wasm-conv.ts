@@ -111,9 +111,9 @@ export function packWinogradFilter(filter: Float32Array, cin: number, cout: numb
   }
 }
 
-/** Runs fn's rows [0, rows) on the pool where there is one and enough rows, else on this thread. */
+/** Runs job.fn(...args, row0, row1) over rows [0, rows) on the pool where there is one and enough rows, else on this thread. */
 function runRows(pool: RowPool | null, job: PoolJob, args: number[], rows: number, own: (row0: number, row1: number) => void): void {
-  if (pool && rows >= pool.threads) pool.run(job, args, rows, own);
+  if (pool && rows >= pool.threads) pool.run(job, rows, (row0, row1) => [...args, row0, row1], own);
   else own(0, rows);
 }
 
@@ -122,22 +122,39 @@ interface ConvolutionCall {
   shape: [number, number, number, number];
   cout: number;
   source: number;
-  weights: number;
+  /** The filter as [27 Cin, Cout] floats, asked for once the scratch is allocated (which may grow the heap and move views). */
+  filter: () => Float32Array;
   target: number;
   pool: RowPool | null;
 }
 
+/**
+ * The filter of the input gradient, G[t, b, a] = F[26 - t, a, b], from F [27, A, B]: every tap
+ * reversed and the two channel axes swapped, as [27 B, A] floats.
+ */
+export function flippedTransposedFilter(filter: Float32Array, a: number, b: number): Float32Array {
+  const out = new Float32Array(27 * a * b);
+  for (let t = 0; t < 27; t++) {
+    const from = (26 - t) * a * b;
+    for (let j = 0; j < b; j++) {
+      const at = (t * b + j) * a;
+      for (let i = 0; i < a; i++) out[at + i] = filter[from + i * b + j];
+    }
+  }
+  return out;
+}
+
 /** The direct loop: per slab of depth slices, the padded slab, then every output row. */
-function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, weights, target, pool }: ConvolutionCall): void {
+function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, filter, target, pool }: ConvolutionCall): void {
   const module = convolutionModule(wasm, cin)!;
   const planeFloats = (h + 2) * (w + 2) * cin;
   const perSlab = Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
   const filterFloats = 27 * cin * cout;
-  const job: PoolJob = { cin, fused: fusedMultiplyAdd(), winograd: false, fn: 'convolveRows' };
+  const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: false, fn: 'convolveRows' };
   withScratch(wasm, ((perSlab + 2) * planeFloats + filterFloats) * 4, (slab) => {
     const packed = slab + (perSlab + 2) * planeFloats * 4;
     const heap = wasm.wasm.HEAPU8.buffer;
-    packFilterPanels(new Float32Array(heap, weights, filterFloats), 27 * cin, cout, new Float32Array(heap, packed, filterFloats));
+    packFilterPanels(filter(), 27 * cin, cout, new Float32Array(heap, packed, filterFloats));
     for (let e0 = 0; e0 < d; e0 += perSlab) {
       const count = Math.min(perSlab, d - e0);
       fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin);
@@ -152,7 +169,7 @@ function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, weights, ta
  * components (u), each component's product with its filter over the 9 tap rows (m), and the
  * output from the four products: 18 Cin multiply-adds per output value and channel instead of 27.
  */
-function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, weights, target, pool }: ConvolutionCall): void {
+function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, filter, target, pool }: ConvolutionCall): void {
   const module = convolutionModule(wasm, cin)! as SimdWinogradExports;
   const tiles = Math.ceil(w / 2);
   const paddedWidth = 2 * tiles + 2;
@@ -164,13 +181,13 @@ function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, weights, 
   const uComponent = (perSlab + 2) * uPlane * 4;
   const mComponent = perSlab * mPlane * 4;
   const fused = fusedMultiplyAdd();
-  const job = (fn: PoolJob['fn']): PoolJob => ({ cin, fused, winograd: true, fn });
+  const job = (fn: PoolJob['fn']): PoolJob => ({ module: 'conv', cin, fused, winograd: true, fn });
   withScratch(wasm, (perSlab + 2) * inPlane * 4 + 4 * uComponent + 4 * mComponent + 4 * componentFilter * 4, (slab) => {
     const u = slab + (perSlab + 2) * inPlane * 4;
     const m = u + 4 * uComponent;
     const packed = m + 4 * mComponent;
     const heap = wasm.wasm.HEAPU8.buffer;
-    packWinogradFilter(new Float32Array(heap, weights, 27 * cin * cout), cin, cout, new Float32Array(heap, packed, 4 * componentFilter));
+    packWinogradFilter(filter(), cin, cout, new Float32Array(heap, packed, 4 * componentFilter));
     for (let e0 = 0; e0 < d; e0 += perSlab) {
       const count = Math.min(perSlab, d - e0);
       fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin, paddedWidth);
@@ -187,16 +204,21 @@ function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, weights, 
 
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
-    // x [D, H, W, Cin], filter [3, 3, 3, Cin, Cout] -> [D, H, W, Cout], zero padding 1.
+    // x [D, H, W, Cin], filter [3, 3, 3, Cin, Cout] -> [D, H, W, Cout], zero padding 1; with
+    // flippedTransposed the filter is [3, 3, 3, Cout, Cin], used with its taps reversed and its
+    // channel axes swapped (the input gradient of a convolution by it).
     name: 'FseftConv3x3x3',
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const wasm = wasmOf(backend);
       const { x, filter } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
+      const { flippedTransposed } = attrs as unknown as { flippedTransposed: boolean };
       const [d, h, w, cin] = x.shape;
-      const cout = filter.shape[4];
+      const cout = filter.shape[flippedTransposed ? 3 : 4];
       const out = wasm.makeOutput([d, h, w, cout], 'float32');
       const pool = directConvolutionTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
-      const call: ConvolutionCall = { wasm, shape: [d, h, w, cin], cout, source: offsetOf(wasm, x), weights: offsetOf(wasm, filter), target: offsetOf(wasm, out), pool };
+      const stored = () => new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, filter), 27 * cin * cout);
+      const weights = flippedTransposed ? () => flippedTransposedFilter(stored(), cout, cin) : stored;
+      const call: ConvolutionCall = { wasm, shape: [d, h, w, cin], cout, source: offsetOf(wasm, x), filter: weights, target: offsetOf(wasm, out), pool };
       if (usesWinograd(cin)) convolveWinograd(call);
       else convolveDirect(call);
       return out;
@@ -211,8 +233,12 @@ export function directConvolutionApplies(x: tf.Tensor, cout: number): boolean {
   return convolutionModule(wasmOf(tf.backend()), x.shape[3]!) !== undefined;
 }
 
-/** conv3d(x, filter, 1, 'same') for x [D, H, W, Cin] on wasm through the kit's SIMD kernel (no gradient of its own). */
-export function conv3x3x3Direct(x: tf.Tensor4D, filter: tf.Tensor5D): tf.Tensor4D {
+/**
+ * conv3d(x, filter, 1, 'same') for x [D, H, W, Cin] on wasm through the kit's SIMD kernel (no
+ * gradient of its own). With `flippedTransposed`, filter is [3, 3, 3, Cout, Cin] and the result is
+ * the input gradient of conv3d by it for an output gradient x (its transposed convolution).
+ */
+export function conv3x3x3Direct(x: tf.Tensor4D, filter: tf.Tensor5D, flippedTransposed = false): tf.Tensor4D {
   registerWasmKernels(KERNELS);
-  return tf.engine().runKernel('FseftConv3x3x3', { x, filter }) as tf.Tensor4D;
+  return tf.engine().runKernel('FseftConv3x3x3', { x, filter }, { flippedTransposed } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
 }

@@ -1,27 +1,31 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import workerThreads = require('node:worker_threads');
-import { ARGUMENT_COUNT, ARGUMENTS, CIN, CONTROL_INTS, FUNCTION, FUSED, JOB, POOL_FUNCTIONS, PoolFunction, STATE, WINOGRAD } from './wasm-row-pool-protocol';
+import { ARGUMENT_COUNT, ARGUMENTS, CIN, CONTROL_INTS, FUNCTION, FUSED, JOB, MODULE, POOL_FUNCTIONS, POOL_MODULES, PoolFunction, PoolModule, STATE, WINOGRAD } from './wasm-row-pool-protocol';
 
 /**
- * Helper threads for the kit's own convolution kernel, so that it uses every core tfjs-wasm's
- * XNNPACK pool would (its pool sleeps while the kit's kernel runs). Each helper instantiates the
- * kernel on the same shared heap and takes a share of the output rows; the calling thread takes
- * the first share and then waits for the others (Atomics on a control block: no message passing
- * on the hot path). Only for the threaded tfjs-wasm build, whose heap is a SharedArrayBuffer.
+ * Helper threads for the kit's own SIMD kernels (the convolution, the few-row products), so that
+ * they use every core tfjs-wasm's XNNPACK pool would (its pool sleeps while the kit's kernel runs).
+ * Each helper instantiates the kernel's module on the same shared heap and takes a share of the
+ * rows; the calling thread takes the first share and then waits for the others (Atomics on a
+ * control block: no message passing on the hot path). Only for the threaded tfjs-wasm build, whose heap is a SharedArrayBuffer.
  */
 
-/** Which module (by its input channels, fused multiply-add, Winograd or direct) and which of its functions. */
+/** Which module (the convolution's by its input channels, fused multiply-add, Winograd or direct) and which of its functions. */
 export interface PoolJob {
-  cin: number;
-  fused: boolean;
-  winograd: boolean;
+  module: PoolModule;
   fn: PoolFunction;
+  cin?: number;
+  fused?: boolean;
+  winograd?: boolean;
 }
 
 export interface RowPool {
-  /** Runs job.fn(...args, row0, row1) with rows [0, rows) split between the helpers and `own`. */
-  run(job: PoolJob, args: number[], rows: number, own: (row0: number, row1: number) => void): void;
+  /**
+   * Splits rows [0, rows) between the helpers and the calling thread: each helper runs
+   * job.fn(...argumentsFor(row0, row1)) on its share, the caller `own(row0, row1)` on the first.
+   */
+  run(job: PoolJob, rows: number, argumentsFor: (row0: number, row1: number) => number[], own: (row0: number, row1: number) => void): void;
   threads: number;
 }
 
@@ -52,17 +56,18 @@ export function rowPoolFor(memory: WebAssembly.Memory | undefined, threads: numb
     });
     pool = {
       threads,
-      run(job, args, rows, own) {
-        if (ARGUMENTS + args.length + 2 > CONTROL_INTS) throw new Error(`row pool: ${job.fn} takes at most ${CONTROL_INTS - ARGUMENTS - 2} arguments besides its rows`);
+      run(job, rows, argumentsFor, own) {
         const shares = rowShares(rows, threads);
         helpers.forEach((helper, i) => {
-          const [row0, row1] = shares[i + 1];
-          helper.block[CIN] = job.cin;
+          const args = argumentsFor(shares[i + 1][0], shares[i + 1][1]);
+          if (ARGUMENTS + args.length > CONTROL_INTS) throw new Error(`row pool: ${job.fn} takes at most ${CONTROL_INTS - ARGUMENTS} arguments`);
+          helper.block[MODULE] = POOL_MODULES.indexOf(job.module);
+          helper.block[CIN] = job.cin ?? 0;
           helper.block[FUSED] = job.fused ? 1 : 0;
           helper.block[WINOGRAD] = job.winograd ? 1 : 0;
           helper.block[FUNCTION] = POOL_FUNCTIONS.indexOf(job.fn);
-          helper.block[ARGUMENT_COUNT] = args.length + 2;
-          [...args, row0, row1].forEach((value, k) => (helper.block[ARGUMENTS + k] = value));
+          helper.block[ARGUMENT_COUNT] = args.length;
+          args.forEach((value, k) => (helper.block[ARGUMENTS + k] = value));
           Atomics.store(helper.block, STATE, JOB.posted);
           Atomics.notify(helper.block, STATE);
         });
