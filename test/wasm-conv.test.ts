@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { conv3dSame } from '../lib/networks/ops';
-import { conv3x3x3Direct, directConvolutionApplies, directConvolutionMethod, directConvolutionTuning, flippedTransposedFilter, packFilterPanels, packWinogradFilter } from '../lib/networks/wasm-conv';
+import { conv3x3x3Direct, conv3x3x3FilterGradientDirect, directConvolutionApplies, directConvolutionMethod, directConvolutionTuning, directFilterGradientApplies, flippedTransposedFilter, packFilterPanels, packWinogradFilter } from '../lib/networks/wasm-conv';
 import { rowShares } from '../lib/networks/wasm-row-pool';
 import { relaxedSimdAvailable } from '../lib/networks/wasm-simd';
 import { maxAbsDifference } from './helpers';
@@ -76,6 +76,41 @@ test('the input-gradient filter: taps reversed and channel axes swapped, as tf.r
       y.dispose();
     });
   }
+});
+
+test('the filter gradient kernel (wasm) equals tfjs autodiff of conv3d on cpu: 4-wide channel tails, slab seams, one thread and the pool, fused and plain', async () => {
+  // Cout = 12 ends in a 4-wide tile; W = 13 and 1; Cin = 2 (one tile row of 6 per tap row), 6, 8
+  const shapes: Array<[number[], number]> = [[[3, 4, 7, 2], 4], [[4, 5, 13, 6], 12], [[2, 3, 1, 8], 8], [[5, 2, 6, 4], 16]];
+  for (const [shape, cout] of shapes) {
+    const [d, h, w, cin] = shape;
+    const x = values(d * h * w * cin, 20);
+    const dy = values(d * h * w * cout, 21);
+    await switchBackend('cpu');
+    const wanted = tf.tidy(() => {
+      const xs = tf.tensor5d(x, [1, d, h, w, cin]);
+      const ds = tf.tensor5d(dy, [1, d, h, w, cout]);
+      return tf.grad((f: tf.Tensor) => tf.sum(tf.mul(tf.conv3d(xs, f as tf.Tensor5D, 1, 'same'), ds)))(tf.zeros([3, 3, 3, cin, cout]));
+    });
+    const want = (await wanted.data()) as Float32Array;
+    wanted.dispose();
+    await switchBackend('wasm');
+    for (const settings of [{ threads: false }, { threads: true }, { threads: true, slabFloats: 1 }, { threads: false, plain: true }]) {
+      await withTuning({ enabled: true, ...settings }, async () => {
+        const xs = tf.tensor4d(x, shape as [number, number, number, number]);
+        const ds = tf.tensor4d(dy, [d, h, w, cout]);
+        assert.ok(directFilterGradientApplies(xs, cout));
+        const got = conv3x3x3FilterGradientDirect(xs, ds);
+        assert.deepEqual(got.shape, [3, 3, 3, cin, cout]);
+        const worst = maxAbsDifference(await got.data(), want);
+        assert.ok(worst < 1e-3, `${shape} -> ${cout} ${JSON.stringify(settings)}: max difference ${worst}`);
+        tf.dispose([xs, ds, got]);
+      });
+    }
+  }
+  await switchBackend('wasm');
+  const odd = tf.zeros([2, 2, 2, 3]);
+  assert.equal(directFilterGradientApplies(odd, 4), false, 'an odd Cin stays with XNNPACK');
+  odd.dispose();
 });
 
 test('rowShares splits the rows into near-equal ranges that cover each row once', () => {

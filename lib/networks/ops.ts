@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { frozenSet, isFrozen, withFrozenSet } from './frozen';
 import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memory';
 import { matMul2d } from './matmul';
-import { conv3x3x3Direct, directConvolutionApplies } from './wasm-conv';
+import { conv3x3x3Direct, conv3x3x3FilterGradientDirect, directConvolutionApplies, directFilterGradientApplies } from './wasm-conv';
 import { addLeakyReluFused, fusedNormAvailable, leakyReluGradientFused, standardizeRowsFused, standardizeRowsGradientFused } from './wasm-norm-ops';
 import { addDepthNeighboursInPlace, depthInward, gatherRowsValue, shiftedChannelsFirst, sliceLeading, sumRows, writeLeadingInPlace, zeros } from './wasm-memory-ops';
 import '@tensorflow/tfjs';
@@ -375,6 +375,11 @@ function depthSlicedFilterGradient(dy: tf.Tensor, x: tf.Tensor5D): tf.Tensor {
   const chunk = Math.max(1, Math.min(d, Math.floor(convolutionTuning.filterGradientChunkFloats / (3 * cin * (h + 2) * (w + 2)))));
   const slices = tf.reshape(x, [d, h, w, cin]) as tf.Tensor4D;
   const gradient = tf.reshape(dy, [d, h, w, cout]) as tf.Tensor4D;
+  if (directFilterGradientApplies(slices, cout)) {
+    const direct = conv3x3x3FilterGradientDirect(slices, gradient);
+    tf.dispose([slices, gradient]);
+    return direct;
+  }
   let total: tf.Tensor | undefined;
   for (let d0 = 0; d0 < d; d0 += chunk) {
     const count = Math.min(chunk, d - d0);

@@ -150,6 +150,7 @@ export const op = {
   loop: (...body: number[][]) => [0x03, 0x40, ...body.flat(), 0x0b],
   /** if ... end on the i32 on the stack (no else, no result); `br depth` inside counts it as a block. */
   if_: (...body: number[][]) => [0x04, 0x40, ...body.flat(), 0x0b],
+  ifElse: (then: number[][], otherwise: number[][]) => [0x04, 0x40, ...then.flat(), 0x05, ...otherwise.flat(), 0x0b],
   br: (depth: number) => [0x0c, ...unsignedLeb(depth)],
   brIf: (depth: number) => [0x0d, ...unsignedLeb(depth)],
   /** The value on the stack's address plus `offset`, 16 bytes. */

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { offsetOf, onWasm, registerWasmKernels, wasmOf, WasmBackendInternals } from './wasm-views';
 import { relaxedSimdAvailable, simdModuleOn, withScratch } from './wasm-simd';
-import { SimdConvolutionExports, SimdWinogradExports, simdConvolutionModuleBytes } from './wasm-simd-conv';
+import { SimdConvolutionExports, SimdFilterGradientExports, SimdWinogradExports, simdConvolutionModuleBytes } from './wasm-simd-conv';
 import { PoolJob, RowPool, rowPoolFor } from './wasm-row-pool';
 
 /**
@@ -202,6 +202,35 @@ function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, filter, t
   });
 }
 
+/** Output channels of a filter-gradient group's dy rows that stay in the first-level cache (floats of one group). */
+const FILTER_GRADIENT_GROUP_FLOATS = 2 ** 14;
+
+/**
+ * dW [27 Cin, Cout] of a 3 x 3 x 3 "same" convolution from x [D, H, W, Cin] and dy [D, H, W, Cout]:
+ * per slab of depth slices, the padded slab, then every tile of dW over the slab's voxels, the
+ * tiles split between the threads (wasm-simd-conv.ts filterGradientFunction). dW starts at zero.
+ */
+function filterGradientDirect(wasm: WasmBackendInternals, [d, h, w, cin]: number[], cout: number, source: number, gradient: number, target: number, pool: RowPool | null): void {
+  const module = convolutionModule(wasm, cin)! as unknown as SimdFilterGradientExports;
+  const planeFloats = (h + 2) * (w + 2) * cin;
+  const perSlab = Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
+  const tiles = 9 * (cin / 2) * Math.ceil(cout / 8);
+  const groupRows = Math.max(1, Math.floor(FILTER_GRADIENT_GROUP_FLOATS / (w * cout)));
+  const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: usesWinograd(cin), fn: 'filterGradientRows' };
+  new Float32Array(wasm.wasm.HEAPU8.buffer, target, 27 * cin * cout).fill(0);
+  withScratch(wasm, (perSlab + 2) * planeFloats * 4, (slab) => {
+    for (let e0 = 0; e0 < d; e0 += perSlab) {
+      const count = Math.min(perSlab, d - e0);
+      fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin);
+      const dy = gradient + e0 * h * w * cout * 4;
+      const args = (t0: number, t1: number) => [slab, dy, target, h, w, cout, groupRows, count * h, t0, t1];
+      const own = (t0: number, t1: number) => module.filterGradientRows(slab, dy, target, h, w, cout, groupRows, count * h, t0, t1);
+      if (pool && tiles >= pool.threads) pool.run(job, tiles, args, own);
+      else own(0, tiles);
+    }
+  });
+}
+
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
     // x [D, H, W, Cin], filter [3, 3, 3, Cin, Cout] -> [D, H, W, Cout], zero padding 1; with
@@ -224,7 +253,31 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       return out;
     },
   },
+  {
+    // x [D, H, W, Cin], dy [D, H, W, Cout] -> dW [3, 3, 3, Cin, Cout] of conv3d(x, W, 1, 'same').
+    name: 'FseftConv3x3x3FilterGradient',
+    kernelFunc: ({ inputs, backend }) => {
+      const wasm = wasmOf(backend);
+      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+      const cout = dy.shape[3];
+      const out = wasm.makeOutput([3, 3, 3, x.shape[3], cout], 'float32');
+      const pool = directConvolutionTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
+      filterGradientDirect(wasm, x.shape, cout, offsetOf(wasm, x), offsetOf(wasm, dy), offsetOf(wasm, out), pool);
+      return out;
+    },
+  },
 ];
+
+/** Whether the kit's kernel computes the filter gradient of a convolution of x [D, H, W, cin] to `cout` channels: as the kernel itself, with Cin even. */
+export function directFilterGradientApplies(x: tf.Tensor, cout: number): boolean {
+  return x.rank === 4 && x.shape[3]! % 2 === 0 && directConvolutionApplies(x, cout);
+}
+
+/** The filter gradient [3, 3, 3, Cin, Cout] of conv3d(x, W, 1, 'same') for x [D, H, W, Cin] and its output's gradient dy [D, H, W, Cout]. */
+export function conv3x3x3FilterGradientDirect(x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor5D {
+  registerWasmKernels(KERNELS);
+  return tf.engine().runKernel('FseftConv3x3x3FilterGradient', { x, dy }) as tf.Tensor5D;
+}
 
 /** Whether the direct kernel takes a convolution of x [D, H, W, cin] to `cout` channels: wasm, float32, whole blocks of 4 output channels. */
 export function directConvolutionApplies(x: tf.Tensor, cout: number): boolean {

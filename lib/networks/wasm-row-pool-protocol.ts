@@ -10,10 +10,10 @@ export const WINOGRAD = 4;
 export const FUNCTION = 5;
 export const ARGUMENT_COUNT = 6;
 export const ARGUMENTS = 7;
-export const CONTROL_INTS = 16;
+export const CONTROL_INTS = 20;
 export const JOB = { idle: 0, posted: 1, done: 2, failed: 3, exit: 4 } as const;
 export const POOL_MODULES = ['conv', 'products'] as const;
 export type PoolModule = (typeof POOL_MODULES)[number];
 /** The functions a helper runs (integer arguments only). */
-export const POOL_FUNCTIONS = ['convolveRows', 'winogradInput', 'winogradOutput', 'smallRowsProduct'] as const;
+export const POOL_FUNCTIONS = ['convolveRows', 'winogradInput', 'winogradOutput', 'filterGradientRows', 'smallRowsProduct'] as const;
 export type PoolFunction = (typeof POOL_FUNCTIONS)[number];

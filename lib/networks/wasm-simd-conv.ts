@@ -219,6 +219,93 @@ function winogradOutputFunction(): AssembledFunction {
   return { name: 'winogradOutput', params, locals, body };
 }
 
+/**
+ * The filter gradient dW [27 Cin, Cout] += sum over voxels of x's padded runs times dy, for the
+ * tiles t0 <= q < t1 of dW: a tile is 6 rows of one tap row's run of 3 Cin (kw, c) by 8 (then 4)
+ * output channels, held in 12 accumulators while every voxel of a group of `groupRows` output rows
+ * passes (a long reduction in registers), then added back. Threads take disjoint tiles. Cin even.
+ */
+function filterGradientFunction(cin: number, fused: boolean): AssembledFunction {
+  type N = 'xp' | 'dy' | 'dw' | 'h' | 'width' | 'cout' | 'groupRows' | 'rows' | 't0' | 't1'
+    | 'g0' | 'g1' | 'q' | 'perTap' | 'columns' | 'tr' | 'ib' | 'jb' | 'cout4' | 'rowStride' | 'row' | 'a' | 'aEnd' | 'b' | 'p' | 'tapOffset'
+    | 's' | 'b0' | 'b1' | 'x0' | 'x1' | 'x2' | 'x3' | 'x4' | 'x5' | 'x6' | 'x7' | 'x8' | 'x9' | 'x10' | 'x11';
+  const ints: N[] = ['g0', 'g1', 'q', 'perTap', 'columns', 'tr', 'ib', 'jb', 'cout4', 'rowStride', 'row', 'a', 'aEnd', 'b', 'p', 'tapOffset'];
+  const vectors: N[] = ['s', 'b0', 'b1', 'x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8', 'x9', 'x10', 'x11'];
+  const { index: V, params, locals } = localFrame<N, N>(
+    (['xp', 'dy', 'dw', 'h', 'width', 'cout', 'groupRows', 'rows', 't0', 't1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
+    [...ints.map((n): [N, ValueType] => [n, 'i32']), ...vectors.map((n): [N, ValueType] => [n, 'v128'])],
+  );
+  const acc = (r: number, v: number) => [V.x0, V.x1, V.x2, V.x3, V.x4, V.x5, V.x6, V.x7, V.x8, V.x9, V.x10, V.x11][r * 2 + v];
+  const madd = (accumulator: number, b: number) => fused
+    ? [op.get(V.s), op.get(b), op.get(accumulator), RELAXED_MADD, op.set(accumulator)]
+    : [op.get(accumulator), op.get(V.s), op.get(b), op.f32x4Mul, op.f32x4Add, op.set(accumulator)];
+  // the 6 x width accumulators at p (row stride cout4): load or store
+  const tileRows = (width: 1 | 2, store: boolean) => [
+    op.get(V.p), op.set(V.b),
+    ...Array.from({ length: 6 }, (_, r) => [
+      ...Array.from({ length: width }, (_, v) => store
+        ? [op.get(V.b), op.get(acc(r, v)), op.v128Store(16 * v)]
+        : [op.get(V.b), op.v128Load(16 * v), op.set(acc(r, v))]).flat(),
+      op.get(V.b), op.get(V.cout4), op.i32Add, op.set(V.b),
+    ]).flat(),
+  ];
+  const tile = (width: 1 | 2) => [
+    ...tileRows(width, false),
+    op.get(V.g0), op.set(V.row),
+    op.loop(
+      // a = xp + ((d + kd) (h + 2) + hh + kh) rowStride + 6 ib 4, with tapOffset = (kd (h + 2) + kh) rowStride + 24 ib
+      op.get(V.xp), op.get(V.row), op.get(V.h), op.i32DivU, op.i32(2), op.i32Mul, op.get(V.row), op.i32Add, op.get(V.rowStride), op.i32Mul, op.i32Add,
+      op.get(V.tapOffset), op.i32Add, op.tee(V.a),
+      op.get(V.width), op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.aEnd),
+      // b = dy + (row W cout + 8 jb) 4
+      op.get(V.dy), op.get(V.row), op.get(V.width), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.get(V.jb), op.i32(32), op.i32Mul, op.i32Add, op.set(V.b),
+      op.loop(
+        op.get(V.b), op.v128Load(0), op.set(V.b0),
+        ...(width === 2 ? [op.get(V.b), op.v128Load(16), op.set(V.b1)] : []),
+        ...Array.from({ length: 6 }, (_, r) => [
+          op.get(V.a), op.v128Load32Splat(4 * r), op.set(V.s),
+          ...Array.from({ length: width }, (_, v) => madd(acc(r, v), v === 0 ? V.b0 : V.b1)).flat(),
+        ]).flat(),
+        op.get(V.b), op.get(V.cout4), op.i32Add, op.set(V.b),
+        op.get(V.a), op.i32(4 * cin), op.i32Add, op.tee(V.a), op.get(V.aEnd), op.i32LtU, op.brIf(0),
+      ),
+      op.get(V.row), op.i32(1), op.i32Add, op.tee(V.row), op.get(V.g1), op.i32LtU, op.brIf(0),
+    ),
+    ...tileRows(width, true),
+  ];
+  const body = [
+    op.get(V.cout), op.i32(4), op.i32Mul, op.set(V.cout4),
+    op.get(V.width), op.i32(2), op.i32Add, op.i32(4 * cin), op.i32Mul, op.set(V.rowStride),
+    op.get(V.cout), op.i32(7), op.i32Add, op.i32(8), op.i32DivU, op.set(V.columns),
+    op.i32(cin / 2), op.get(V.columns), op.i32Mul, op.set(V.perTap),
+    op.i32(0), op.set(V.g0),
+    op.block(op.loop(
+      op.get(V.g0), op.get(V.rows), op.i32GeU, op.brIf(1),
+      op.get(V.g0), op.get(V.groupRows), op.i32Add, op.tee(V.g1), op.get(V.rows), op.get(V.g1), op.get(V.rows), op.i32LtU, op.select, op.set(V.g1),
+      op.get(V.t0), op.set(V.q),
+      op.block(op.loop(
+        op.get(V.q), op.get(V.t1), op.i32GeU, op.brIf(1),
+        op.get(V.q), op.get(V.perTap), op.i32DivU, op.set(V.tr),
+        op.get(V.q), op.get(V.perTap), op.i32RemU, op.tee(V.ib), op.get(V.columns), op.i32RemU, op.set(V.jb),
+        op.get(V.ib), op.get(V.columns), op.i32DivU, op.set(V.ib),
+        // tapOffset = ((kd (h + 2) + kh) rowStride + 24 ib, kd = tr / 3, kh = tr % 3
+        op.get(V.tr), op.i32(3), op.i32DivU, op.get(V.h), op.i32(2), op.i32Add, op.i32Mul, op.get(V.tr), op.i32(3), op.i32RemU, op.i32Add,
+        op.get(V.rowStride), op.i32Mul, op.get(V.ib), op.i32(24), op.i32Mul, op.i32Add, op.set(V.tapOffset),
+        // p = dw + ((3 Cin tr + 6 ib) cout + 8 jb) 4
+        op.get(V.dw), op.get(V.tr), op.i32(3 * cin), op.i32Mul, op.get(V.ib), op.i32(6), op.i32Mul, op.i32Add, op.get(V.cout4), op.i32Mul, op.i32Add,
+        op.get(V.jb), op.i32(32), op.i32Mul, op.i32Add, op.set(V.p),
+        op.get(V.jb), op.i32(8), op.i32Mul, op.i32(8), op.i32Add, op.get(V.cout), op.i32GtU,
+        op.ifElse([tile(1).flat()], [tile(2).flat()]),
+        op.get(V.q), op.i32(1), op.i32Add, op.set(V.q),
+        op.br(0),
+      )),
+      op.get(V.g1), op.set(V.g0),
+      op.br(0),
+    )),
+  ].flat();
+  return { name: 'filterGradientRows', params, locals, body };
+}
+
 export interface SimdConvolutionExports {
   /**
    * y[row, w, :] for rows row0 <= row < row1 (row = d H + h) of y [D, H, W, Cout] from the padded
@@ -233,6 +320,11 @@ export interface SimdConvolutionExports {
  * (kd, kh) of runs of Cin, on u's component [D + 2, H + 2, tiles, Cin] with that component's
  * filter panels ([9 Cin, 8], then [9 Cin, 4]), writing [D, H, tiles, Cout] (width = tiles).
  */
+/** The filter gradient's function, in every module of an even Cin (filterGradientFunction). */
+export interface SimdFilterGradientExports {
+  filterGradientRows(xp: number, dy: number, dw: number, h: number, width: number, cout: number, groupRows: number, rows: number, t0: number, t1: number): void;
+}
+
 export interface SimdWinogradExports extends SimdConvolutionExports {
   winogradInput(xp: number, u: number, tiles: number, comp: number, r0: number, r1: number): void;
   winogradOutput(m: number, y: number, width: number, tiles: number, cout: number, comp: number, r0: number, r1: number): void;
@@ -246,6 +338,7 @@ export function simdConvolutionModuleBytes(cin: number, fused: boolean, shared: 
   const functions = winograd
     ? [convolutionFunction(cin, 1, fused), winogradInputFunction(cin), winogradOutputFunction()]
     : [convolutionFunction(cin, 3, fused)];
+  if (cin % 2 === 0) functions.push(filterGradientFunction(cin, fused));
   return assembleModule({ module: 'env', name: 'memory', shared, maximumPages: 65536 }, functions);
 }
 
