@@ -42,7 +42,9 @@ async function gradientsOf(adapter: Adapter, image: tf.Tensor5D, frozen: boolean
     tf.dispose([value, ...Object.values(grads)]);
   });
   const kernels = (name: string) => profile.kernels.filter((k) => k.name === name).length;
-  return { host, conv2d: kernels('Conv2D'), products: kernels('BatchMatMul'), peakBytes: profile.peakBytes };
+  // convolution work: XNNPACK's conv2d, or the kit's own kernels (the value and input gradient, the filter gradient)
+  const convolutions = kernels('Conv2D') + kernels('FseftConv3x3x3') + kernels('FseftConv3x3x3FilterGradient');
+  return { host, conv2d: convolutions, products: kernels('BatchMatMul'), peakBytes: profile.peakBytes };
 }
 
 test('with a frozen backbone the trained tensors get the same gradients, with and without checkpointing, for less work and memory', async () => {
@@ -62,8 +64,9 @@ test('with a frozen backbone the trained tensors get the same gradients, with an
       }
     }
     assert.equal([...plain.host.values()].filter((g) => g.some((v) => v !== 0)).length, plain.host.size, 'every LoRA tensor gets a gradient');
-    // Each 3x3x3 convolution on the gradient's path runs 3 conv2d for its input's gradient and 3
-    // for its filter's: with the backbone's weights out of the pass, only the first three; and
+    // Each 3x3x3 convolution on the gradient's path runs kernels for its input's gradient and for
+    // its filter's (3 conv2d each, or one call of the kit's kernels each): with the backbone's
+    // weights out of the pass, only the first; and
     // products lose their weight gradient. Frozen, the weights are constants of the forward pass
     // as well (not saved, not routed through checkpoints): no more work, less memory.
     for (const [label, other] of [['pruned', pruned], ['frozen', frozen]] as const) {

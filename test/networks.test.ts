@@ -406,14 +406,15 @@ test('a block fed its input as channel parts equals the block on their concatena
     }
     tf.dispose([...expected, ...actual]);
     // The skip part's input gradient convolves dy (3 channels) to the skip's 4: three conv2d with a
-    // [3, 3, 3, 4] kernel, or one call of the direct kernel (FSEFT_DIRECT_CONV=1) with a
-    // [3, 3, 3, 3, 4] one, when the skip's gradient is asked for; none when the skip is a constant.
+    // [3, 3, 3, 4] kernel, or one call of the kit's kernel on dy [8, 8, 8, 3] with the part's own
+    // [3, 3, 3, 4, 3] filter (flipped inside), when the skip's gradient is asked for; none when
+    // the skip is a constant.
     const skipGradientCalls = async (withSkip: boolean) => {
       const xs = withSkip ? [up, skip, weights.conv1] : [up, weights.conv1];
       const f = (...t: tf.Tensor[]) => parts(t[0], withSkip ? t[1] : skip, t[withSkip ? 2 : 1], weights.conv2, weights.conv3);
       const kernels = (await tf.profile(() => tf.dispose(tf.grads(f)(xs)))).kernels;
       const sliced = kernels.filter((k) => k.name === 'Conv2D' && JSON.stringify(k.inputShapes[1]) === '[3,3,3,4]').length;
-      const direct = kernels.filter((k) => k.name === 'FseftConv3x3x3' && JSON.stringify(k.inputShapes[1]) === '[3,3,3,3,4]').length;
+      const direct = kernels.filter((k) => k.name === 'FseftConv3x3x3' && JSON.stringify(k.inputShapes) === '[[8,8,8,3],[3,3,3,4,3]]').length;
       return sliced / 3 + direct;
     };
     assert.equal(await skipGradientCalls(true), 1, `segments ${segments}: the skip's gradient asked for`);
