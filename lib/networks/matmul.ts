@@ -4,7 +4,7 @@ import { inputGradientWanted, unwantedGradient } from '../backend/backprop-memor
 import { sliceLeading } from './wasm-memory-ops';
 import { simdModuleOn } from './wasm-simd';
 import { SimdProductExports, simdProductModuleBytes } from './wasm-simd-products';
-import { rowPoolFor } from './wasm-row-pool';
+import { rowPoolOf } from './wasm-row-pool';
 import { WasmBackendInternals, forEachView, offsetOf, onWasm } from './wasm-views';
 
 /**
@@ -55,7 +55,7 @@ function registerBatchedKernel(): void {
         // batch items [item0, item1) at their offsets into a, b and out
         const [pa, pb, pc] = [a, b, out].map((t) => offsetOf(wasm, t));
         const items = (item0: number, item1: number) => [pa + item0 * m * k * 4, pb + item0 * k * n * 4, pc + item0 * m * n * 4, item1 - item0, m, k, n];
-        const pool = productTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
+        const pool = productTuning.threads ? rowPoolOf(wasm) : null;
         const own = (item0: number, item1: number) => {
           const [x, y, z, count] = items(item0, item1);
           simd.smallRowsProduct(x, y, z, count, m, k, n);

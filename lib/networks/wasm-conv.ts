@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { offsetOf, onWasm, registerWasmKernels, wasmOf, WasmBackendInternals } from './wasm-views';
 import { relaxedSimdAvailable, simdModuleOn, withScratch } from './wasm-simd';
 import { SimdConvolutionExports, SimdFilterGradientExports, SimdWinogradExports, simdConvolutionModuleBytes } from './wasm-simd-conv';
-import { PoolJob, RowPool, rowPoolFor } from './wasm-row-pool';
+import { PoolJob, RowPool, rowPoolOf } from './wasm-row-pool';
 
 /**
  * The kit's own 3 x 3 x 3 "same" convolution on wasm (wasm-simd-conv.ts), in place of three
@@ -111,7 +111,7 @@ export function packWinogradFilter(filter: Float32Array, cin: number, cout: numb
   }
 }
 
-/** Runs job.fn(...args, row0, row1) over rows [0, rows) on the pool where there is one and enough rows, else on this thread. */
+/** Runs job.fn(...args, row0, row1) over rows (or tiles) [0, rows) on the pool where there is one and enough of them, else on this thread. */
 function runRows(pool: RowPool | null, job: PoolJob, args: number[], rows: number, own: (row0: number, row1: number) => void): void {
   if (pool && rows >= pool.threads) pool.run(job, rows, (row0, row1) => [...args, row0, row1], own);
   else own(0, rows);
@@ -144,11 +144,16 @@ export function flippedTransposedFilter(filter: Float32Array, a: number, b: numb
   return out;
 }
 
+/** Depth slices per padded slab of (h + 2) (w + 2) cin floats a plane, one slice of halo on each side, within the slab budget. */
+function slicesPerSlab(d: number, planeFloats: number): number {
+  return Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
+}
+
 /** The direct loop: per slab of depth slices, the padded slab, then every output row. */
 function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, filter, target, pool }: ConvolutionCall): void {
   const module = convolutionModule(wasm, cin)!;
   const planeFloats = (h + 2) * (w + 2) * cin;
-  const perSlab = Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
+  const perSlab = slicesPerSlab(d, planeFloats);
   const filterFloats = 27 * cin * cout;
   const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: false, fn: 'convolveRows' };
   withScratch(wasm, ((perSlab + 2) * planeFloats + filterFloats) * 4, (slab) => {
@@ -202,7 +207,7 @@ function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, filter, t
   });
 }
 
-/** Output channels of a filter-gradient group's dy rows that stay in the first-level cache (floats of one group). */
+/** Floats of dy in one group of output rows of the filter gradient (64 KB): each tile rereads the group's dy from cache. */
 const FILTER_GRADIENT_GROUP_FLOATS = 2 ** 14;
 
 /**
@@ -213,7 +218,7 @@ const FILTER_GRADIENT_GROUP_FLOATS = 2 ** 14;
 function filterGradientDirect(wasm: WasmBackendInternals, [d, h, w, cin]: number[], cout: number, source: number, gradient: number, target: number, pool: RowPool | null): void {
   const module = convolutionModule(wasm, cin)! as unknown as SimdFilterGradientExports;
   const planeFloats = (h + 2) * (w + 2) * cin;
-  const perSlab = Math.max(1, Math.min(d, Math.floor(directConvolutionTuning.slabFloats / planeFloats) - 2));
+  const perSlab = slicesPerSlab(d, planeFloats);
   const tiles = 9 * (cin / 2) * Math.ceil(cout / 8);
   const groupRows = Math.max(1, Math.floor(FILTER_GRADIENT_GROUP_FLOATS / (w * cout)));
   const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: usesWinograd(cin), fn: 'filterGradientRows' };
@@ -223,10 +228,7 @@ function filterGradientDirect(wasm: WasmBackendInternals, [d, h, w, cin]: number
       const count = Math.min(perSlab, d - e0);
       fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin);
       const dy = gradient + e0 * h * w * cout * 4;
-      const args = (t0: number, t1: number) => [slab, dy, target, h, w, cout, groupRows, count * h, t0, t1];
-      const own = (t0: number, t1: number) => module.filterGradientRows(slab, dy, target, h, w, cout, groupRows, count * h, t0, t1);
-      if (pool && tiles >= pool.threads) pool.run(job, tiles, args, own);
-      else own(0, tiles);
+      runRows(pool, job, [slab, dy, target, h, w, cout, groupRows, count * h], tiles, (t0, t1) => module.filterGradientRows(slab, dy, target, h, w, cout, groupRows, count * h, t0, t1));
     }
   });
 }
@@ -244,7 +246,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const [d, h, w, cin] = x.shape;
       const cout = filter.shape[flippedTransposed ? 3 : 4];
       const out = wasm.makeOutput([d, h, w, cout], 'float32');
-      const pool = directConvolutionTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
+      const pool = directConvolutionTuning.threads ? rowPoolOf(wasm) : null;
       const stored = () => new Float32Array(wasm.wasm.HEAPU8.buffer, offsetOf(wasm, filter), 27 * cin * cout);
       const weights = flippedTransposed ? () => flippedTransposedFilter(stored(), cout, cin) : stored;
       const call: ConvolutionCall = { wasm, shape: [d, h, w, cin], cout, source: offsetOf(wasm, x), filter: weights, target: offsetOf(wasm, out), pool };
@@ -261,7 +263,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       const cout = dy.shape[3];
       const out = wasm.makeOutput([3, 3, 3, x.shape[3], cout], 'float32');
-      const pool = directConvolutionTuning.threads ? rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1) : null;
+      const pool = directConvolutionTuning.threads ? rowPoolOf(wasm) : null;
       filterGradientDirect(wasm, x.shape, cout, offsetOf(wasm, x), offsetOf(wasm, dy), offsetOf(wasm, out), pool);
       return out;
     },

@@ -18,6 +18,23 @@ function simdNormOf(wasm: WasmBackendInternals): SimdNormExports | undefined {
   return simdModuleOn<SimdNormExports>(wasm, 'norm', simdNormModuleBytes);
 }
 
+/**
+ * An elementwise pass over two float32 tensors of one shape into a new one: the SIMD function
+ * `simd` over whole vectors where the module instantiates, `value` in JavaScript for the rest.
+ */
+function pairwisePass(wasm: WasmBackendInternals, first: tf.TensorInfo, second: tf.TensorInfo, slope: number, simd: 'leakyGradient' | 'addLeaky', value: (first: number, second: number) => number): tf.TensorInfo {
+  const size = first.shape.reduce((x, y) => x * y, 1);
+  const out = wasm.makeOutput(first.shape, 'float32');
+  const module = simdNormOf(wasm);
+  const vectorised = module ? size - (size % 4) : 0;
+  module?.[simd](offsetOf(wasm, first), offsetOf(wasm, second), offsetOf(wasm, out), vectorised * 4, slope);
+  const a = floatsOf(wasm, first, 0, size);
+  const b = floatsOf(wasm, second, 0, size);
+  const target = floatsOf(wasm, out, 0, size);
+  for (let i = vectorised; i < size; i++) target[i] = value(a[i], b[i]);
+  return out;
+}
+
 const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
   {
     // z = lrelu((x - mean) rstd) per column of x [R, C], rstd = 1 / sqrt(var + eps) -> [z, rstd].
@@ -142,42 +159,22 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
     // where(z > 0, dy, slope dy): leaky ReLU's gradient from its output.
     name: 'FseftLeakyReluGradient',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const wasm = wasmOf(backend);
       const { dy, z } = inputs as { dy: tf.TensorInfo; z: tf.TensorInfo };
       const { slope } = attrs as unknown as { slope: number };
-      const size = z.shape.reduce((a, b) => a * b, 1);
-      const out = wasm.makeOutput(z.shape, 'float32');
-      const simd = simdNormOf(wasm);
-      const vectorised = simd ? size - (size % 4) : 0;
-      simd?.leakyGradient(offsetOf(wasm, dy), offsetOf(wasm, z), offsetOf(wasm, out), vectorised * 4, slope);
-      const upstream = floatsOf(wasm, dy, 0, size);
-      const output = floatsOf(wasm, z, 0, size);
-      const target = floatsOf(wasm, out, 0, size);
       const extra = slope - 1;
-      for (let i = vectorised; i < size; i++) target[i] = upstream[i] * (1 + extra * +(output[i] <= 0));
-      return out;
+      return pairwisePass(wasmOf(backend), dy, z, slope, 'leakyGradient', (upstream, output) => upstream * (1 + extra * +(output <= 0)));
     },
   },
   {
     // lrelu(a + b) for a and b of one shape, in one pass (the residual sum of a UNETR block).
     name: 'FseftAddLeakyRelu',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const wasm = wasmOf(backend);
       const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
       const { slope } = attrs as unknown as { slope: number };
-      const size = a.shape.reduce((x, y) => x * y, 1);
-      const out = wasm.makeOutput(a.shape, 'float32');
-      const simd = simdNormOf(wasm);
-      const vectorised = simd ? size - (size % 4) : 0;
-      simd?.addLeaky(offsetOf(wasm, a), offsetOf(wasm, b), offsetOf(wasm, out), vectorised * 4, slope);
-      const first = floatsOf(wasm, a, 0, size);
-      const second = floatsOf(wasm, b, 0, size);
-      const target = floatsOf(wasm, out, 0, size);
-      for (let i = vectorised; i < size; i++) {
-        const sum = first[i] + second[i];
-        target[i] = sum > 0 ? sum : slope * sum;
-      }
-      return out;
+      return pairwisePass(wasmOf(backend), a, b, slope, 'addLeaky', (first, second) => {
+        const sum = first + second;
+        return sum > 0 ? sum : slope * sum;
+      });
     },
   },
 ];

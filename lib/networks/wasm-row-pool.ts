@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import workerThreads = require('node:worker_threads');
+import { WasmBackendInternals } from './wasm-views';
 import { ARGUMENT_COUNT, ARGUMENTS, CIN, CONTROL_INTS, FUNCTION, FUSED, JOB, MODULE, POOL_FUNCTIONS, POOL_MODULES, PoolFunction, PoolModule, STATE, WINOGRAD } from './wasm-row-pool-protocol';
 
 /**
@@ -40,6 +41,11 @@ const WORKER_SCRIPT = path.join(__dirname, 'wasm-conv-worker.js');
 /** Splits rows [0, rows) into `parts` near-equal ranges. */
 export function rowShares(rows: number, parts: number): Array<[number, number]> {
   return Array.from({ length: parts }, (_, i) => [Math.floor((rows * i) / parts), Math.floor((rows * (i + 1)) / parts)] as [number, number]);
+}
+
+/** The pool for this backend's heap, with as many threads as tfjs-wasm's own pool, or null where it cannot run. */
+export function rowPoolOf(wasm: WasmBackendInternals): RowPool | null {
+  return rowPoolFor(wasm.wasm.wasmMemory, wasm.wasm.tfjs.getThreadsCount?.() ?? 1);
 }
 
 /** The pool for this heap with `threads` threads in all (the caller's included), or null where it cannot run. */

@@ -153,58 +153,49 @@ function gradientFunction(): AssembledFunction {
   return { name: 'normGradient', params, locals, body };
 }
 
-/** out = dy where z > 0, slope dy elsewhere, over `bytes` (a multiple of 16) from each address. */
-function leakyGradientFunction(): AssembledFunction {
+/**
+ * A pass over `bytes` (a multiple of 16) of two inputs into out, with a slope: (first, second, out,
+ * bytes, slope). `value` leaves each output vector on the stack, given the locals of the first
+ * input's vector address (p), the second input's offset from it (secondDelta), the splatted slope
+ * (slopeV) and a scratch vector (v).
+ */
+function pairwisePassFunction(name: string, value: (L: Record<'p' | 'secondDelta' | 'slopeV' | 'v', number>) => number[][]): AssembledFunction {
   const { index: L, params, locals } = localFrame(
-    [['dy', 'i32'], ['z', 'i32'], ['out', 'i32'], ['bytes', 'i32'], ['slope', 'f32']],
-    [['p', 'i32'], ['end', 'i32'], ['zDelta', 'i32'], ['outDelta', 'i32'], ['slopeV', 'v128'], ['d', 'v128']],
+    [['first', 'i32'], ['second', 'i32'], ['out', 'i32'], ['bytes', 'i32'], ['slope', 'f32']],
+    [['p', 'i32'], ['end', 'i32'], ['secondDelta', 'i32'], ['outDelta', 'i32'], ['slopeV', 'v128'], ['v', 'v128']],
   );
   const body = [
     op.get(L.slope), op.f32x4Splat, op.set(L.slopeV),
-    op.get(L.z), op.get(L.dy), op.i32Sub, op.set(L.zDelta),
-    op.get(L.out), op.get(L.dy), op.i32Sub, op.set(L.outDelta),
-    op.get(L.dy), op.set(L.p),
-    op.get(L.dy), op.get(L.bytes), op.i32Add, op.set(L.end),
+    op.get(L.second), op.get(L.first), op.i32Sub, op.set(L.secondDelta),
+    op.get(L.out), op.get(L.first), op.i32Sub, op.set(L.outDelta),
+    op.get(L.first), op.set(L.p),
+    op.get(L.first), op.get(L.bytes), op.i32Add, op.set(L.end),
     op.block(
       op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
-      forEachAddress(L.p, L.end, op.i32(16), [
-        op.get(L.p), op.get(L.outDelta), op.i32Add,
-        op.get(L.p), op.v128Load(), op.tee(L.d),
-        op.get(L.d), op.get(L.slopeV), op.f32x4Mul,
-        op.get(L.p), op.get(L.zDelta), op.i32Add, op.v128Load(), op.v128Zero, op.f32x4Gt,
-        op.v128Bitselect,
-        op.v128Store(),
-      ]),
+      forEachAddress(L.p, L.end, op.i32(16), [op.get(L.p), op.get(L.outDelta), op.i32Add, ...value(L), op.v128Store()]),
     ),
   ].flat();
-  return { name: 'leakyGradient', params, locals, body };
+  return { name, params, locals, body };
 }
 
-/** out = lrelu(a + b) over `bytes` (a multiple of 16): where a + b > 0 the sum, else slope times it. */
+/** out = dy where z > 0, slope dy elsewhere (first dy, second z). */
+function leakyGradientFunction(): AssembledFunction {
+  return pairwisePassFunction('leakyGradient', (L) => [
+    op.get(L.p), op.v128Load(), op.tee(L.v),
+    op.get(L.v), op.get(L.slopeV), op.f32x4Mul,
+    op.get(L.p), op.get(L.secondDelta), op.i32Add, op.v128Load(), op.v128Zero, op.f32x4Gt,
+    op.v128Bitselect,
+  ]);
+}
+
+/** out = lrelu(a + b): where a + b > 0 the sum, else slope times it. */
 function addLeakyFunction(): AssembledFunction {
-  const { index: L, params, locals } = localFrame(
-    [['a', 'i32'], ['b', 'i32'], ['out', 'i32'], ['bytes', 'i32'], ['slope', 'f32']],
-    [['p', 'i32'], ['end', 'i32'], ['bDelta', 'i32'], ['outDelta', 'i32'], ['slopeV', 'v128'], ['s', 'v128']],
-  );
-  const body = [
-    op.get(L.slope), op.f32x4Splat, op.set(L.slopeV),
-    op.get(L.b), op.get(L.a), op.i32Sub, op.set(L.bDelta),
-    op.get(L.out), op.get(L.a), op.i32Sub, op.set(L.outDelta),
-    op.get(L.a), op.set(L.p),
-    op.get(L.a), op.get(L.bytes), op.i32Add, op.set(L.end),
-    op.block(
-      op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
-      forEachAddress(L.p, L.end, op.i32(16), [
-        op.get(L.p), op.get(L.outDelta), op.i32Add,
-        op.get(L.p), op.v128Load(), op.get(L.p), op.get(L.bDelta), op.i32Add, op.v128Load(), op.f32x4Add, op.tee(L.s),
-        op.get(L.s), op.get(L.slopeV), op.f32x4Mul,
-        op.get(L.s), op.v128Zero, op.f32x4Gt,
-        op.v128Bitselect,
-        op.v128Store(),
-      ]),
-    ),
-  ].flat();
-  return { name: 'addLeaky', params, locals, body };
+  return pairwisePassFunction('addLeaky', (L) => [
+    op.get(L.p), op.v128Load(), op.get(L.p), op.get(L.secondDelta), op.i32Add, op.v128Load(), op.f32x4Add, op.tee(L.v),
+    op.get(L.v), op.get(L.slopeV), op.f32x4Mul,
+    op.get(L.v), op.v128Zero, op.f32x4Gt,
+    op.v128Bitselect,
+  ]);
 }
 
 export interface SimdNormExports {
