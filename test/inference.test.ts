@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { Affine, applyAffine } from '../lib/io/affine';
@@ -9,7 +11,7 @@ import { gaussianImportance, slidingWindow, windowStarts } from '../lib/inferenc
 import { dice } from '../lib/metrics/overlap';
 import { cropGrid, gridChannelToVolumeData, poolGrid, volumeToGrid } from '../lib/networks/volume-tensor';
 import { preprocessCase } from '../lib/transforms/preprocess';
-import { diagonalAffine, volumeFrom } from './helpers';
+import { REPO_ROOT, diagonalAffine, volumeFrom } from './helpers';
 
 test('window starts follow MONAI dense_patch_slices (stride roi * (1 - overlap), last flush)', () => {
   assert.deepEqual(windowStarts(96, 96, 0.25), [0]);
@@ -19,15 +21,63 @@ test('window starts follow MONAI dense_patch_slices (stride roi * (1 - overlap),
   assert.deepEqual(windowStarts(100, 32, 0.5), [0, 16, 32, 48, 64, 68]);
 });
 
-test('Gaussian importance: 1 at roi // 2, sigma = 0.125 roi, separable and symmetric about the centre', () => {
+test('Gaussian importance: MONAI 1.2 (centre (roi - 1) / 2, sigma = 0.125 roi, separable, floor 1e-3)', () => {
   const roi: Shape3 = [16, 8, 32];
   const map = gaussianImportance(roi);
   const at = (x: number, y: number, z: number) => map[(x * roi[1] + y) * roi[2] + z];
-  assert.equal(at(8, 4, 16), 1);
-  assert.ok(Math.abs(at(8 + 2, 4, 16) - Math.exp(-(2 ** 2) / (2 * 2 ** 2))) < 1e-6); // sigma 2 along x
-  assert.ok(Math.abs(at(8, 4, 16 + 4) - Math.exp(-(4 ** 2) / (2 * 4 ** 2))) < 1e-6); // sigma 4 along z
-  assert.ok(Math.abs(at(6, 3, 12) - at(10, 5, 20)) < 1e-7);
-  assert.ok(Math.min(...map) > 0);
+  const g = (d: number, sigma: number) => Math.exp(-(d * d) / (2 * sigma * sigma));
+  // Even ROIs: the peak lies between voxels 7 and 8 (x), 3 and 4 (y), 15 and 16 (z).
+  assert.ok(Math.abs(at(8, 4, 16) - g(0.5, 2) * g(0.5, 1) * g(0.5, 4)) < 1e-6);
+  assert.ok(Math.abs(at(7, 3, 15) - at(8, 4, 16)) < 1e-7);
+  assert.ok(Math.abs(at(10, 4, 16) / at(8, 4, 16) - g(2.5, 2) / g(0.5, 2)) < 1e-5);
+  assert.ok(Math.abs(at(5, 2, 10) - at(10, 5, 21)) < 1e-7, 'symmetric about (roi - 1) / 2');
+  // The corners fall far below 1e-3 and are raised to it.
+  assert.ok(g(7.5, 2) * g(3.5, 1) * g(15.5, 4) < 1e-3);
+  assert.equal(at(0, 0, 0), Math.fround(1e-3));
+  assert.equal(Math.min(...map), Math.fround(1e-3));
+});
+
+test('sliding window matches MONAI 1.2 sliding_window_inference: padding, starts, importance, blending', async () => {
+  await switchBackend('cpu');
+  const fixture = JSON.parse(readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'sliding-window.json'), 'utf8'));
+  const shape = fixture.shape as Shape3;
+  const grid = { data: Float32Array.from(fixture.input), shape, channels: 1 };
+  const startsSeen: string[] = [];
+  const [out] = slidingWindow(
+    grid,
+    [{ channels: 4, scale: 1 }],
+    (window, start) => {
+      startsSeen.push(start.join(','));
+      return [
+        tf.tidy(() => {
+          const roi = window.shape.slice(1, 4);
+          const position = (axis: number) =>
+            tf.broadcastTo(tf.reshape(tf.range(0, roi[axis], 1, 'float32'), roi.map((n, a) => (a === axis ? n : 1))), roi).expandDims(3);
+          return tf.concat([window.squeeze([0]), position(0), position(1), position(2)], 3).expandDims(0) as tf.Tensor5D;
+        }),
+      ];
+    },
+    { roi: fixture.roi, overlap: 0.25 },
+  );
+  // 20 > 16: windows at 0 and 4; 9 < 12: one window starting 1 before the volume (pad 1 + 2);
+  // 13 > 8 (odd): windows at 0 and 5, the last flush with the end.
+  assert.deepEqual(startsSeen, ['0,-1,0', '0,-1,5', '4,-1,0', '4,-1,5']);
+  assert.deepEqual(out.shape, shape);
+  let worst = 0;
+  for (let i = 0; i < out.data.length; i++) worst = Math.max(worst, Math.abs(out.data[i] - fixture.output[i]));
+  assert.ok(worst < 2e-5, `largest difference from MONAI ${worst}`);
+});
+
+test('half-resolution outputs keep every window start even, the padding before a short axis included', async () => {
+  await switchBackend('cpu');
+  const grid = { data: new Float32Array(40 * 22 * 10).fill(1), shape: [40, 22, 10] as Shape3, channels: 1 };
+  const starts: string[] = [];
+  slidingWindow(grid, [{ channels: 1, scale: 2 }], (window, start) => {
+    starts.push(start.join(','));
+    return [tf.tidy(() => tf.avgPool3d(window, 2, 2, 'valid') as tf.Tensor5D)];
+  }, { roi: [32, 32, 32], overlap: 0.25 });
+  // x: 40 -> starts 0 and 8; y: 22 pads 10 -> 5 before, rounded to 4; z: 10 pads 22 -> 11, rounded to 10.
+  assert.deepEqual(starts, ['0,-4,-10', '8,-4,-10']);
 });
 
 test('sliding window reproduces a pointwise function exactly, at full and half resolution, with padding', async () => {

@@ -38,7 +38,8 @@ export function backboneFeatures(model: SwinUNETR, image: Volume, options: Featu
       out.logits.dispose();
       return options.decoderInputs ? [out.features, out.dec0!, out.enc0!] : [out.features];
     },
-    { roi: options.roi, overlap: options.overlap, onWindow: options.onWindow },
+    // Even starts whether or not the decoder inputs are asked for, so that every method sees the same features.
+    { roi: options.roi, overlap: options.overlap, onWindow: options.onWindow, evenStarts: true },
   );
   const result: BackboneFeatures = { features: grids[0], seconds: (Date.now() - started) / 1000 };
   if (options.decoderInputs) Object.assign(result, { dec0: grids[1], enc0: grids[2] });

@@ -41,7 +41,7 @@ export function adapterProbabilities(adapter: Adapter, inputs: { image?: Volume;
           return adapter.activate(adapter.forward({ enc0: window, dec0 }));
         }),
       ],
-    windowOptions,
+    { ...windowOptions, evenStarts: true },
   )[0];
 }
 
