@@ -69,13 +69,11 @@
 #   volumes per source dataset (the first 36 of each are stages 7-8's; the last of each is held
 #   out). Why: after stage 8 the training loss of the oesophagus and duodenum (0.121, 0.189) was
 #   far below what their held-out Dice implies, the gap stage 7's larger collection had narrowed.
+#   (Much of that gap was the kit's sliding window, which until git 19fa3b7 placed a volume shorter
+#   than the ROI at the window's start rather than in its middle, where training put it.)
 #   FSEFT_STAGE8=<model dir> starts stage 9 from an existing stage-8 model (the shipped one of git
-#   commit 72a9bd7: FSEFT_STAGE8=data/models/default) and skips the stages before it.
-#   Trained 2026-12-07 (95 min of epochs) but NOT shipped: data/models/default is still stage 8.
-#   On the fresh phantoms it moved the duodenum (source 0.653 -> 0.682, site-c 0.787 -> 0.797),
-#   gallbladder (source 0.863 -> 0.880) and pancreas (0.802 -> 0.812) up, and the vena cava
-#   (source 0.849 -> 0.824) and the site-c gallbladder (0.832 -> 0.815) down; the oesophagus stayed
-#   at 0.763. Until a later stage is shipped, the script's last stage is one past the shipped model.
+#   commit 53669db: FSEFT_STAGE8=data/models/default) and skips the stages before it.
+#   Trained 2026-12-07 (123 min of epochs on 2 cores); this is data/models/default since then.
 #
 # Last, the model is scored on fresh phantoms that label every organ (scripts/validate-held-out.sh:
 #   12 volumes each of the source institutions 'source' and 'site-c' and of the target site-b,
