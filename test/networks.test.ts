@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { HostTensor } from '../lib/io/host-tensor';
-import { conv3dSame, convolutionTuning, depthToSpace2, gatherRows, instanceNorm, leakyRelu, linear, lookupRows, spaceToDepth2 } from '../lib/networks/ops';
+import { conv3dSame, convolutionTuning, depthToSpace2, gatherRows, instanceNorm, leakyRelu, linear, lookupRows, relativePositionBias, spaceToDepth2 } from '../lib/networks/ops';
 import { ParamSpec, initialValue, toKitLayout, toTorchLayout } from '../lib/networks/parameters';
 import { UnetrUpBlock } from '../lib/networks/unetr-blocks';
 import { unetResBlock } from '../lib/networks/unet-res-block';
@@ -159,6 +159,32 @@ test('bias table lookup: gradients of repeated rows are summed, on wasm as on cp
   assert.deepEqual(wasm.grad, [100, 1000, 0, 0, 4, 13]);
   await switchBackend('cpu');
   assert.deepEqual(await run(), wasm);
+});
+
+test('relative position bias [1, heads, N, N]: the host loop (wasm, cpu) equals gather + transpose, value and summed gradient', async () => {
+  const tokens = 8; // a 2 x 2 x 2 window: 27 relative positions
+  const index = biasIndex([2, 2, 2], tokens);
+  const table = tf.tensor2d(Float32Array.from({ length: 27 * 3 }, (_, i) => Math.sin(i) * 3), [27, 3]);
+  const weights = tf.tensor4d(Float32Array.from({ length: 3 * tokens * tokens }, (_, i) => Math.cos(i * 0.7)), [1, 3, tokens, tokens]);
+  const composed = (t: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(lookupRows(t, index), [tokens, tokens, 3]), [2, 0, 1]), [1, 3, tokens, tokens]);
+  for (const backend of ['wasm', 'cpu']) {
+    await switchBackend(backend as 'wasm' | 'cpu');
+    const before = tf.memory().numTensors;
+    const [want, got] = [composed, (t: tf.Tensor2D) => relativePositionBias(t, index, tokens)].map((f) => {
+      const computed = tf.tidy(() => f(table));
+      const value = Array.from(computed.dataSync());
+      computed.dispose();
+      const [g] = tf.grads((t: tf.Tensor) => tf.sum(tf.mul(f(t as tf.Tensor2D), weights)))([table]);
+      const grad = Array.from(g.dataSync());
+      g.dispose();
+      return { value, grad };
+    });
+    assert.deepEqual(got.value, want.value, backend);
+    for (let i = 0; i < want.grad.length; i++) assert.ok(Math.abs(got.grad[i] - want.grad[i]) < 1e-5, `${backend} gradient ${i}: ${got.grad[i]} vs ${want.grad[i]}`);
+    assert.ok(want.grad.some((v) => Math.abs(v) > 0.1), 'a gradient that is not all zero');
+    assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+  }
+  assert.throws(() => relativePositionBias(table, index, 7), /64 indices for 7 tokens/);
 });
 
 test('get_window_size: axes not longer than the window use it whole and are not shifted', () => {

@@ -161,6 +161,12 @@ function recordPoolWorkers(): { failure: Promise<string>; stopRecording(): void;
         },
         set: (handler: (error: unknown) => void) => (emscriptenOnError = handler),
       });
+      // Emscripten adds its 'error' listener only when it hands the worker the module, which can
+      // come after a fault in the worker's first lines: without a listener of ours the error
+      // would be unhandled and end the process (seen once in a full test run).
+      this.on('error', (error: Error) => {
+        if (!worker.loaded) report(`a pool worker failed while loading (${error?.message ?? String(error)})`);
+      });
       this.on('exit', (code) => {
         if (!worker.loaded) report(`a pool worker exited with code ${code} while loading`);
       });

@@ -472,6 +472,57 @@ const tableLookup = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) 
 });
 
 /**
+ * Window attention's relative position bias, [1, heads, tokens, tokens]: bias[h][i] =
+ * table[index[i]][h] for a [rows, heads] table and tokens^2 indices. On wasm and cpu it is one
+ * host loop each way (the table has a few thousand rows): tfjs-wasm's Gather took 0.27 s of the
+ * (a) training step for it, before a Transpose of its output and a scatterND in the backward pass.
+ * Elsewhere (webgpu, the native binding) the gather, transpose and scatterND run on the device.
+ */
+export function relativePositionBias(table: tf.Tensor2D, index: tf.Tensor1D, tokens: number): tf.Tensor4D {
+  const heads = table.shape[1];
+  if (index.size !== tokens * tokens) throw new Error(`relativePositionBias: ${index.size} indices for ${tokens} tokens`);
+  if (!['wasm', 'cpu'].includes(tf.getBackend())) {
+    return tf.reshape(tf.transpose(tf.reshape(lookupRows(table, index), [tokens, tokens, heads]), [2, 0, 1]), [1, heads, tokens, tokens]) as tf.Tensor4D;
+  }
+  return hostPositionBias(table, index) as tf.Tensor4D;
+}
+
+const hostIndices = new WeakMap<tf.Tensor, Int32Array>();
+
+function hostIndexOf(index: tf.Tensor): Int32Array {
+  let found = hostIndices.get(index);
+  if (!found) hostIndices.set(index, (found = index.dataSync() as Int32Array));
+  return found;
+}
+
+const hostPositionBias = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [table, indexArg, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+  const [rows, heads] = table.shape;
+  const index = hostIndexOf(indexArg);
+  const pairs = index.length;
+  const tokens = Math.round(Math.sqrt(pairs));
+  const values = table.dataSync();
+  const out = new Float32Array(heads * pairs);
+  for (let h = 0; h < heads; h++) {
+    const plane = h * pairs;
+    for (let i = 0; i < pairs; i++) out[plane + i] = values[index[i] * heads + h];
+  }
+  save([indexArg]);
+  return {
+    value: tf.tensor4d(out, [1, heads, tokens, tokens]),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const gradient = dy.dataSync();
+      const dTable = new Float32Array(rows * heads);
+      for (let h = 0; h < heads; h++) {
+        const plane = h * pairs;
+        for (let i = 0; i < pairs; i++) dTable[index[i] * heads + h] += gradient[plane + i];
+      }
+      return [tf.tensor2d(dTable, [rows, heads]), tf.zerosLike(saved[0])];
+    },
+  };
+});
+
+/**
  * Frees intermediates at once, with or without a gradient tape. Under a tape this is safe because
  * no backward pass reads a released tensor itself: tfjs's kernels and the kit's custom-gradient
  * ops read what they saved (clones that keep the buffer alive while needed) or nothing, and the

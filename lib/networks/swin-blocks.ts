@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../util/random';
 import { windowAttention } from './attention';
-import { gatherRows, gelu, layerNorm, linear, lookupRows, spaceToDepth2 } from './ops';
+import { gatherRows, gelu, layerNorm, linear, relativePositionBias, spaceToDepth2 } from './ops';
 import { ParamSpec } from './parameters';
 import { WindowMask, biasIndex, maskOfWindows, windowPlan } from './swin-windows';
 
@@ -138,10 +138,7 @@ export class SwinTransformerBlock {
     const heads = this.heads;
     const c = rows.shape[1];
     const headDim = c / heads;
-    const bias = tf.reshape(
-      tf.transpose(tf.reshape(lookupRows(param(`${p}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens)), [tokens, tokens, heads]), [2, 0, 1]),
-      [1, heads, tokens, tokens],
-    ) as tf.Tensor4D;
+    const bias = relativePositionBias(param(`${p}attn.relative_position_bias_table`) as tf.Tensor2D, biasIndex([w, w, w], tokens), tokens);
     // q, k and v from column blocks of the qkv weight, each split into heads by a rank-4
     // transpose (tfjs-wasm's rank-5 transposes are an order of magnitude slower). k is laid out
     // transposed ([windows * heads, headDim, tokens]): the products take no transposed operands.
