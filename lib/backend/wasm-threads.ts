@@ -152,20 +152,20 @@ function recordPoolWorkers(): { failure: Promise<string>; stopRecording(): void;
       created.push(this);
       const worker = this as unknown as { loaded?: boolean };
       let emscriptenOnError: ((error: unknown) => void) | undefined;
-      // Emscripten's 'error' listener calls worker.onerror, which throws; while loading, report instead.
+      // An error while loading is reported by this listener. Emscripten adds its own 'error'
+      // listener only when it hands the worker the module, which can come after a fault in the
+      // worker's first lines: without ours the error would be unhandled and end the process
+      // (seen once in a full test run).
+      this.on('error', (error: Error) => {
+        if (!worker.loaded) report(`a pool worker failed while loading (${error?.message ?? String(error)})`);
+      });
+      // Emscripten's listener calls worker.onerror, which throws: pass errors on only once loaded.
       Object.defineProperty(this, 'onerror', {
         configurable: true,
         get: () => (error: Error) => {
-          if (!worker.loaded) report(`a pool worker failed while loading (${error?.message ?? String(error)})`);
-          else emscriptenOnError?.(error);
+          if (worker.loaded) emscriptenOnError?.(error);
         },
         set: (handler: (error: unknown) => void) => (emscriptenOnError = handler),
-      });
-      // Emscripten adds its 'error' listener only when it hands the worker the module, which can
-      // come after a fault in the worker's first lines: without a listener of ours the error
-      // would be unhandled and end the process (seen once in a full test run).
-      this.on('error', (error: Error) => {
-        if (!worker.loaded) report(`a pool worker failed while loading (${error?.message ?? String(error)})`);
       });
       this.on('exit', (code) => {
         if (!worker.loaded) report(`a pool worker exited with code ${code} while loading`);

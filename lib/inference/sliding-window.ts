@@ -29,11 +29,8 @@ export function gaussianImportance(roi: Shape3, sigmaScale = 0.125): Float32Arra
   });
   const out = new Float32Array(roi[0] * roi[1] * roi[2]);
   let o = 0;
-  for (let x = 0; x < roi[0]; x++) for (let y = 0; y < roi[1]; y++) for (let z = 0; z < roi[2]; z++) out[o++] = axes[0][x] * axes[1][y] * axes[2][z];
-  let smallest = Infinity;
-  for (const w of out) smallest = Math.min(smallest, w);
-  const floor = Math.max(smallest, 1e-3);
-  for (let i = 0; i < out.length; i++) out[i] = Math.max(out[i], floor);
+  // MONAI clamps to max(smallest weight, 1e-3): the same as clamping every weight to 1e-3.
+  for (let x = 0; x < roi[0]; x++) for (let y = 0; y < roi[1]; y++) for (let z = 0; z < roi[2]; z++) out[o++] = Math.max(axes[0][x] * axes[1][y] * axes[2][z], 1e-3);
   return out;
 }
 
@@ -90,10 +87,11 @@ export function slidingWindow(input: FeatureGrid, outputs: WindowOutput[], run: 
   for (const sx of starts[0])
     for (const sy of starts[1])
       for (const sz of starts[2]) {
-        const windowInput = cropGrid(input, [sx - before[0], sy - before[1], sz - before[2]], roi);
+        const start: Shape3 = [sx - before[0], sy - before[1], sz - before[2]];
+        const windowInput = cropGrid(input, start, roi);
         let results: tf.Tensor5D[];
         try {
-          results = run(windowInput, [sx - before[0], sy - before[1], sz - before[2]]);
+          results = run(windowInput, start);
         } finally {
           windowInput.dispose();
         }
