@@ -91,7 +91,7 @@ function configuredValue<T>(values: Array<{ method: ConvolutionMethod; value: T 
 }
 
 const convolutionLabel = (method: ConvolutionMethod) =>
-  method === 'xnnpack' ? "XNNPACK's conv2d" : method === 'direct' ? "the kit's direct kernel" : "the kit's Winograd F(2,3) kernel (direct where Cin is not a multiple of 4)";
+  method === 'xnnpack' ? "XNNPACK's conv2d" : method === 'direct' ? "the kit's direct kernel" : `the kit's Winograd F(${directConvolutionTuning.winogradTile},3) kernel (direct where Cin is not a multiple of 4)`;
 
 /** Median wall time of `repeat` calls; every call ends by reading a result back. */
 async function seconds(run: () => Promise<void>, repeat = REPEAT): Promise<number> {

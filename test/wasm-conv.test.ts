@@ -52,6 +52,14 @@ test('packWinogradFilter gives each component [9 Cin, Cout] from the three kw ta
     const want = [g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2];
     want.forEach((value, k) => assert.ok(Math.abs(packed[k * 9 * cin * cout + ((kd * 3 + kh) * cin + c) * cout + o] - value) < 1e-6, `component ${k} at ${[kd, kh, c, o]}`));
   }
+  // F(4, 3): six components (G g of Lavin and Gray)
+  const packed4 = new Float32Array(54 * cin * cout);
+  packWinogradFilter(filter, cin, cout, packed4, 4);
+  for (const [kd, kh, c, o] of [[0, 0, 0, 0], [2, 1, 1, 3], [1, 2, 0, 2]]) {
+    const [g0, g1, g2] = [0, 1, 2].map((kw) => tap(kd, kh, kw, c, o));
+    const want = [g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6, g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2];
+    want.forEach((value, k) => assert.ok(Math.abs(packed4[k * 9 * cin * cout + ((kd * 3 + kh) * cin + c) * cout + o] - value) < 1e-6, `F(4, 3) component ${k} at ${[kd, kh, c, o]}`));
+  }
 });
 
 test('the input-gradient filter: taps reversed and channel axes swapped, as tf.reverse + tf.transpose; the kernel given it flipped equals cpu conv3d by that filter', async () => {
@@ -67,12 +75,12 @@ test('the input-gradient filter: taps reversed and channel axes swapped, as tf.r
   const expected = await reference(dy, wanted, shape, a);
   want.dispose();
   await switchBackend('wasm');
-  for (const winograd of [true, false]) {
-    await withTuning({ enabled: true, winograd }, async () => {
+  for (const tile of [4, 2, 0] as const) {
+    await withTuning({ enabled: true, winograd: tile > 0, winogradTile: tile || 4 }, async () => {
       const y = conv3x3x3Direct(tf.tensor4d(dy, shape as [number, number, number, number]), tf.tensor5d(filter, [3, 3, 3, a, b]), true);
       assert.deepEqual(y.shape, [3, 4, 7, a]);
       const worst = maxAbsDifference(await y.data(), expected);
-      assert.ok(worst < 1e-4, `winograd ${winograd}: max difference ${worst}`);
+      assert.ok(worst < 1e-4, `winograd tile ${tile}: max difference ${worst}`);
       y.dispose();
     });
   }
@@ -122,11 +130,13 @@ test('rowShares splits the rows into near-equal ranges that cover each row once'
 test('the direct 3x3x3 convolution (wasm) equals tfjs conv3d on cpu: every row-tail width, 4-wide channel tails, slab seams, one thread and the pool, fused and plain', async () => {
   // W = 13, 7, 11, 3 leave tails of 1, 1, 5 and 3 voxels after the blocks of 6; Cout = 12 ends in
   // a 4-wide panel; Cin = 1 is the network's input convolution.
-  // With Cin a multiple of 4 the Winograd module takes it: W = 13, 7, 1, 24, 2 give 7, 4, 1, 12 and
-  // 1 tiles (odd widths drop the last tile's second voxel; 7 tiles leave a tail of 1 after 6).
+  // With Cin a multiple of 4 the Winograd module takes it. F(2, 3): W = 13, 7, 1, 24, 2 give 7, 4,
+  // 1, 12 and 1 tiles (odd widths drop the last tile's second voxel; 7 tiles leave a tail of 1
+  // after 6). F(4, 3): W = 13, 7, 1, 24, 2, 15, 10 end in tiles of 1, 3, 1, 4, 2, 3, 2 voxels, and
+  // 26 is 7 tiles (a tail of 1 after 6).
   const shapes: Array<[number[], number]> = [
     [[5, 6, 13, 3], 12], [[4, 5, 7, 8], 8], [[3, 4, 11, 5], 4], [[2, 3, 3, 6], 16], [[3, 4, 6, 1], 12],
-    [[3, 4, 13, 4], 12], [[2, 3, 1, 8], 4], [[4, 3, 24, 12], 8], [[3, 2, 2, 4], 8],
+    [[3, 4, 13, 4], 12], [[2, 3, 1, 8], 4], [[4, 3, 24, 12], 8], [[3, 2, 2, 4], 8], [[3, 3, 15, 8], 12], [[2, 4, 10, 4], 4], [[2, 2, 26, 16], 8],
   ];
   for (const [shape, cout] of shapes) {
     const [d, h, w, cin] = shape;
@@ -135,12 +145,14 @@ test('the direct 3x3x3 convolution (wasm) equals tfjs conv3d on cpu: every row-t
     const want = await reference(x, filter, shape, cout);
     await switchBackend('wasm');
     const planeFloats = (h + 2) * (w + 2) * cin;
-    const modes = cin % 4 === 0 ? [true, false] : [false];
+    // the Winograd tile (0: the direct loop)
+    const modes = cin % 4 === 0 ? ([4, 2, 0] as const) : ([0] as const);
     // slabFloats 1: a slab of one depth slice each (every seam); 4 planes: two slices each (direct)
     const seams = [{ threads: true, slabFloats: 1 }, { threads: false, slabFloats: 4 * planeFloats }];
-    for (const winograd of modes) for (const settings of [{ threads: false }, { threads: true }, ...seams, { threads: false, plain: true }]) {
-      await withTuning({ enabled: true, winograd, ...settings }, async () => {
-        const label = `${shape} -> ${cout}, ${JSON.stringify({ winograd, ...settings })}`;
+    for (const tile of modes) for (const settings of [{ threads: false }, { threads: true }, ...seams, { threads: false, plain: true }]) {
+      const winograd = tile > 0;
+      await withTuning({ enabled: true, winograd, winogradTile: tile || 4, ...settings }, async () => {
+        const label = `${shape} -> ${cout}, ${JSON.stringify({ tile, ...settings })}`;
         const xs = tf.tensor4d(x, [d, h, w, cin]);
         assert.ok(directConvolutionApplies(xs, cout), `${label}: the direct kernel takes it`);
         assert.equal(directConvolutionMethod(cin), winograd ? 'winograd' : 'direct', label);

@@ -3,7 +3,8 @@ import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
 import { addLeakyRelu, instanceNorm } from '../lib/networks/ops';
-import { leakyReluGradientFused, simdNormActive, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
+import { addLeakyReluFused, leakyReluGradientFused, simdNormActive, standardizeRowsFused, standardizeRowsGradientFused } from '../lib/networks/wasm-norm-ops';
+import { passTuning, rowPoolOf } from '../lib/networks/wasm-row-pool';
 import { withScratch } from '../lib/networks/wasm-simd';
 import { WasmBackendInternals } from '../lib/networks/wasm-views';
 import { Rng } from '../lib/util/random';
@@ -65,6 +66,50 @@ test('fused instance norm kernels (wasm): values, 1/std and gradient equal tfjs 
       assert.equal(tf.memory().numTensors, before, `${label}: tensors left behind`);
     }
   }
+});
+
+test('fused norm passes shared between the row pool\'s threads: values, 1/std and gradient as tfjs autodiff and as one thread, leaky passes too', async (t) => {
+  await switchBackend('wasm');
+  if (!rowPoolOf(tf.backend() as unknown as WasmBackendInternals)) {
+    t.skip('no row pool here (one core, or a tfjs-wasm build without threads): the passes run on one thread');
+    return;
+  }
+  // Above the pool's 65,536-float threshold; 20,001 rows split unevenly and are not a multiple of
+  // the statistics' 64-row blocks. Columns at an offset of 50 probe the float64 sums.
+  const shape: [number, number] = [20001, 12];
+  const x = values(shape[0] * shape[1], 21).map((v, i) => (i % 12 === 5 ? 50 + 0.2 * v : v));
+  const dz = values(x.length, 22);
+  const slope = 0.01;
+  const want = await reference(x, dz, shape, slope);
+  await switchBackend('wasm');
+  const run = async (threads: boolean) => {
+    passTuning.threads = threads;
+    try {
+      const [input, upstream] = [tf.tensor2d(x, shape), tf.tensor2d(dz, shape)];
+      const { z, rstd } = standardizeRowsFused(input, slope, 1e-5);
+      const dx = standardizeRowsGradientFused(upstream, z, rstd, slope);
+      const sum = addLeakyReluFused(input, upstream, slope);
+      const leaky = leakyReluGradientFused(upstream, input, slope);
+      const out = { z: await z.data(), rstd: await rstd.data(), dx: await dx.data(), sum: await sum.data(), leaky: await leaky.data() };
+      tf.dispose([input, upstream, z, rstd, dx, sum, leaky]);
+      return out;
+    } finally {
+      passTuning.threads = true;
+    }
+  };
+  const before = tf.memory().numTensors;
+  const pooled = await run(true);
+  const single = await run(false);
+  assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+  assert.ok(worst(pooled.z, want.z) < 2e-5, `values differ by ${worst(pooled.z, want.z)}`);
+  assert.ok(worst(pooled.rstd, want.rstd) / Math.max(...want.rstd) < 1e-4, '1/std differs');
+  assert.ok(worst(pooled.dx, want.dx) < 1e-4, `gradient differs by ${worst(pooled.dx, want.dx)}`);
+  for (const key of ['z', 'rstd', 'dx'] as const) assert.ok(worst(pooled[key], single[key]) < 1e-6, `${key}: pooled and one thread differ by ${worst(pooled[key], single[key])}`);
+  const sumWant = Float32Array.from(x, (v, i) => (v + dz[i] > 0 ? v + dz[i] : slope * (v + dz[i])));
+  const leakyWant = Float32Array.from(dz, (d, i) => (x[i] > 0 ? d : slope * d));
+  assert.ok(worst(pooled.sum, sumWant) < 1e-5, `lrelu(a + b) differs by ${worst(pooled.sum, sumWant)}`);
+  assert.ok(worst(pooled.leaky, leakyWant) < 1e-6, `leaky gradient differs by ${worst(pooled.leaky, leakyWant)}`);
+  assert.deepEqual(Array.from(pooled.sum), Array.from(single.sum), 'elementwise passes: the same floats on one thread');
 });
 
 test("fused leaky ReLU gradient (wasm): where(z > 0, dy, slope dy), zero output counting as negative, as tfjs's", async () => {

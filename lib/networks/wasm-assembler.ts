@@ -171,6 +171,23 @@ export const op = {
   f32x4Mul: simd(0xe6),
   f32x4Sqrt: simd(0xe3),
   f32x4Div: simd(0xe7),
+  f32x4Abs: simd(0xe0),
+  f32x4Min: simd(0xe8),
+  /** Rounds each lane to the nearest integer, ties to even. */
+  f32x4Nearest: simd(0x6a),
+  /** `value` in all four lanes, as a constant. */
+  f32x4Const: (value: number) => {
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    for (let lane = 0; lane < 4; lane++) view.setFloat32(4 * lane, value, true);
+    return simd(0x0c, ...bytes);
+  },
+  /** Float lanes to int32, saturating. */
+  i32x4TruncSatF32x4S: simd(0xf8),
+  i32x4Add: simd(0xae),
+  /** Each int32 lane shifted left by the i32 on the stack. */
+  i32x4Shl: simd(0xab),
+  i32x4Splat: simd(0x11),
   f64x2Add: simd(0xf0),
   f64x2Mul: simd(0xf2),
 };

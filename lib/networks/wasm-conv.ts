@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { offsetOf, onWasm, registerWasmKernels, wasmOf, WasmBackendInternals } from './wasm-views';
 import { relaxedSimdAvailable, simdModuleOn, withScratch } from './wasm-simd';
-import { SimdConvolutionExports, SimdFilterGradientExports, SimdWinogradExports, simdConvolutionModuleBytes } from './wasm-simd-conv';
+import { SimdConvolutionExports, SimdFilterGradientExports, SimdWinogradExports, WinogradTile, simdConvolutionModuleBytes } from './wasm-simd-conv';
 import { PoolJob, RowPool, rowPoolOf } from './wasm-row-pool';
 
 /**
@@ -25,8 +25,13 @@ export const directConvolutionTuning = {
   threads: true,
   maxChannelProduct: 384 * 384,
   plain: false,
-  /** Winograd F(2, 3) along W where Cin is a multiple of 4 (FSEFT_WINOGRAD=0 for the direct loop). */
+  /** Winograd along W where Cin is a multiple of 4 (FSEFT_WINOGRAD=0 for the direct loop). */
   winograd: process.env.FSEFT_WINOGRAD !== '0',
+  /**
+   * Outputs per Winograd tile: F(4, 3) (13.5 Cin multiply-adds per output value and channel) or
+   * F(2, 3) (18 Cin); FSEFT_WINOGRAD_TILE=2 for the smaller tile.
+   */
+  winogradTile: (process.env.FSEFT_WINOGRAD_TILE === '2' ? 2 : 4) as 2 | 4,
 };
 
 /** Whether the kernel multiplies and adds in one relaxed-SIMD instruction (here and on the helper threads). */
@@ -44,10 +49,15 @@ export function directConvolutionMethod(cin: number): 'winograd' | 'direct' {
   return usesWinograd(cin) ? 'winograd' : 'direct';
 }
 
+/** The Winograd tile a convolution with `cin` input channels uses, 0 for the direct loop. */
+function winogradTileFor(cin: number): WinogradTile {
+  return usesWinograd(cin) ? directConvolutionTuning.winogradTile : 0;
+}
+
 function convolutionModule(wasm: WasmBackendInternals, cin: number): SimdConvolutionExports | undefined {
   const fused = fusedMultiplyAdd();
-  const winograd = usesWinograd(cin);
-  const name = `conv3-${cin}-${fused ? 'fused' : 'plain'}-${winograd ? 'winograd' : 'direct'}`;
+  const winograd = winogradTileFor(cin);
+  const name = `conv3-${cin}-${fused ? 'fused' : 'plain'}-${winograd ? `winograd${winograd}` : 'direct'}`;
   return simdModuleOn<SimdConvolutionExports>(wasm, name, (shared) => simdConvolutionModuleBytes(cin, fused, shared, winograd));
 }
 
@@ -86,25 +96,36 @@ export function packFilterPanels(filter: Float32Array, rows: number, cout: numbe
 }
 
 /**
- * The filter [3, 3, 3, Cin, Cout] (row-major floats) as the Winograd module reads it: for each of
- * the four components, [9 Cin, Cout] (rows (kd, kh, c)) from the three kw taps g0, g1, g2 as g0,
- * (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2 and g2, then packed in panels (packFilterPanels), one
- * component after another.
+ * The components of three kw taps g0, g1, g2 (G g): for F(2, 3) g0, (g0 + g1 + g2) / 2,
+ * (g0 - g1 + g2) / 2, g2; for F(4, 3) g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6,
+ * g0 / 24 + g1 / 12 + g2 / 6, g0 / 24 - g1 / 12 + g2 / 6, g2.
  */
-export function packWinogradFilter(filter: Float32Array, cin: number, cout: number, packed: Float32Array): void {
+function winogradComponent(tile: 2 | 4, k: number, g0: number, g1: number, g2: number): number {
+  if (tile === 2) return k === 0 ? g0 : k === 1 ? (g0 + g1 + g2) / 2 : k === 2 ? (g0 - g1 + g2) / 2 : g2;
+  switch (k) {
+    case 0: return g0 / 4;
+    case 1: return -(g0 + g1 + g2) / 6;
+    case 2: return -(g0 - g1 + g2) / 6;
+    case 3: return g0 / 24 + g1 / 12 + g2 / 6;
+    case 4: return g0 / 24 - g1 / 12 + g2 / 6;
+    default: return g2;
+  }
+}
+
+/**
+ * The filter [3, 3, 3, Cin, Cout] (row-major floats) as the Winograd module reads it: for each of
+ * the tile + 2 components, [9 Cin, Cout] (rows (kd, kh, c)) from the three kw taps
+ * (winogradComponent), then packed in panels (packFilterPanels), one component after another.
+ */
+export function packWinogradFilter(filter: Float32Array, cin: number, cout: number, packed: Float32Array, tile: 2 | 4 = 2): void {
   const rows = 9 * cin;
   const component = new Float32Array(rows * cout);
-  for (let k = 0; k < 4; k++) {
+  for (let k = 0; k < tile + 2; k++) {
     for (let tapRow = 0; tapRow < 9; tapRow++) {
       for (let c = 0; c < cin; c++) {
         const g = (tapRow * 3 * cin + c) * cout;
         const at = (tapRow * cin + c) * cout;
-        for (let o = 0; o < cout; o++) {
-          const g0 = filter[g + o];
-          const g1 = filter[g + cin * cout + o];
-          const g2 = filter[g + 2 * cin * cout + o];
-          component[at + o] = k === 0 ? g0 : k === 1 ? (g0 + g1 + g2) / 2 : k === 2 ? (g0 - g1 + g2) / 2 : g2;
-        }
+        for (let o = 0; o < cout; o++) component[at + o] = winogradComponent(tile, k, filter[g + o], filter[g + cin * cout + o], filter[g + 2 * cin * cout + o]);
       }
     }
     packFilterPanels(component, rows, cout, packed.subarray(k * rows * cout, (k + 1) * rows * cout));
@@ -155,7 +176,7 @@ function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, filter, tar
   const planeFloats = (h + 2) * (w + 2) * cin;
   const perSlab = slicesPerSlab(d, planeFloats);
   const filterFloats = 27 * cin * cout;
-  const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: false, fn: 'convolveRows' };
+  const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: 0, fn: 'convolveRows' };
   withScratch(wasm, ((perSlab + 2) * planeFloats + filterFloats) * 4, (slab) => {
     const packed = slab + (perSlab + 2) * planeFloats * 4;
     const heap = wasm.wasm.HEAPU8.buffer;
@@ -170,34 +191,38 @@ function convolveDirect({ wasm, shape: [d, h, w, cin], cout, source, filter, tar
 }
 
 /**
- * Winograd F(2, 3) along W: per slab, the padded slab (2 tiles + 2 voxels a row), its four
- * components (u), each component's product with its filter over the 9 tap rows (m), and the
- * output from the four products: 18 Cin multiply-adds per output value and channel instead of 27.
+ * Winograd F(2, 3) or F(4, 3) along W: per slab, the padded slab (tile x tiles + 2 voxels a row),
+ * its tile + 2 components (u), each component's product with its filter over the 9 tap rows (m),
+ * and the output from the products: 18 Cin (F(2, 3)) or 13.5 Cin (F(4, 3)) multiply-adds per
+ * output value and channel instead of 27.
  */
 function convolveWinograd({ wasm, shape: [d, h, w, cin], cout, source, filter, target, pool }: ConvolutionCall): void {
   const module = convolutionModule(wasm, cin)! as SimdWinogradExports;
-  const tiles = Math.ceil(w / 2);
-  const paddedWidth = 2 * tiles + 2;
+  const tile = directConvolutionTuning.winogradTile;
+  const components = tile + 2;
+  const tiles = Math.ceil(w / tile);
+  const paddedWidth = tile * tiles + 2;
   const inPlane = (h + 2) * paddedWidth * cin;
   const uPlane = (h + 2) * tiles * cin;
   const mPlane = h * tiles * cout;
-  const perSlab = Math.max(1, Math.min(d, Math.floor((directConvolutionTuning.slabFloats - 2 * (inPlane + 4 * uPlane)) / (inPlane + 4 * uPlane + 4 * mPlane))));
+  const perSlice = inPlane + components * (uPlane + mPlane);
+  const perSlab = Math.max(1, Math.min(d, Math.floor((directConvolutionTuning.slabFloats - 2 * (inPlane + components * uPlane)) / perSlice)));
   const componentFilter = 9 * cin * cout;
   const uComponent = (perSlab + 2) * uPlane * 4;
   const mComponent = perSlab * mPlane * 4;
   const fused = fusedMultiplyAdd();
-  const job = (fn: PoolJob['fn']): PoolJob => ({ module: 'conv', cin, fused, winograd: true, fn });
-  withScratch(wasm, (perSlab + 2) * inPlane * 4 + 4 * uComponent + 4 * mComponent + 4 * componentFilter * 4, (slab) => {
+  const job = (fn: PoolJob['fn']): PoolJob => ({ module: 'conv', cin, fused, winograd: tile, fn });
+  withScratch(wasm, (perSlab + 2) * inPlane * 4 + components * (uComponent + mComponent + componentFilter * 4), (slab) => {
     const u = slab + (perSlab + 2) * inPlane * 4;
-    const m = u + 4 * uComponent;
-    const packed = m + 4 * mComponent;
+    const m = u + components * uComponent;
+    const packed = m + components * mComponent;
     const heap = wasm.wasm.HEAPU8.buffer;
-    packWinogradFilter(filter(), cin, cout, new Float32Array(heap, packed, 4 * componentFilter));
+    packWinogradFilter(filter(), cin, cout, new Float32Array(heap, packed, components * componentFilter), tile);
     for (let e0 = 0; e0 < d; e0 += perSlab) {
       const count = Math.min(perSlab, d - e0);
       fillPaddedSlab(wasm.wasm.HEAPU8, source, slab, e0, count, d, h, w, cin, paddedWidth);
       runRows(pool, job('winogradInput'), [slab, u, tiles, uComponent], (count + 2) * (h + 2), (r0, r1) => module.winogradInput(slab, u, tiles, uComponent, r0, r1));
-      for (let k = 0; k < 4; k++) {
+      for (let k = 0; k < components; k++) {
         const args = [u + k * uComponent, packed + k * componentFilter * 4, m + k * mComponent, h, tiles, cout];
         runRows(pool, job('convolveRows'), args, count * h, (r0, r1) => module.convolveRows(args[0], args[1], args[2], h, tiles, cout, r0, r1));
       }
@@ -221,7 +246,7 @@ function filterGradientDirect(wasm: WasmBackendInternals, [d, h, w, cin]: number
   const perSlab = slicesPerSlab(d, planeFloats);
   const tiles = 9 * (cin / 2) * Math.ceil(cout / 8);
   const groupRows = Math.max(1, Math.floor(FILTER_GRADIENT_GROUP_FLOATS / (w * cout)));
-  const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: usesWinograd(cin), fn: 'filterGradientRows' };
+  const job: PoolJob = { module: 'conv', cin, fused: fusedMultiplyAdd(), winograd: winogradTileFor(cin), fn: 'filterGradientRows' };
   new Float32Array(wasm.wasm.HEAPU8.buffer, target, 27 * cin * cout).fill(0);
   withScratch(wasm, (perSlab + 2) * planeFloats * 4, (slab) => {
     for (let e0 = 0; e0 < d; e0 += perSlab) {

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { SimdNormExports, columnSums, simdNormModuleBytes } from './wasm-simd-norm';
 import { heapF32, heapF64, simdModuleOn, withScratch } from './wasm-simd';
 import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
+import { PoolJob, overRows, sharesFor } from './wasm-row-pool';
 
 /**
  * Instance norm (optionally followed by a leaky ReLU) and their gradients on wasm as passes over
@@ -11,8 +12,24 @@ import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, 
  * a full-resolution training step, and a pass over memory apiece. Statistics accumulate in
  * float64. A leaky ReLU of slope 1 is the identity, which is how the plain norm runs here.
  * Where the channels come in fours, the passes are the SIMD functions of `wasm-simd-norm`, run on
- * tfjs-wasm's memory; otherwise JavaScript loops over heap views.
+ * tfjs-wasm's memory and shared between the row pool's threads; otherwise JavaScript loops over
+ * heap views.
  */
+
+/** Per-column sums of `shares` accumulator blocks of `columns` columns each, added in share order. */
+function sharedColumnSums(wasm: WasmBackendInternals, scratch: number, shares: number, columns: number): { first: Float64Array; second: Float64Array } {
+  const total = columnSums(heapF64(wasm, scratch, 2 * columns), columns);
+  for (let share = 1; share < shares; share++) {
+    const part = columnSums(heapF64(wasm, scratch + share * columns * 16, 2 * columns), columns);
+    for (let c = 0; c < columns; c++) {
+      total.first[c] += part.first[c];
+      total.second[c] += part.second[c];
+    }
+  }
+  return total;
+}
+
+const NORM_JOB = (fn: PoolJob['fn'], floats: number): PoolJob => ({ module: 'norm', fn, floats });
 
 function simdNormOf(wasm: WasmBackendInternals): SimdNormExports | undefined {
   return simdModuleOn<SimdNormExports>(wasm, 'norm', simdNormModuleBytes);
@@ -27,7 +44,11 @@ function pairwisePass(wasm: WasmBackendInternals, first: tf.TensorInfo, second: 
   const out = wasm.makeOutput(first.shape, 'float32');
   const module = simdNormOf(wasm);
   const vectorised = module ? size - (size % 4) : 0;
-  module?.[simd](offsetOf(wasm, first), offsetOf(wasm, second), offsetOf(wasm, out), vectorised * 4, slope);
+  if (module) {
+    const [a, b, o] = [offsetOf(wasm, first), offsetOf(wasm, second), offsetOf(wasm, out)];
+    // Rows of one vector (4 floats); argument 4, the slope, is a float.
+    overRows(wasm, vectorised / 4, 4, NORM_JOB(simd, 1 << 4), (v0, v1) => [a + v0 * 16, b + v0 * 16, o + v0 * 16, (v1 - v0) * 16, slope], (v0, v1) => module[simd](a + v0 * 16, b + v0 * 16, o + v0 * 16, (v1 - v0) * 16, slope));
+  }
   const a = floatsOf(wasm, first, 0, size);
   const b = floatsOf(wasm, second, 0, size);
   const target = floatsOf(wasm, out, 0, size);
@@ -50,18 +71,23 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const rstdOut = wasm.makeOutput([columns], 'float32');
       const simd = columns % 4 === 0 ? simdNormOf(wasm) : undefined;
       if (simd) {
-        withScratch(wasm, columns * 24, (scratch) => {
-          heapF64(wasm, scratch, 2 * columns).fill(0);
-          simd.normStats(offsetOf(wasm, x), 0, rows, columns, scratch, 0, 0);
-          const { first: sum, second: squares } = columnSums(heapF64(wasm, scratch, 2 * columns), columns);
-          const params = heapF32(wasm, scratch + columns * 16, 2 * columns);
+        const shares = sharesFor(wasm, rows, columns);
+        // Accumulators of each share (16 bytes a column), then mean and scale as float32.
+        withScratch(wasm, columns * (16 * shares + 8), (scratch) => {
+          heapF64(wasm, scratch, 2 * columns * shares).fill(0);
+          const [source, target] = [offsetOf(wasm, x), offsetOf(wasm, out)];
+          const accumulators = (share: number) => scratch + share * columns * 16;
+          overRows(wasm, rows, columns, NORM_JOB('normStats', 1 << 5), (r0, r1, share) => [source, r0, r1, columns, accumulators(share), 0, 0], (r0, r1, share) => simd.normStats(source, r0, r1, columns, accumulators(share), 0, 0));
+          const { first: sum, second: squares } = sharedColumnSums(wasm, scratch, shares, columns);
+          const paramsAt = scratch + columns * 16 * shares;
+          const params = heapF32(wasm, paramsAt, 2 * columns);
           const rstd = floatsOf(wasm, rstdOut, 0, columns);
           for (let c = 0; c < columns; c++) {
             const mean = sum[c] / rows;
             params[c] = mean;
             params[columns + c] = rstd[c] = 1 / Math.sqrt(Math.max(0, squares[c] / rows - mean * mean) + epsilon);
           }
-          simd.normalize(offsetOf(wasm, x), offsetOf(wasm, out), 0, rows, columns, scratch + columns * 16, slope);
+          overRows(wasm, rows, columns, NORM_JOB('normalize', 1 << 6), (r0, r1) => [source, target, r0, r1, columns, paramsAt, slope], (r0, r1) => simd.normalize(source, target, r0, r1, columns, paramsAt, slope));
         });
         return [out, rstdOut];
       }
@@ -109,17 +135,21 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
       const out = wasm.makeOutput([rows, columns], 'float32');
       const simd = columns % 4 === 0 ? simdNormOf(wasm) : undefined;
       if (simd) {
-        withScratch(wasm, columns * 28, (scratch) => {
-          heapF64(wasm, scratch, 2 * columns).fill(0);
-          simd.gradientStats(offsetOf(wasm, dz), 0, rows, columns, scratch, slope, offsetOf(wasm, z));
-          const { first: sumG, second: sumGy } = columnSums(heapF64(wasm, scratch, 2 * columns), columns);
-          const params = heapF32(wasm, scratch + columns * 16, 3 * columns);
+        const shares = sharesFor(wasm, rows, columns);
+        withScratch(wasm, columns * (16 * shares + 12), (scratch) => {
+          heapF64(wasm, scratch, 2 * columns * shares).fill(0);
+          const [upstream, output, target] = [offsetOf(wasm, dz), offsetOf(wasm, z), offsetOf(wasm, out)];
+          const accumulators = (share: number) => scratch + share * columns * 16;
+          overRows(wasm, rows, columns, NORM_JOB('gradientStats', 1 << 5), (r0, r1, share) => [upstream, r0, r1, columns, accumulators(share), slope, output], (r0, r1, share) => simd.gradientStats(upstream, r0, r1, columns, accumulators(share), slope, output));
+          const { first: sumG, second: sumGy } = sharedColumnSums(wasm, scratch, shares, columns);
+          const paramsAt = scratch + columns * 16 * shares;
+          const params = heapF32(wasm, paramsAt, 3 * columns);
           params.set(floatsOf(wasm, rstd, 0, columns));
           for (let c = 0; c < columns; c++) {
             params[columns + c] = sumG[c] / rows;
             params[2 * columns + c] = sumGy[c] / rows;
           }
-          simd.normGradient(offsetOf(wasm, dz), offsetOf(wasm, z), offsetOf(wasm, out), 0, rows, columns, scratch + columns * 16, slope, 1 / slope);
+          overRows(wasm, rows, columns, NORM_JOB('normGradient', (1 << 7) | (1 << 8)), (r0, r1) => [upstream, output, target, r0, r1, columns, paramsAt, slope, 1 / slope], (r0, r1) => simd.normGradient(upstream, output, target, r0, r1, columns, paramsAt, slope, 1 / slope));
         });
         return out;
       }
@@ -219,4 +249,9 @@ export function leakyReluGradientFused(dy: tf.Tensor, z: tf.Tensor, slope: numbe
 export function addLeakyReluFused(a: tf.Tensor, b: tf.Tensor, slope: number): tf.Tensor {
   registerWasmKernels(KERNELS);
   return tf.engine().runKernel('FseftAddLeakyRelu', { a, b }, { slope }) as tf.Tensor;
+}
+
+/** a + b, float32 of one shape, in one pass shared between the threads (addLeaky of slope 1, the identity). Wasm only, no gradient. */
+export function addPairFused(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return addLeakyReluFused(a, b, 1);
 }

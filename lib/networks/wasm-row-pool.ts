@@ -2,10 +2,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import workerThreads = require('node:worker_threads');
 import { WasmBackendInternals } from './wasm-views';
-import { ARGUMENT_COUNT, ARGUMENTS, CIN, CONTROL_INTS, FUNCTION, FUSED, JOB, MODULE, POOL_FUNCTIONS, POOL_MODULES, PoolFunction, PoolModule, STATE, WINOGRAD } from './wasm-row-pool-protocol';
+import { ARGUMENT_COUNT, ARGUMENTS, CIN, CONTROL_INTS, FLOATS, FUNCTION, FUSED, JOB, MODULE, POOL_FUNCTIONS, POOL_MODULES, PoolFunction, PoolModule, STATE, WINOGRAD, floatBits } from './wasm-row-pool-protocol';
 
 /**
- * Helper threads for the kit's own SIMD kernels (the convolution, the few-row products), so that
+ * Helper threads for the kit's own SIMD kernels (the convolution, the few-row products, the norm
+ * and GELU passes), so that
  * they use every core tfjs-wasm's XNNPACK pool would (its pool sleeps while the kit's kernel runs).
  * Each helper instantiates the kernel's module on the same shared heap and takes a share of the
  * rows; the calling thread takes the first share and then waits for the others (Atomics on a
@@ -18,15 +19,19 @@ export interface PoolJob {
   fn: PoolFunction;
   cin?: number;
   fused?: boolean;
-  winograd?: boolean;
+  /** The convolution module's Winograd tile (2 or 4), 0 or absent for the direct loop. */
+  winograd?: number;
+  /** Which arguments are float32 (bit k for argument k); the others are integers. */
+  floats?: number;
 }
 
 export interface RowPool {
   /**
    * Splits rows [0, rows) between the helpers and the calling thread: each helper runs
-   * job.fn(...argumentsFor(row0, row1)) on its share, the caller `own(row0, row1)` on the first.
+   * job.fn(...argumentsFor(row0, row1, share)) on its share (1, 2, ...), the caller
+   * `own(row0, row1)` on share 0.
    */
-  run(job: PoolJob, rows: number, argumentsFor: (row0: number, row1: number) => number[], own: (row0: number, row1: number) => void): void;
+  run(job: PoolJob, rows: number, argumentsFor: (row0: number, row1: number, share: number) => number[], own: (row0: number, row1: number) => void): void;
   threads: number;
 }
 
@@ -65,15 +70,17 @@ export function rowPoolFor(memory: WebAssembly.Memory | undefined, threads: numb
       run(job, rows, argumentsFor, own) {
         const shares = rowShares(rows, threads);
         helpers.forEach((helper, i) => {
-          const args = argumentsFor(shares[i + 1][0], shares[i + 1][1]);
+          const args = argumentsFor(shares[i + 1][0], shares[i + 1][1], i + 1);
           if (ARGUMENTS + args.length > CONTROL_INTS) throw new Error(`row pool: ${job.fn} takes at most ${CONTROL_INTS - ARGUMENTS} arguments`);
           helper.block[MODULE] = POOL_MODULES.indexOf(job.module);
           helper.block[CIN] = job.cin ?? 0;
           helper.block[FUSED] = job.fused ? 1 : 0;
-          helper.block[WINOGRAD] = job.winograd ? 1 : 0;
+          helper.block[WINOGRAD] = job.winograd ?? 0;
           helper.block[FUNCTION] = POOL_FUNCTIONS.indexOf(job.fn);
           helper.block[ARGUMENT_COUNT] = args.length;
-          args.forEach((value, k) => (helper.block[ARGUMENTS + k] = value));
+          const floats = job.floats ?? 0;
+          helper.block[FLOATS] = floats;
+          args.forEach((value, k) => (helper.block[ARGUMENTS + k] = (floats >> k) & 1 ? floatBits(value) : value));
           Atomics.store(helper.block, STATE, JOB.posted);
           Atomics.notify(helper.block, STATE);
         });
@@ -88,7 +95,7 @@ export function rowPoolFor(memory: WebAssembly.Memory | undefined, threads: numb
           failed ||= state !== JOB.done;
           Atomics.store(helper.block, STATE, JOB.idle);
         }
-        if (failed) throw new Error('a convolution helper thread failed');
+        if (failed) throw new Error(`a row-pool helper thread failed in ${job.fn}`);
       },
     };
   } catch {
@@ -96,4 +103,25 @@ export function rowPoolFor(memory: WebAssembly.Memory | undefined, threads: numb
   }
   pools.set(memory, pool);
   return pool;
+}
+
+/** Whether passes over rows (instance norm, GELU) spread over the row pool (tests turn it off to compare). */
+export const passTuning = { threads: true };
+
+/** Passes over fewer floats than this stay on the calling thread: handing rows out costs more than it saves. */
+const POOLED_FLOATS = 1 << 16;
+
+/** Shares a pass over `rows` rows of `floatsPerRow` floats is split into (1: the calling thread alone). */
+export function sharesFor(wasm: WasmBackendInternals, rows: number, floatsPerRow: number): number {
+  const pool = passTuning.threads ? rowPoolOf(wasm) : null;
+  return pool && rows >= pool.threads && rows * floatsPerRow >= POOLED_FLOATS ? pool.threads : 1;
+}
+
+/**
+ * A pass over rows [0, rows) in `sharesFor` shares: on the pool, job.fn(...argumentsFor(row0, row1,
+ * share)) for shares 1, 2, ... and own(row0, row1, 0) here; else own(0, rows, 0) alone.
+ */
+export function overRows(wasm: WasmBackendInternals, rows: number, floatsPerRow: number, job: PoolJob, argumentsFor: (row0: number, row1: number, share: number) => number[], own: (row0: number, row1: number, share: number) => void): void {
+  if (sharesFor(wasm, rows, floatsPerRow) === 1) own(0, rows, 0);
+  else rowPoolOf(wasm)!.run(job, rows, argumentsFor, (row0, row1) => own(row0, row1, 0));
 }
