@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { SimdActivationExports, geluAndSlope, simdActivationModuleBytes } from './wasm-simd-activation';
 import { simdModuleOn } from './wasm-simd';
-import { overRows } from './wasm-row-pool';
+import { overVectors } from './wasm-row-pool';
 import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
 
 /**
@@ -23,13 +23,8 @@ function elementwisePass(
   const size = inputs[0].shape.reduce((a, b) => a * b, 1);
   const out = wasm.makeOutput(inputs[0].shape, 'float32');
   const module = simdActivationOf(wasm);
-  const vectorised = module ? size - (size % 4) : 0;
-  if (module) {
-    const addresses = [...inputs.map((t) => offsetOf(wasm, t)), offsetOf(wasm, out)];
-    const args = (v0: number, v1: number) => [...addresses.map((address) => address + v0 * 16), (v1 - v0) * 16];
-    const call = module[fn] as (...values: number[]) => void;
-    overRows(wasm, vectorised / 4, 4, { module: 'activation', fn }, args, (v0, v1) => call(...args(v0, v1)));
-  }
+  const addresses = [...inputs, out].map((t) => offsetOf(wasm, t));
+  const vectorised = module ? overVectors(wasm, size, addresses, { module: 'activation', fn }, module[fn] as (...args: number[]) => void) : 0;
   const views = inputs.map((t) => floatsOf(wasm, t, 0, size));
   const target = floatsOf(wasm, out, 0, size);
   for (let i = vectorised; i < size; i++) target[i] = scalar(views.map((view) => view[i]));

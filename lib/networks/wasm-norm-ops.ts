@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { SimdNormExports, columnSums, simdNormModuleBytes } from './wasm-simd-norm';
 import { heapF32, heapF64, simdModuleOn, withScratch } from './wasm-simd';
 import { WasmBackendInternals, floatsOf, offsetOf, onWasm, registerWasmKernels, wasmOf } from './wasm-views';
-import { PoolJob, overRows, sharesFor } from './wasm-row-pool';
+import { PoolJob, overRows, overVectors, sharesFor } from './wasm-row-pool';
 
 /**
  * Instance norm (optionally followed by a leaky ReLU) and their gradients on wasm as passes over
@@ -43,12 +43,8 @@ function pairwisePass(wasm: WasmBackendInternals, first: tf.TensorInfo, second: 
   const size = first.shape.reduce((x, y) => x * y, 1);
   const out = wasm.makeOutput(first.shape, 'float32');
   const module = simdNormOf(wasm);
-  const vectorised = module ? size - (size % 4) : 0;
-  if (module) {
-    const [a, b, o] = [offsetOf(wasm, first), offsetOf(wasm, second), offsetOf(wasm, out)];
-    // Rows of one vector (4 floats); argument 4, the slope, is a float.
-    overRows(wasm, vectorised / 4, 4, NORM_JOB(simd, 1 << 4), (v0, v1) => [a + v0 * 16, b + v0 * 16, o + v0 * 16, (v1 - v0) * 16, slope], (v0, v1) => module[simd](a + v0 * 16, b + v0 * 16, o + v0 * 16, (v1 - v0) * 16, slope));
-  }
+  // Argument 4, the slope, is a float.
+  const vectorised = module ? overVectors(wasm, size, [first, second, out].map((t) => offsetOf(wasm, t)), NORM_JOB(simd, 1 << 4), module[simd], [slope]) : 0;
   const a = floatsOf(wasm, first, 0, size);
   const b = floatsOf(wasm, second, 0, size);
   const target = floatsOf(wasm, out, 0, size);
@@ -77,7 +73,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
           heapF64(wasm, scratch, 2 * columns * shares).fill(0);
           const [source, target] = [offsetOf(wasm, x), offsetOf(wasm, out)];
           const accumulators = (share: number) => scratch + share * columns * 16;
-          overRows(wasm, rows, columns, NORM_JOB('normStats', 1 << 5), (r0, r1, share) => [source, r0, r1, columns, accumulators(share), 0, 0], (r0, r1, share) => simd.normStats(source, r0, r1, columns, accumulators(share), 0, 0));
+          overRows(wasm, rows, columns, NORM_JOB('normStats', 1 << 5), (r0, r1, share) => [source, r0, r1, columns, accumulators(share), 0, 0], simd.normStats);
           const { first: sum, second: squares } = sharedColumnSums(wasm, scratch, shares, columns);
           const paramsAt = scratch + columns * 16 * shares;
           const params = heapF32(wasm, paramsAt, 2 * columns);
@@ -87,7 +83,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
             params[c] = mean;
             params[columns + c] = rstd[c] = 1 / Math.sqrt(Math.max(0, squares[c] / rows - mean * mean) + epsilon);
           }
-          overRows(wasm, rows, columns, NORM_JOB('normalize', 1 << 6), (r0, r1) => [source, target, r0, r1, columns, paramsAt, slope], (r0, r1) => simd.normalize(source, target, r0, r1, columns, paramsAt, slope));
+          overRows(wasm, rows, columns, NORM_JOB('normalize', 1 << 6), (r0, r1) => [source, target, r0, r1, columns, paramsAt, slope], simd.normalize);
         });
         return [out, rstdOut];
       }
@@ -140,7 +136,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
           heapF64(wasm, scratch, 2 * columns * shares).fill(0);
           const [upstream, output, target] = [offsetOf(wasm, dz), offsetOf(wasm, z), offsetOf(wasm, out)];
           const accumulators = (share: number) => scratch + share * columns * 16;
-          overRows(wasm, rows, columns, NORM_JOB('gradientStats', 1 << 5), (r0, r1, share) => [upstream, r0, r1, columns, accumulators(share), slope, output], (r0, r1, share) => simd.gradientStats(upstream, r0, r1, columns, accumulators(share), slope, output));
+          overRows(wasm, rows, columns, NORM_JOB('gradientStats', 1 << 5), (r0, r1, share) => [upstream, r0, r1, columns, accumulators(share), slope, output], simd.gradientStats);
           const { first: sumG, second: sumGy } = sharedColumnSums(wasm, scratch, shares, columns);
           const paramsAt = scratch + columns * 16 * shares;
           const params = heapF32(wasm, paramsAt, 3 * columns);
@@ -149,7 +145,7 @@ const KERNELS: Array<{ name: string; kernelFunc: tf.KernelFunc }> = [
             params[columns + c] = sumG[c] / rows;
             params[2 * columns + c] = sumGy[c] / rows;
           }
-          overRows(wasm, rows, columns, NORM_JOB('normGradient', (1 << 7) | (1 << 8)), (r0, r1) => [upstream, output, target, r0, r1, columns, paramsAt, slope, 1 / slope], (r0, r1) => simd.normGradient(upstream, output, target, r0, r1, columns, paramsAt, slope, 1 / slope));
+          overRows(wasm, rows, columns, NORM_JOB('normGradient', (1 << 7) | (1 << 8)), (r0, r1) => [upstream, output, target, r0, r1, columns, paramsAt, slope, 1 / slope], simd.normGradient);
         });
         return out;
       }

@@ -118,10 +118,22 @@ export function sharesFor(wasm: WasmBackendInternals, rows: number, floatsPerRow
 }
 
 /**
- * A pass over rows [0, rows) in `sharesFor` shares: on the pool, job.fn(...argumentsFor(row0, row1,
- * share)) for shares 1, 2, ... and own(row0, row1, 0) here; else own(0, rows, 0) alone.
+ * A pass over rows [0, rows) in `sharesFor` shares: job.fn(...argumentsFor(row0, row1, share)) on
+ * the pool for shares 1, 2, ..., and `local` (the same function on this thread) with share 0's
+ * arguments; else local(...argumentsFor(0, rows, 0)) alone.
  */
-export function overRows(wasm: WasmBackendInternals, rows: number, floatsPerRow: number, job: PoolJob, argumentsFor: (row0: number, row1: number, share: number) => number[], own: (row0: number, row1: number, share: number) => void): void {
-  if (sharesFor(wasm, rows, floatsPerRow) === 1) own(0, rows, 0);
-  else rowPoolOf(wasm)!.run(job, rows, argumentsFor, (row0, row1) => own(row0, row1, 0));
+export function overRows(wasm: WasmBackendInternals, rows: number, floatsPerRow: number, job: PoolJob, argumentsFor: (row0: number, row1: number, share: number) => number[], local: (...args: number[]) => void): void {
+  if (sharesFor(wasm, rows, floatsPerRow) === 1) local(...argumentsFor(0, rows, 0));
+  else rowPoolOf(wasm)!.run(job, rows, argumentsFor, (row0, row1) => local(...argumentsFor(row0, row1, 0)));
+}
+
+/**
+ * An elementwise pass of `fn` over whole vectors of `inputs` into `output` (byte addresses of
+ * `floats` floats each), in shares of the pool: fn(...inputs, output, bytes, ...trailing) on each
+ * share's range. Returns how many floats it covered (the caller finishes the last floats mod 4).
+ */
+export function overVectors(wasm: WasmBackendInternals, floats: number, addresses: number[], job: PoolJob, local: (...args: number[]) => void, trailing: number[] = []): number {
+  const vectors = Math.floor(floats / 4);
+  overRows(wasm, vectors, 4, job, (v0, v1) => [...addresses.map((address) => address + v0 * 16), (v1 - v0) * 16, ...trailing], local);
+  return vectors * 4;
 }

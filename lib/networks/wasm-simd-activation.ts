@@ -56,11 +56,16 @@ const LOCALS: Array<[keyof Locals | 'p' | 'end' | 'outDelta' | 'dyDelta', 'i32' 
   ['x', 'v128'], ['a', 'v128'], ['e', 'v128'], ['k', 'v128'], ['r', 'v128'], ['t', 'v128'], ['phi', 'v128'],
 ];
 
-/** gelu(x, out, bytes): out = x Phi(x) over `bytes` (a multiple of 16). */
-function geluFunction(): AssembledFunction {
-  const { index: L, params, locals } = localFrame([['source', 'i32'], ['out', 'i32'], ['bytes', 'i32']], LOCALS);
+/**
+ * name(...inputs, out, bytes) over `bytes` (a multiple of 16) of x (`source`, walked by p; `dy`
+ * the upstream gradient where there is one): normalCdf from each vector of x, then `value` leaves
+ * the output vector on the stack.
+ */
+function elementwiseFunction(name: string, inputs: Array<'dy' | 'source'>, value: (L: Locals & { p: number; dyDelta: number }) => number[][]): AssembledFunction {
+  const { index: L, params, locals } = localFrame([...inputs.map((input): ['dy' | 'source', 'i32'] => [input, 'i32']), ['out', 'i32'], ['bytes', 'i32']], LOCALS);
   const body = [
     op.get(L.out), op.get(L.source), op.i32Sub, op.set(L.outDelta),
+    ...(inputs.includes('dy') ? [op.get(L.dy), op.get(L.source), op.i32Sub, op.set(L.dyDelta)] : []),
     op.get(L.source), op.set(L.p),
     op.get(L.source), op.get(L.bytes), op.i32Add, op.set(L.end),
     op.block(
@@ -68,35 +73,23 @@ function geluFunction(): AssembledFunction {
       forEachAddress(L.p, L.end, op.i32(16), [
         op.get(L.p), op.v128Load(), op.set(L.x),
         ...normalCdf(L),
-        op.get(L.p), op.get(L.outDelta), op.i32Add, op.get(L.x), op.get(L.phi), op.f32x4Mul, op.v128Store(),
+        op.get(L.p), op.get(L.outDelta), op.i32Add, ...value(L), op.v128Store(),
       ]),
     ),
   ].flat();
-  return { name: 'gelu', params, locals, body };
+  return { name, params, locals, body };
 }
 
-/** geluGradient(dy, x, out, bytes): out = dy (Phi(x) + x exp(-x^2 / 2) / sqrt(2 pi)); p walks x. */
-function geluGradientFunction(): AssembledFunction {
-  const { index: L, params, locals } = localFrame([['dy', 'i32'], ['source', 'i32'], ['out', 'i32'], ['bytes', 'i32']], LOCALS);
-  const body = [
-    op.get(L.out), op.get(L.source), op.i32Sub, op.set(L.outDelta),
-    op.get(L.dy), op.get(L.source), op.i32Sub, op.set(L.dyDelta),
-    op.get(L.source), op.set(L.p),
-    op.get(L.source), op.get(L.bytes), op.i32Add, op.set(L.end),
-    op.block(
-      op.get(L.p), op.get(L.end), op.i32GeU, op.brIf(0),
-      forEachAddress(L.p, L.end, op.i32(16), [
-        op.get(L.p), op.v128Load(), op.set(L.x),
-        ...normalCdf(L),
-        op.get(L.p), op.get(L.outDelta), op.i32Add,
-        op.get(L.p), op.get(L.dyDelta), op.i32Add, op.v128Load(),
-        op.get(L.phi), op.get(L.x), op.get(L.e), op.f32x4Mul, op.f32x4Const(1 / Math.sqrt(2 * Math.PI)), op.f32x4Mul, op.f32x4Add,
-        op.f32x4Mul, op.v128Store(),
-      ]),
-    ),
-  ].flat();
-  return { name: 'geluGradient', params, locals, body };
-}
+/** gelu(x, out, bytes): out = x Phi(x). */
+const geluFunction = () => elementwiseFunction('gelu', ['source'], (L) => [op.get(L.x), op.get(L.phi), op.f32x4Mul]);
+
+/** geluGradient(dy, x, out, bytes): out = dy (Phi(x) + x exp(-x^2 / 2) / sqrt(2 pi)). */
+const geluGradientFunction = () =>
+  elementwiseFunction('geluGradient', ['dy', 'source'], (L) => [
+    op.get(L.p), op.get(L.dyDelta), op.i32Add, op.v128Load(),
+    op.get(L.phi), op.get(L.x), op.get(L.e), op.f32x4Mul, op.f32x4Const(1 / Math.sqrt(2 * Math.PI)), op.f32x4Mul, op.f32x4Add,
+    op.f32x4Mul,
+  ]);
 
 export interface SimdActivationExports {
   gelu(source: number, out: number, bytes: number): void;

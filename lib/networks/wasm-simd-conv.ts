@@ -124,23 +124,78 @@ function convolutionFunction(cin: number, taps: Taps, fused: boolean): Assembled
   return { name: 'convolveRows', params: PARAM_TYPES, locals: LOCAL_TYPES, body };
 }
 
+/** A Winograd transform of one tile: `prepare` sets temporaries, then each value is left on the stack by its instructions. */
+interface TileTransform {
+  prepare: number[][];
+  values: number[][][];
+}
+
+const sub = (x: number, y: number) => [op.get(x), op.get(y), op.f32x4Sub];
+const add = (x: number, y: number) => [op.get(x), op.get(y), op.f32x4Add];
+const times = (x: number, factor: number) => [op.get(x), op.f32x4Const(factor), op.f32x4Mul];
+
 /**
- * Winograd F(2, 3) along W, input side: for padded rows r0 <= r < r1 of xp [rows, 2 tiles + 2, Cin]
- * writes the four components of every tile i (inputs d0..d3 at columns 2i..2i+3) to u, component k
- * at byte offset k `comp`, each [rows, tiles, Cin]: d0 - d2, d1 + d2, d2 - d1, d1 - d3.
+ * B^T d for inputs d (tile + 2 locals), with temporaries t (4 locals). F(2, 3): d0 - d2, d1 + d2,
+ * d2 - d1, d1 - d3. F(4, 3) (Lavin and Gray): 4 d0 - 5 d2 + d4, (d4 - 4 d2) +- (d3 - 4 d1),
+ * (d4 - d2) +- 2 (d3 - d1), 4 d1 - 5 d3 + d5.
  */
-function winogradInputFunction(cin: number): AssembledFunction {
-  type N = 'xp' | 'u' | 'tiles' | 'comp' | 'r0' | 'r1' | 'src' | 'dst' | 'end' | 'rowEnd' | 'tileEnd' | 'a0' | 'a1' | 'a2' | 'a3';
+function inputTransform(tile: 2 | 4, d: number[], [a, b, c, e]: number[]): TileTransform {
+  if (tile === 2) return { prepare: [], values: [sub(d[0], d[2]), add(d[1], d[2]), sub(d[2], d[1]), sub(d[1], d[3])] };
+  return {
+    prepare: [
+      op.get(d[4]), ...times(d[2], 4), op.f32x4Sub, op.set(a),
+      op.get(d[3]), ...times(d[1], 4), op.f32x4Sub, op.set(b),
+      ...sub(d[4], d[2]), op.set(c),
+      ...sub(d[3], d[1]), op.set(e),
+    ],
+    values: [
+      // 4 (d0 - d2) + (d4 - d2)
+      [...sub(d[0], d[2]), op.f32x4Const(4), op.f32x4Mul, op.get(c), op.f32x4Add],
+      add(a, b),
+      sub(a, b),
+      [op.get(c), ...times(e, 2), op.f32x4Add],
+      [op.get(c), ...times(e, 2), op.f32x4Sub],
+      // 4 (d1 - d3) + (d5 - d3)
+      [...sub(d[5], d[3]), ...times(e, 4), op.f32x4Sub],
+    ],
+  };
+}
+
+/**
+ * A^T m for products m (tile + 2 locals), with temporaries t (4 locals). F(2, 3): m0 + m1 + m2,
+ * m1 - m2 - m3. F(4, 3): with p, q = m1 +- m2 and r, s = m3 +- m4: m0 + p + r, q + 2 s, p + 4 r,
+ * q + 8 s + m5.
+ */
+function outputTransform(tile: 2 | 4, m: number[], [p, q, r, s]: number[]): TileTransform {
+  if (tile === 2) return { prepare: [], values: [[...add(m[0], m[1]), op.get(m[2]), op.f32x4Add], [...sub(m[1], m[2]), op.get(m[3]), op.f32x4Sub]] };
+  return {
+    prepare: [...add(m[1], m[2]), op.set(p), ...sub(m[1], m[2]), op.set(q), ...add(m[3], m[4]), op.set(r), ...sub(m[3], m[4]), op.set(s)],
+    values: [
+      [...add(m[0], p), op.get(r), op.f32x4Add],
+      [op.get(q), ...times(s, 2), op.f32x4Add],
+      [op.get(p), ...times(r, 4), op.f32x4Add],
+      [op.get(q), ...times(s, 8), op.f32x4Add, op.get(m[5]), op.f32x4Add],
+    ],
+  };
+}
+
+const TILE_VECTORS = ['v0', 'v1', 'v2', 'v3', 'v4', 'v5', 't0', 't1', 't2', 't3'] as const;
+
+/**
+ * Winograd F(tile, 3) along W, input side: for padded rows r0 <= r < r1 of xp [rows, tile tiles +
+ * 2, Cin] writes the tile + 2 components of every tile i (inputs at columns tile i .. tile i +
+ * tile + 1; inputTransform) to u, component k at byte offset k `comp`, each [rows, tiles, Cin].
+ */
+function winogradInputFunction(cin: number, tile: 2 | 4): AssembledFunction {
+  type N = 'xp' | 'u' | 'tiles' | 'comp' | 'r0' | 'r1' | 'src' | 'dst' | 'end' | 'rowEnd' | 'tileEnd' | (typeof TILE_VECTORS)[number];
   const { index: V, params, locals } = localFrame<N, N>(
     (['xp', 'u', 'tiles', 'comp', 'r0', 'r1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
-    [...(['src', 'dst', 'end', 'rowEnd', 'tileEnd'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...(['a0', 'a1', 'a2', 'a3'] as N[]).map((n): [N, ValueType] => [n, 'v128'])],
+    [...(['src', 'dst', 'end', 'rowEnd', 'tileEnd'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...TILE_VECTORS.map((n): [N, ValueType] => [n, 'v128'])],
   );
-  const store = (k: number, first: number, second: number, combine: number[]) => [
-    op.get(V.dst), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(),
-    op.get(first), op.get(second), combine, op.v128Store(),
-  ];
+  const d = [V.v0, V.v1, V.v2, V.v3, V.v4, V.v5].slice(0, tile + 2);
+  const { prepare, values } = inputTransform(tile, d, [V.t0, V.t1, V.t2, V.t3]);
   const body = [
-    op.get(V.xp), op.get(V.r0), op.get(V.tiles), op.i32(2), op.i32Mul, op.i32(2), op.i32Add, op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.src),
+    op.get(V.xp), op.get(V.r0), op.get(V.tiles), op.i32(tile), op.i32Mul, op.i32(2), op.i32Add, op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.src),
     op.get(V.u), op.get(V.r0), op.get(V.tiles), op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.dst),
     op.get(V.u), op.get(V.r1), op.get(V.tiles), op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.end),
     op.get(V.dst), op.get(V.end), op.i32LtU,
@@ -149,16 +204,14 @@ function winogradInputFunction(cin: number): AssembledFunction {
       op.loop(
         op.get(V.dst), op.i32(4 * cin), op.i32Add, op.set(V.tileEnd),
         op.loop(
-          ...[0, 1, 2, 3].map((k) => [op.get(V.src), op.v128Load(4 * cin * k), op.set([V.a0, V.a1, V.a2, V.a3][k])]).flat(),
-          ...store(0, V.a0, V.a2, op.f32x4Sub),
-          ...store(1, V.a1, V.a2, op.f32x4Add),
-          ...store(2, V.a2, V.a1, op.f32x4Sub),
-          ...store(3, V.a1, V.a3, op.f32x4Sub),
+          ...d.map((local, k) => [op.get(V.src), op.v128Load(4 * cin * k), op.set(local)]).flat(),
+          ...prepare,
+          ...values.map((value, k) => [op.get(V.dst), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(), ...value, op.v128Store()]).flat(),
           op.get(V.src), op.i32(16), op.i32Add, op.set(V.src),
           op.get(V.dst), op.i32(16), op.i32Add, op.tee(V.dst), op.get(V.tileEnd), op.i32LtU, op.brIf(0),
         ),
-        // the next tile starts two columns on
-        op.get(V.src), op.i32(4 * cin), op.i32Add, op.set(V.src),
+        // the next tile starts `tile` columns on (the loop above moved one)
+        op.get(V.src), op.i32(4 * cin * (tile - 1)), op.i32Add, op.set(V.src),
         op.get(V.dst), op.get(V.rowEnd), op.i32LtU, op.brIf(0),
       ),
       // past the row's two last columns
@@ -170,48 +223,47 @@ function winogradInputFunction(cin: number): AssembledFunction {
 }
 
 /**
- * Winograd F(2, 3) along W, output side: for output rows r0 <= r < r1, from the four component
- * products m (component k at byte offset k `comp`, each [rows, tiles, Cout]) writes y [rows, width,
- * Cout]: voxel 2i = m0 + m1 + m2 and voxel 2i + 1 = m1 - m2 - m3 (not past an odd width's end).
+ * Winograd F(tile, 3) along W, output side: for output rows r0 <= r < r1, from the tile + 2
+ * component products m (component k at byte offset k `comp`, each [rows, tiles, Cout]) writes y
+ * [rows, width, Cout] (outputTransform), the last tile only up to width.
  */
-function winogradOutputFunction(): AssembledFunction {
-  type N = 'm' | 'y' | 'width' | 'tiles' | 'cout' | 'comp' | 'r0' | 'r1' | 'cout4' | 'row' | 'pair' | 'pairs' | 'end' | 'm0' | 'm1' | 'm2' | 'm3';
+function winogradOutputFunction(tile: 2 | 4): AssembledFunction {
+  type N = 'm' | 'y' | 'width' | 'tiles' | 'cout' | 'comp' | 'r0' | 'r1' | 'cout4' | 'row' | 'tile' | 'whole' | 'end' | (typeof TILE_VECTORS)[number];
   const { index: V, params, locals } = localFrame<N, N>(
     (['m', 'y', 'width', 'tiles', 'cout', 'comp', 'r0', 'r1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
-    [...(['cout4', 'row', 'pair', 'pairs', 'end'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...(['m0', 'm1', 'm2', 'm3'] as N[]).map((n): [N, ValueType] => [n, 'v128'])],
+    [...(['cout4', 'row', 'tile', 'whole', 'end'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...TILE_VECTORS.map((n): [N, ValueType] => [n, 'v128'])],
   );
-  const loads = [0, 1, 2, 3].map((k) => [
-    op.get(V.m), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(), op.v128Load(), op.set([V.m0, V.m1, V.m2, V.m3][k]),
-  ]).flat();
-  // one tile's Cout channels, 4 at a time; `both` writes its second voxel too
-  const tile = (both: boolean) => [
+  const m = [V.v0, V.v1, V.v2, V.v3, V.v4, V.v5].slice(0, tile + 2);
+  const { prepare, values } = outputTransform(tile, m, [V.t0, V.t1, V.t2, V.t3]);
+  // one tile's Cout channels, 4 at a time, writing its first `count` voxels; y ends on the next tile
+  const tileOf = (count: number) => [
     op.get(V.m), op.get(V.cout4), op.i32Add, op.set(V.end),
     op.loop(
-      ...loads,
-      op.get(V.y), op.get(V.m0), op.get(V.m1), op.f32x4Add, op.get(V.m2), op.f32x4Add, op.v128Store(),
-      ...(both ? [op.get(V.y), op.get(V.cout4), op.i32Add, op.get(V.m1), op.get(V.m2), op.f32x4Sub, op.get(V.m3), op.f32x4Sub, op.v128Store()] : []),
+      ...m.map((local, k) => [op.get(V.m), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(), op.v128Load(), op.set(local)]).flat(),
+      ...prepare,
+      ...values.slice(0, count).map((value, i) => [op.get(V.y), ...Array.from({ length: i }, () => [op.get(V.cout4), op.i32Add]).flat(), ...value, op.v128Store()]).flat(),
       op.get(V.y), op.i32(16), op.i32Add, op.set(V.y),
       op.get(V.m), op.i32(16), op.i32Add, op.tee(V.m), op.get(V.end), op.i32LtU, op.brIf(0),
     ),
+    op.get(V.y), op.get(V.cout4), op.i32(count - 1), op.i32Mul, op.i32Add, op.set(V.y),
   ];
   const body = [
     op.get(V.cout), op.i32(4), op.i32Mul, op.set(V.cout4),
-    op.get(V.width), op.i32(2), op.i32DivU, op.set(V.pairs),
+    op.get(V.width), op.i32(tile), op.i32DivU, op.set(V.whole),
     op.get(V.m), op.get(V.r0), op.get(V.tiles), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.set(V.m),
     op.get(V.y), op.get(V.r0), op.get(V.width), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.set(V.y),
     op.get(V.r0), op.set(V.row),
     op.block(op.loop(
       op.get(V.row), op.get(V.r1), op.i32GeU, op.brIf(1),
-      op.i32(0), op.set(V.pair),
+      op.i32(0), op.set(V.tile),
       op.block(op.loop(
-        op.get(V.pair), op.get(V.pairs), op.i32GeU, op.brIf(1),
-        ...tile(true),
-        op.get(V.y), op.get(V.cout4), op.i32Add, op.set(V.y),
-        op.get(V.pair), op.i32(1), op.i32Add, op.set(V.pair),
+        op.get(V.tile), op.get(V.whole), op.i32GeU, op.brIf(1),
+        ...tileOf(tile),
+        op.get(V.tile), op.i32(1), op.i32Add, op.set(V.tile),
         op.br(0),
       )),
-      op.get(V.width), op.i32(1), op.i32And,
-      op.if_(...tile(false)),
+      // a last, partial tile of width mod tile voxels
+      ...Array.from({ length: tile - 1 }, (_, i) => [op.get(V.width), op.i32(tile - 1), op.i32And, op.i32(i + 1), op.i32Eq, op.if_(...tileOf(i + 1))]).flat(),
       op.get(V.row), op.i32(1), op.i32Add, op.set(V.row),
       op.br(0),
     )),
@@ -320,119 +372,6 @@ export interface SimdConvolutionExports {
  * (kd, kh) of runs of Cin, on u's component [D + 2, H + 2, tiles, Cin] with that component's
  * filter panels ([9 Cin, 8], then [9 Cin, 4]), writing [D, H, tiles, Cout] (width = tiles).
  */
-/**
- * Winograd F(4, 3) along W, input side: as winogradInputFunction with tiles of 4 outputs, inputs
- * d0..d5 at columns 4i..4i+5 of xp [rows, 4 tiles + 2, Cin], and six components (B^T d, Lavin and
- * Gray): 4 d0 - 5 d2 + d4, (d4 - 4 d2) +- (d3 - 4 d1), (d4 - d2) +- 2 (d3 - d1), 4 d1 - 5 d3 + d5.
- */
-function winogradInput4Function(cin: number): AssembledFunction {
-  type N = 'xp' | 'u' | 'tiles' | 'comp' | 'r0' | 'r1' | 'src' | 'dst' | 'end' | 'rowEnd' | 'tileEnd'
-    | 'd0' | 'd1' | 'd2' | 'd3' | 'd4' | 'd5' | 'a' | 'b' | 'c' | 'e';
-  const vectors: N[] = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5', 'a', 'b', 'c', 'e'];
-  const { index: V, params, locals } = localFrame<N, N>(
-    (['xp', 'u', 'tiles', 'comp', 'r0', 'r1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
-    [...(['src', 'dst', 'end', 'rowEnd', 'tileEnd'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...vectors.map((n): [N, ValueType] => [n, 'v128'])],
-  );
-  const d = [V.d0, V.d1, V.d2, V.d3, V.d4, V.d5];
-  const at = (k: number) => [op.get(V.dst), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat()];
-  const times = (local: number, factor: number) => [op.get(local), op.f32x4Const(factor), op.f32x4Mul];
-  const body = [
-    op.get(V.xp), op.get(V.r0), op.get(V.tiles), op.i32(4), op.i32Mul, op.i32(2), op.i32Add, op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.src),
-    op.get(V.u), op.get(V.r0), op.get(V.tiles), op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.dst),
-    op.get(V.u), op.get(V.r1), op.get(V.tiles), op.i32Mul, op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.end),
-    op.get(V.dst), op.get(V.end), op.i32LtU,
-    op.if_(op.loop(
-      op.get(V.dst), op.get(V.tiles), op.i32(4 * cin), op.i32Mul, op.i32Add, op.set(V.rowEnd),
-      op.loop(
-        op.get(V.dst), op.i32(4 * cin), op.i32Add, op.set(V.tileEnd),
-        op.loop(
-          ...d.map((local, k) => [op.get(V.src), op.v128Load(4 * cin * k), op.set(local)]).flat(),
-          op.get(V.d4), ...times(V.d2, 4), op.f32x4Sub, op.set(V.a),
-          op.get(V.d3), ...times(V.d1, 4), op.f32x4Sub, op.set(V.b),
-          op.get(V.d4), op.get(V.d2), op.f32x4Sub, op.set(V.c),
-          op.get(V.d3), op.get(V.d1), op.f32x4Sub, op.set(V.e),
-          // 4 (d0 - d2) + (d4 - d2)
-          ...at(0), op.get(V.d0), op.get(V.d2), op.f32x4Sub, op.f32x4Const(4), op.f32x4Mul, op.get(V.c), op.f32x4Add, op.v128Store(),
-          ...at(1), op.get(V.a), op.get(V.b), op.f32x4Add, op.v128Store(),
-          ...at(2), op.get(V.a), op.get(V.b), op.f32x4Sub, op.v128Store(),
-          ...at(3), op.get(V.c), ...times(V.e, 2), op.f32x4Add, op.v128Store(),
-          ...at(4), op.get(V.c), ...times(V.e, 2), op.f32x4Sub, op.v128Store(),
-          // 4 (d1 - d3) + (d5 - d3)
-          ...at(5), op.get(V.d5), op.get(V.d3), op.f32x4Sub, ...times(V.e, 4), op.f32x4Sub, op.v128Store(),
-          op.get(V.src), op.i32(16), op.i32Add, op.set(V.src),
-          op.get(V.dst), op.i32(16), op.i32Add, op.tee(V.dst), op.get(V.tileEnd), op.i32LtU, op.brIf(0),
-        ),
-        // the next tile starts four columns on
-        op.get(V.src), op.i32(12 * cin), op.i32Add, op.set(V.src),
-        op.get(V.dst), op.get(V.rowEnd), op.i32LtU, op.brIf(0),
-      ),
-      // past the row's two last columns
-      op.get(V.src), op.i32(8 * cin), op.i32Add, op.set(V.src),
-      op.get(V.dst), op.get(V.end), op.i32LtU, op.brIf(0),
-    )),
-  ].flat();
-  return { name: 'winogradInput', params, locals, body };
-}
-
-/**
- * Winograd F(4, 3) along W, output side: from the six component products m (each [rows, tiles,
- * Cout]) writes y [rows, width, Cout] (A^T m): with p, q = m1 +- m2 and r, s = m3 +- m4, voxels
- * 4i..4i+3 are m0 + p + r, q + 2 s, p + 4 r, q + 8 s + m5, the last tile only up to width.
- */
-function winogradOutput4Function(): AssembledFunction {
-  type N = 'm' | 'y' | 'width' | 'tiles' | 'cout' | 'comp' | 'r0' | 'r1' | 'cout4' | 'row' | 'tile' | 'whole' | 'end'
-    | 'm0' | 'm1' | 'm2' | 'm3' | 'm4' | 'm5' | 'p' | 'q' | 'r' | 's';
-  const vectors: N[] = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'p', 'q', 'r', 's'];
-  const { index: V, params, locals } = localFrame<N, N>(
-    (['m', 'y', 'width', 'tiles', 'cout', 'comp', 'r0', 'r1'] as N[]).map((n): [N, ValueType] => [n, 'i32']),
-    [...(['cout4', 'row', 'tile', 'whole', 'end'] as N[]).map((n): [N, ValueType] => [n, 'i32']), ...vectors.map((n): [N, ValueType] => [n, 'v128'])],
-  );
-  const m = [V.m0, V.m1, V.m2, V.m3, V.m4, V.m5];
-  const voxel = (i: number) => [op.get(V.y), ...Array.from({ length: i }, () => [op.get(V.cout4), op.i32Add]).flat()];
-  const outputs = [
-    [op.get(V.m0), op.get(V.p), op.f32x4Add, op.get(V.r), op.f32x4Add],
-    [op.get(V.q), op.get(V.s), op.f32x4Const(2), op.f32x4Mul, op.f32x4Add],
-    [op.get(V.p), op.get(V.r), op.f32x4Const(4), op.f32x4Mul, op.f32x4Add],
-    [op.get(V.q), op.get(V.s), op.f32x4Const(8), op.f32x4Mul, op.f32x4Add, op.get(V.m5), op.f32x4Add],
-  ];
-  // one tile's Cout channels, 4 at a time, writing its first `count` voxels; y ends on the next tile
-  const tile = (count: number) => [
-    op.get(V.m), op.get(V.cout4), op.i32Add, op.set(V.end),
-    op.loop(
-      ...m.map((local, k) => [op.get(V.m), ...Array.from({ length: k }, () => [op.get(V.comp), op.i32Add]).flat(), op.v128Load(), op.set(local)]).flat(),
-      op.get(V.m1), op.get(V.m2), op.f32x4Add, op.set(V.p),
-      op.get(V.m1), op.get(V.m2), op.f32x4Sub, op.set(V.q),
-      op.get(V.m3), op.get(V.m4), op.f32x4Add, op.set(V.r),
-      op.get(V.m3), op.get(V.m4), op.f32x4Sub, op.set(V.s),
-      ...outputs.slice(0, count).map((value, i) => [...voxel(i), ...value, op.v128Store()]).flat(),
-      op.get(V.y), op.i32(16), op.i32Add, op.set(V.y),
-      op.get(V.m), op.i32(16), op.i32Add, op.tee(V.m), op.get(V.end), op.i32LtU, op.brIf(0),
-    ),
-    op.get(V.y), op.get(V.cout4), op.i32(count - 1), op.i32Mul, op.i32Add, op.set(V.y),
-  ];
-  const body = [
-    op.get(V.cout), op.i32(4), op.i32Mul, op.set(V.cout4),
-    op.get(V.width), op.i32(4), op.i32DivU, op.set(V.whole),
-    op.get(V.m), op.get(V.r0), op.get(V.tiles), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.set(V.m),
-    op.get(V.y), op.get(V.r0), op.get(V.width), op.i32Mul, op.get(V.cout4), op.i32Mul, op.i32Add, op.set(V.y),
-    op.get(V.r0), op.set(V.row),
-    op.block(op.loop(
-      op.get(V.row), op.get(V.r1), op.i32GeU, op.brIf(1),
-      op.i32(0), op.set(V.tile),
-      op.block(op.loop(
-        op.get(V.tile), op.get(V.whole), op.i32GeU, op.brIf(1),
-        ...tile(4),
-        op.get(V.tile), op.i32(1), op.i32Add, op.set(V.tile),
-        op.br(0),
-      )),
-      ...[1, 2, 3].map((count) => [op.get(V.width), op.i32(3), op.i32And, op.i32(count), op.i32Eq, op.if_(...tile(count))]).flat(),
-      op.get(V.row), op.i32(1), op.i32Add, op.set(V.row),
-      op.br(0),
-    )),
-  ].flat();
-  return { name: 'winogradOutput', params, locals, body };
-}
-
 /** The filter gradient's function, in every module of an even Cin (filterGradientFunction). */
 export interface SimdFilterGradientExports {
   filterGradientRows(xp: number, dy: number, dw: number, h: number, width: number, cout: number, groupRows: number, rows: number, t0: number, t1: number): void;
@@ -452,12 +391,7 @@ export type WinogradTile = 0 | 2 | 4;
  * multiple of 4).
  */
 export function simdConvolutionModuleBytes(cin: number, fused: boolean, shared: boolean, winograd: WinogradTile = 0): Uint8Array {
-  const functions =
-    winograd === 4
-      ? [convolutionFunction(cin, 1, fused), winogradInput4Function(cin), winogradOutput4Function()]
-      : winograd === 2
-        ? [convolutionFunction(cin, 1, fused), winogradInputFunction(cin), winogradOutputFunction()]
-        : [convolutionFunction(cin, 3, fused)];
+  const functions = winograd ? [convolutionFunction(cin, 1, fused), winogradInputFunction(cin, winograd), winogradOutputFunction(winograd)] : [convolutionFunction(cin, 3, fused)];
   if (cin % 2 === 0) functions.push(filterGradientFunction(cin, fused));
   return assembleModule({ module: 'env', name: 'memory', shared, maximumPages: 65536 }, functions);
 }
