@@ -73,7 +73,15 @@
 #   than the ROI at the window's start rather than in its middle, where training put it.)
 #   FSEFT_STAGE8=<model dir> starts stage 9 from an existing stage-8 model (the shipped one of git
 #   commit 53669db: FSEFT_STAGE8=data/models/default) and skips the stages before it.
-#   Trained 2026-12-07 (123 min of epochs on 2 cores); this is data/models/default since then.
+#   Trained 2026-12-07 (123 min of epochs on 2 cores).
+# Stage 10: 5 epochs from stage 9 (the same settings, seed 17) with --exclusion-bce: where a dataset
+#   leaves a class unlabelled, the voxels of the organs it does label are that class's known
+#   negatives (organs do not overlap). Why: only synth-amos (institution site-c) labels the
+#   duodenum, and Eq. 1 never told the duodenum channel that a gallbladder of the source
+#   institution is not duodenum: stage 9 called 179-270 gallbladder voxels duodenum in fresh source
+#   volumes (data/README.md). FSEFT_STAGE9=<model dir> starts stage 10 from an existing stage-9
+#   model (the shipped one of git commit fd543be: FSEFT_STAGE9=data/models/default) and skips the
+#   stages before it.
 #
 # Last, the model is scored on fresh phantoms that label every organ (scripts/validate-held-out.sh:
 #   12 volumes each of the source institutions 'source' and 'site-c' and of the target site-b,
@@ -87,15 +95,16 @@ out=${1:-runs/default-model}
 fseft="node dist/lib/cli/main.js"
 [ -n "${FSEFT_SKIP_BUILD:-}" ] || npm run build --silent
 if [ -n "${FSEFT_TINY:-}" ]; then
-  cases=(2 3 4 5) spacing=8 e1=1 e2=1 e3=1 e4=1 e5=2 stop5a=1 roi5=32 e6=1 e7=1 e8=1 e9=1 steps=1 samples=1
+  cases=(2 3 4 5) spacing=8 e1=1 e2=1 e3=1 e4=1 e5=2 stop5a=1 roi5=32 e6=1 e7=1 e8=1 e9=1 e10=1 steps=1 samples=1
 else
-  cases=(4 12 36 72) spacing=4 e1=16 e2=10 e3=11 e4=20 e5=10 stop5a=3 roi5=64 e6=4 e7=5 e8=5 e9=5 steps=100 samples=2
+  cases=(4 12 36 72) spacing=4 e1=16 e2=10 e3=11 e4=20 e5=10 stop5a=3 roi5=64 e6=4 e7=5 e8=5 e9=5 e10=5 steps=100 samples=2
 fi
 stage2=${FSEFT_STAGE2:-$out/stage2}
 stage5b=${FSEFT_STAGE5B:-$out/stage5b}
 stage6=${FSEFT_STAGE6:-$out/stage6}
 stage7=${FSEFT_STAGE7:-$out/stage7}
 stage8=${FSEFT_STAGE8:-$out/stage8}
+stage9=${FSEFT_STAGE9:-$out/stage9}
 # Each FSEFT_STAGE<n> skips the stages before stage n + 1.
 skip_to=0
 [ -z "${FSEFT_STAGE2:-}" ] || skip_to=3
@@ -103,6 +112,7 @@ skip_to=0
 [ -z "${FSEFT_STAGE6:-}" ] || skip_to=7
 [ -z "${FSEFT_STAGE7:-}" ] || skip_to=8
 [ -z "${FSEFT_STAGE8:-}" ] || skip_to=9
+[ -z "${FSEFT_STAGE9:-}" ] || skip_to=10
 if [ "$skip_to" -eq 0 ]; then
   $fseft synth --collection --out "$out/raw" --cases "${cases[0]}" --target-cases 1 --seed 1000 --spacing-scale 2
   $fseft preprocess --data "$out/raw/collection.json" --out "$out/prep" --spacing "$spacing"
@@ -142,9 +152,13 @@ if [ "$skip_to" -le 8 ]; then
 fi
 $fseft synth --collection --out "$out/raw72" --cases "${cases[3]}" --target-cases 4 --seed 1000 --spacing-scale 2
 $fseft preprocess --data "$out/raw72/collection.json" --out "$out/prep72" --spacing "$spacing"
-$fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep72/collection.json" --out "$out/stage9" --init "$stage8" \
-  --feature-size 12 --roi "$roi5" --epochs "$e9" --steps "$steps" --warmup-epochs 1 --lr 2e-4 --val-cases 1 --no-checkpoint --seed 15
-model="$out/stage9"
+if [ "$skip_to" -le 9 ]; then
+  $fseft pretrain --recipe reference --bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep72/collection.json" --out "$stage9" --init "$stage8" \
+    --feature-size 12 --roi "$roi5" --epochs "$e9" --steps "$steps" --warmup-epochs 1 --lr 2e-4 --val-cases 1 --no-checkpoint --seed 15
+fi
+$fseft pretrain --recipe reference --bce --exclusion-bce --head-lr-scale 20 --balance-classes --dice-smooth 1e-5 --data "$out/prep72/collection.json" --out "$out/stage10" --init "$stage9" \
+  --feature-size 12 --roi "$roi5" --epochs "$e10" --steps "$steps" --warmup-epochs 1 --lr 2e-4 --val-cases 1 --no-checkpoint --seed 17
+model="$out/stage10"
 $fseft validate --model "$model" --data "$out/prep72/collection.json" --val-cases 1 --out "$model/validation-source.json" --record source-held-out
 $fseft validate --model "$model" --data "$out/prep12-target/collection.json" --out "$model/validation-target.json" --record target-site-b
 FSEFT_SKIP_BUILD=1 scripts/validate-held-out.sh "$model" "$out/held-out" "$spacing"

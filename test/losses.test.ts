@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { switchBackend } from '../lib/backend/backend';
-import { bcePerChannel, diceLossPerChannel, partialLabelLoss } from '../lib/losses/segmentation';
+import { bcePerChannel, diceLossPerChannel, exclusionBce, partialLabelLoss } from '../lib/losses/segmentation';
 import { referenceSizePenalty, sizeConstraintLoss } from '../lib/losses/size-constraint';
 import { warmupCosine } from '../lib/training/schedule';
 import { stepDiceLoss } from '../lib/training/adapt';
@@ -105,6 +105,33 @@ test('partial-label loss (Eq. 1) ignores classes the dataset does not annotate',
   assert.ok(grad[0] !== 0);
   assert.throws(() => partialLabelLoss(logits, target, [0, 0]), /marks no class/);
   assert.throws(() => partialLabelLoss(logits, target, [1]), /1 entries for 2 output channels/);
+});
+
+test('exclusion BCE: the labelled organs are known negatives of an unlabelled disjoint class, nothing else is', async () => {
+  await switchBackend('cpu');
+  // Four voxels, channels [organ A (annotated), organ B (unlabelled), tumour T inside A (unlabelled, not disjoint)].
+  const logits = tf.tensor5d([1, 2, 3, -1, 0.5, -2, 0, -3, 1, 2, 1.5, 0], [1, 1, 1, 4, 3]);
+  const target = tf.tensor5d([1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 4, 3]);
+  const annotated = [1, 0, 0];
+  const disjoint = [1, 1, 0];
+  const softplus = (x: number) => Math.log1p(Math.exp(x));
+  // B's BCE with target 0 on A's two voxels (logits 2 and 0.5), as a mean over the 4 voxels.
+  const expected = (softplus(2) + softplus(0.5)) / 4;
+  close((await exclusionBce(logits, target, annotated, disjoint).data())[0], expected);
+  const grad = await tf.grad((x: tf.Tensor) => exclusionBce(x, target, annotated, disjoint))(logits).data();
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+  close(grad[1], sigmoid(2) / 4);
+  close(grad[4], sigmoid(0.5) / 4);
+  assert.deepEqual([grad[7], grad[10]], [0, 0], 'voxels no annotated organ labels are not negatives of B');
+  assert.deepEqual([grad[0], grad[3], grad[6], grad[9]], [0, 0, 0, 0], 'the annotated class gets nothing from it');
+  assert.deepEqual([grad[2], grad[5], grad[8], grad[11]], [0, 0, 0, 0], 'a class that may lie inside A gets nothing');
+  // In the partial-label loss it joins the annotated classes' sum, under the same normalisation.
+  const plain = (await partialLabelLoss(logits, target, annotated, { bce: true }).data())[0];
+  const withExclusion = (await partialLabelLoss(logits, target, annotated, { bce: true, exclusion: { disjoint } }).data())[0];
+  close(withExclusion - plain, expected);
+  // A volume that annotates every disjoint class has nothing to exclude.
+  close((await exclusionBce(logits, target, [1, 1, 0], disjoint).data())[0], 0);
+  assert.throws(() => exclusionBce(logits, target, annotated, [1, 1]), /2 entries for 3 output channels/);
 });
 
 test('warm-up cosine schedule', () => {

@@ -160,6 +160,8 @@ test('a balanced BCE without the BCE term is refused, and an unset option is not
   assert.throws(() => resolvePretrainOptions({ ...base, bce: false, balancedBce: true }), /needs the BCE term: add --bce/);
   assert.equal(resolvePretrainOptions({ ...base, bce: true, balancedBce: true }).balancedBce, true);
   assert.ok(!('balancedBce' in resolvePretrainOptions({ ...base, bce: true, balancedBce: undefined })));
+  assert.throws(() => resolvePretrainOptions({ ...base, bce: false, exclusionBce: true }), /exclusion BCE needs the BCE term: add --bce/);
+  assert.ok(!('exclusionBce' in resolvePretrainOptions({ ...base, bce: true, exclusionBce: undefined })), 'runs recorded before the option still resume');
 });
 
 test('the reference recipe resumes after an interruption, or a stop after an epoch, with the weights of an uninterrupted run, and logs validation Dice', async () => {
@@ -227,14 +229,19 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.equal(stage9.length, 1, 'stage 9 continues from stage 8 (tiny settings: one epoch)');
   assert.ok(Math.abs(stage9[0].learningRate / stage8[0].learningRate - 1) < 1e-9, 'stage 9 keeps stage 8\'s peak rate of 2e-4');
   assert.equal(readCollection(path.join(out, 'prep72', 'collection.json'))[0].cases.length, 5, 'stage 9 trains on the largest collection (tiny settings: 5 volumes per dataset)');
-  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'stage9', 'config.json'), 'utf8')).preprocessing, { spacing: 8, window: [-175, 250], roi: [32, 32, 32] }, 'the final model records its preprocessing (tiny settings), with no adaptation crop of its own');
-  const source = JSON.parse(fs.readFileSync(path.join(out, 'stage9', 'validation-source.json'), 'utf8'));
+  const stage10 = fs.readFileSync(path.join(out, 'stage10', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(stage10.length, 1, 'stage 10 continues from stage 9 (tiny settings: one epoch)');
+  assert.ok(Math.abs(stage10[0].learningRate / stage9[0].learningRate - 1) < 1e-9, 'stage 10 keeps the peak rate of 2e-4');
+  const stage10State = fs.readdirSync(path.join(out, 'stage10', 'resume')).map((dir) => path.join(out, 'stage10', 'resume', dir, 'train-state.json'));
+  assert.equal(JSON.parse(fs.readFileSync(stage10State[0], 'utf8')).options.exclusionBce, true, 'stage 10 trains with the exclusion BCE');
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'stage10', 'config.json'), 'utf8')).preprocessing, { spacing: 8, window: [-175, 250], roi: [32, 32, 32] }, 'the final model records its preprocessing (tiny settings), with no adaptation crop of its own');
+  const source = JSON.parse(fs.readFileSync(path.join(out, 'stage10', 'validation-source.json'), 'utf8'));
   assert.ok('lkidney' in source.dice && 'liver' in source.dice, 'the source table has every organ');
   assert.match(run.stdout, /\| all \(6\) \|/);
-  const provenance = JSON.parse(fs.readFileSync(path.join(out, 'stage9', 'config.json'), 'utf8')).provenance;
+  const provenance = JSON.parse(fs.readFileSync(path.join(out, 'stage10', 'config.json'), 'utf8')).provenance;
   assert.deepEqual(Object.keys(provenance.validation), ['source-held-out', 'target-site-b', 'source-fresh', 'site-c-fresh', 'target-fresh']);
   assert.equal(provenance.validation['source-held-out'].dice.liver, Math.round(source.dice.liver * 1e4) / 1e4);
-  const fresh = JSON.parse(fs.readFileSync(path.join(out, 'stage9', 'validation-source-fresh.json'), 'utf8'));
+  const fresh = JSON.parse(fs.readFileSync(path.join(out, 'stage10', 'validation-source-fresh.json'), 'utf8'));
   assert.deepEqual(Object.keys(fresh.datasets), ['held-out-source']);
   assert.equal(fresh.datasets['held-out-source'].perCase.length, 2);
   assert.deepEqual(Object.keys(fresh.dice).sort(), ['aorta', 'duodenum', 'esophagus', 'gall', 'liver', 'lkidney', 'pancreas', 'postcava', 'rkidney', 'spleen', 'stomach'], 'every fresh volume labels the eleven organs');
@@ -247,5 +254,5 @@ test('scripts/train-default-model.sh runs every stage end to end on tiny setting
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(cropped, 'config.json'), 'utf8')).preprocessing.adaptationRoi, [16, 16, 16]);
   const again = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'train-default-model.sh'), out], { encoding: 'utf8', env, cwd: REPO_ROOT });
   assert.equal(again.status, 0, again.stderr.slice(-3000));
-  assert.equal(fs.readFileSync(path.join(out, 'stage9', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'a finished run is not trained again');
+  assert.equal(fs.readFileSync(path.join(out, 'stage10', 'log.jsonl'), 'utf8').trim().split('\n').length, 1, 'a finished run is not trained again');
 });

@@ -21,7 +21,7 @@ const COMMANDS: Record<string, { run: (options: Options) => Promise<void>; help:
   preprocess: { run: preprocessCommand, help: PREPROCESS_HELP, flags: ['crop'] },
   synth: { run: synthCommand, help: SYNTH_HELP, flags: ['collection'] },
   'import-torch': { run: importTorchCommand, help: IMPORT_TORCH_HELP, flags: ['strict', 'normalize'] },
-  pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint', 'balance-classes', 'balanced-bce'] },
+  pretrain: { run: pretrainCommand, help: PRETRAIN_HELP, flags: ['bce', 'checkpoint', 'balance-classes', 'balanced-bce', 'exclusion-bce'] },
   validate: { run: validateCommand, help: VALIDATE_HELP, flags: [] },
   forward: { run: forwardCommand, help: FORWARD_HELP, flags: ['features'] },
   methods: { run: methodsCommand, help: METHODS_HELP, flags: ['json'] },

@@ -14,6 +14,16 @@ export const TEMPLATE_CLASSES = [
 export type TemplateClassName = (typeof TEMPLATE_CLASSES)[number];
 export const TEMPLATE_SIZE = TEMPLATE_CLASSES.length;
 
+/**
+ * Template classes that never share a voxel: whole organs, not the tumours, cysts and vessels that
+ * lie inside them (liver_tumor and hv inside the liver, kidney_cyst inside a kidney) nor the portal
+ * and splenic veins and the celiac trunk, which run between and into organs.
+ */
+export const DISJOINT_CLASSES: readonly TemplateClassName[] = [
+  'spleen', 'rkidney', 'lkidney', 'gall', 'esophagus', 'liver', 'stomach', 'aorta', 'postcava', 'pancreas',
+  'radrenal', 'ladrenal', 'duodenum', 'bladder', 'prost_ut', 'rlung', 'llung', 'bone', 'brain',
+];
+
 /** The nine target organs of the paper's adaptation experiments, in Table 1 order. */
 export const PAPER_ORGANS: readonly TemplateClassName[] = ['spleen', 'lkidney', 'gall', 'esophagus', 'liver', 'pancreas', 'stomach', 'duodenum', 'aorta'];
 

@@ -59,6 +59,14 @@ export interface PartialLabelLossOptions {
   diceSmooth?: number;
   /** The BCE as the mean of its positive and negative voxels' means (see bcePerChannel); default false. */
   balancedBce?: boolean;
+  /**
+   * Exclusion BCE: for each class the volume does not annotate, the voxels of annotated classes that
+   * cannot share a voxel with it (`disjoint`, one flag per channel) are known negatives, and their
+   * BCE (mean over the crop's voxels, as the BCE term's) joins the loss. Without it, Eq. 1 leaves a
+   * class's channel free to fire on another organ wherever no dataset of that institution labels the
+   * class. Default false (the paper's Eq. 1).
+   */
+  exclusion?: { disjoint: ArrayLike<number> };
 }
 
 /**
@@ -75,6 +83,27 @@ export function partialLabelLoss(logits: tf.Tensor, target: tf.Tensor, annotatio
   return tf.tidy(() => {
     let perClass: tf.Tensor = diceLossPerChannel(logits, target, options.diceSmooth);
     if (options.bce) perClass = tf.add(perClass, bcePerChannel(logits, target, options.balancedBce));
-    return tf.div(tf.sum(tf.mul(perClass, tf.tensor1d(weights))), count) as tf.Scalar;
+    let total = tf.sum(tf.mul(perClass, tf.tensor1d(weights)));
+    if (options.exclusion) total = tf.add(total, exclusionBce(logits, target, weights, options.exclusion.disjoint));
+    return tf.div(total, count) as tf.Scalar;
+  });
+}
+
+/**
+ * Sum over the unannotated disjoint channels c of mean_v(n_v softplus(x_vc)), where n_v = 1 on a
+ * voxel that an annotated disjoint class labels: BCE with target 0 on the voxels known not to be c.
+ */
+export function exclusionBce(logits: tf.Tensor, target: tf.Tensor, annotated: ArrayLike<number>, disjoint: ArrayLike<number>): tf.Scalar {
+  const channels = logits.shape[logits.shape.length - 1];
+  if (disjoint.length !== channels) throw new Error(`disjoint flags have ${disjoint.length} entries for ${channels} output channels`);
+  const known = Float32Array.from({ length: channels }, (_, c) => (annotated[c] && disjoint[c] ? 1 : 0));
+  const excluded = Float32Array.from({ length: channels }, (_, c) => (!annotated[c] && disjoint[c] ? 1 : 0));
+  return tf.tidy(() => {
+    if (!excluded.some((v) => v) || !known.some((v) => v)) return tf.scalar(0);
+    // Targets of disjoint classes are exclusive, so their sum is 0 or 1 (clipped against label noise).
+    const negatives = tf.minimum(tf.sum(tf.mul(target, tf.tensor1d(known)), -1, true), 1);
+    const softplus = tf.add(tf.relu(logits), tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
+    const perChannel = tf.mean(tf.mul(softplus, negatives), SPATIAL);
+    return tf.sum(tf.mul(perChannel, tf.tensor1d(excluded))) as tf.Scalar;
   });
 }

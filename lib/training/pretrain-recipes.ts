@@ -11,7 +11,7 @@ import { DEFAULT_PRETRAIN, KIT_SAMPLING, PretrainOptions } from './pretrain';
 export type PretrainRecipeName = 'kit' | 'reference';
 export const PRETRAIN_RECIPE_NAMES: readonly PretrainRecipeName[] = ['kit', 'reference'];
 
-export type PretrainRecipeValues = Required<Omit<PretrainOptions, 'preprocessing' | 'init' | 'validation' | 'zoom' | 'seed' | 'checkpoint' | 'balanceClasses' | 'balancedBce' | 'stopAfterEpoch'>> & Pick<PretrainOptions, 'zoom'>;
+export type PretrainRecipeValues = Required<Omit<PretrainOptions, 'preprocessing' | 'init' | 'validation' | 'zoom' | 'seed' | 'checkpoint' | 'balanceClasses' | 'balancedBce' | 'exclusionBce' | 'stopAfterEpoch'>> & Pick<PretrainOptions, 'zoom'>;
 
 export interface PretrainRecipe {
   name: PretrainRecipeName;

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Dataset, datasetAnnotation, loadCase } from '../data/datasets';
-import { TEMPLATE_CLASSES, TEMPLATE_SIZE } from '../data/template';
+import { DISJOINT_CLASSES, TEMPLATE_CLASSES, TEMPLATE_SIZE } from '../data/template';
 import { Shape3, Volume } from '../io/volume';
 import { diceLossPerChannel, partialLabelLoss } from '../losses/segmentation';
 import { ModelPreprocessing, loadModel, saveModel } from '../networks/model-io';
@@ -19,6 +19,8 @@ import { Rng, seedFrom } from '../util/random';
 import { AdamW } from './adamw';
 import { warmupCosine } from './schedule';
 import { CommitStage, checkpointLog, commitEpoch, readCheckpoint, restoreOptimizer } from './train-state';
+
+const DISJOINT_FLAGS = Uint8Array.from(TEMPLATE_CLASSES, (name) => (DISJOINT_CLASSES.includes(name) ? 1 : 0));
 
 export type PretrainSampling = 'case' | 'uniform-dataset';
 
@@ -43,6 +45,11 @@ export interface PretrainOptions {
   balanceClasses?: boolean;
   /** With `bce`: each class's BCE as the mean of its positive and its negative voxels' means (class-balanced). */
   balancedBce?: boolean;
+  /**
+   * With `bce`: voxels of the organs a volume's dataset labels are known negatives of the disjoint
+   * classes it leaves unlabelled (exclusionBce in losses/segmentation). Not in the paper's Eq. 1.
+   */
+  exclusionBce?: boolean;
   /** Start from this model directory's weights instead of a random initialisation (continued pretraining). */
   init?: string;
   /**
@@ -137,7 +144,7 @@ export interface EpochRecord {
   seconds: number;
 }
 
-type Optional = 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce' | 'stopAfterEpoch';
+type Optional = 'init' | 'validation' | 'zoom' | 'balanceClasses' | 'balancedBce' | 'exclusionBce' | 'stopAfterEpoch';
 type Resolved = Required<Omit<PretrainOptions, Optional>> & Pick<PretrainOptions, Optional>;
 
 /** Options with the kit's sampling and augmentation wherever a run names none. */
@@ -145,6 +152,7 @@ export function resolvePretrainOptions(options: PretrainOptions): Resolved {
   const resolved = { ...KIT_SAMPLING, ...withoutUndefined(options) } as Resolved;
   if (resolved.stopAfterEpoch !== undefined && !(Number.isInteger(resolved.stopAfterEpoch) && resolved.stopAfterEpoch >= 1)) throw new FseftError(`the epoch to stop after must be a positive integer, got ${resolved.stopAfterEpoch}`);
   if (resolved.balancedBce && !resolved.bce) throw new FseftError('a balanced BCE needs the BCE term: add --bce');
+  if (resolved.exclusionBce && !resolved.bce) throw new FseftError('the exclusion BCE needs the BCE term: add --bce');
   if (!(resolved.batch >= 1 && Number.isInteger(resolved.batch))) throw new FseftError(`batch must be a positive integer, got ${resolved.batch}`);
   if (!(resolved.pos >= 0 && resolved.neg >= 0 && resolved.pos + resolved.neg > 0)) throw new FseftError(`pos:neg must be non-negative and not both zero, got ${resolved.pos}:${resolved.neg}`);
   if (resolved.zoom && !(resolved.zoom.minZoom >= 1 && resolved.zoom.maxZoom >= resolved.zoom.minZoom)) throw new FseftError(`zoom range must satisfy 1 <= min <= max, got ${resolved.zoom.minZoom}..${resolved.zoom.maxZoom}`);
@@ -341,7 +349,7 @@ function trainStep(
           const { logits, features } = model.forward(x, { checkpoint: o.checkpoint, training: { rng } });
           features.dispose();
           perClassTensor = tf.keep(diceLossPerChannel(logits, target, o.diceSmooth));
-          return partialLabelLoss(logits, target, item.annotation, { bce: o.bce, diceSmooth: o.diceSmooth, balancedBce: o.balancedBce });
+          return partialLabelLoss(logits, target, item.annotation, { bce: o.bce, diceSmooth: o.diceSmooth, balancedBce: o.balancedBce, exclusion: o.exclusionBce ? { disjoint: DISJOINT_FLAGS } : undefined });
         }, list);
         const loss = value.dataSync()[0];
         value.dispose();

@@ -38,6 +38,8 @@ export const PRETRAIN_HELP = `fseft pretrain --data <preprocessed collection.jso
     --dice-smooth X  --bce Dice smoothing; + BCE per class
     --balanced-bce         each class's BCE as the mean of its positive and negative voxels'
                            means, so that a small organ's voxels weigh as much as the background
+    --exclusion-bce        where a dataset leaves a class unlabelled, the voxels of the organs it does
+                           label are that class's known negatives (BCE with target 0; needs --bce)
     --head-lr-scale S      the output head's learning rate is S x --lr (default 1)
     --balance-classes      centre positive patches on a uniformly drawn organ (RandCropByLabelClasses)
     --val-cases N          hold out the last N volumes of every dataset; per-class Dice of the
@@ -70,6 +72,7 @@ export async function pretrainCommand(options: Options): Promise<void> {
     balanceClasses: options.flag('balance-classes'),
     // Absent unless given, so that runs recorded before the option existed still resume.
     balancedBce: options.flag('balanced-bce') || undefined,
+    exclusionBce: options.flag('exclusion-bce') || undefined,
     init: options.string('init'),
     sampling: parseSampling(options.string('sampling') ?? recipe.sampling),
     stepsPerEpoch: options.integer('steps', recipe.stepsPerEpoch, { min: 0 })!,
