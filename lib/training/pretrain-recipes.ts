@@ -148,7 +148,25 @@ export function pretrainRecipesMarkdown(): string {
   for (const [field, label, option] of labels) {
     lines.push(`| ${label} | \`${option}\` | ${value(PRETRAIN_RECIPES.kit, field)} | ${value(PRETRAIN_RECIPES.reference, field)} | ${PRETRAIN_RECIPES.reference.sources[field] ?? ''} |`);
   }
-  lines.push('');
+  lines.push(
+    '',
+    // Options that neither recipe sets: the shipped model's later stages use them.
+    'Options outside both recipes (neither the paper nor the authors\' code has them; the shipped model\'s',
+    'stages use them, `scripts/train-default-model.sh` says where and why):',
+    '- `--balance-classes`: positive patch centres on a uniformly drawn labelled organ, then a voxel of',
+    '  it (MONAI\'s RandCropByLabelClasses), instead of any labelled voxel.',
+    '- `--balanced-bce` (with `--bce`): each class\'s BCE as the mean of its positive voxels\' mean and its',
+    '  negative voxels\' mean.',
+    '- `--exclusion-bce` (with `--bce`): Eq. 1 masks a class that a dataset leaves unlabelled, so that',
+    '  dataset never says where the class is *not* either. But template organs do not overlap: a voxel',
+    '  the dataset labels as gallbladder is not duodenum. With this option such voxels are the',
+    '  unlabelled class\'s negatives (BCE with target 0, as a mean over the crop\'s voxels like the BCE',
+    '  term\'s, added to the annotated classes\' sum before Eq. 1\'s division by their count). It applies',
+    '  between the classes of `DISJOINT_CLASSES` (`lib/data/template.ts`: whole organs, not the tumours,',
+    '  cysts and vessels inside them). The idea is the exclusion loss of Shi et al., "Marginal loss and',
+    '  exclusion loss for partially supervised multi-organ segmentation" (Medical Image Analysis, 2021).',
+    '',
+  );
   return lines.join('\n');
 }
 
