@@ -20,6 +20,12 @@ export function diceLossPerChannel(logits: tf.Tensor, target: tf.Tensor, smooth 
   });
 }
 
+/** BCE with logits per element, max(x, 0) - x t + log(1 + exp(-|x|)) (the numerically stable form); t = 0 without a target. */
+function bceElements(logits: tf.Tensor, target?: tf.Tensor): tf.Tensor {
+  const linear = target ? tf.sub(tf.relu(logits), tf.mul(logits, target)) : tf.relu(logits);
+  return tf.add(linear, tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
+}
+
 /**
  * Per-channel binary cross-entropy with logits: [C]. `balanced`: the mean over the channel's
  * positive voxels and the mean over its negative ones, averaged (class-balanced cross-entropy);
@@ -29,8 +35,7 @@ export function diceLossPerChannel(logits: tf.Tensor, target: tf.Tensor, smooth 
  */
 export function bcePerChannel(logits: tf.Tensor, target: tf.Tensor, balanced = false): tf.Tensor1D {
   return tf.tidy(() => {
-    // max(x, 0) - x t + log(1 + exp(-|x|)), the numerically stable form.
-    const elementwise = tf.add(tf.sub(tf.relu(logits), tf.mul(logits, target)), tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
+    const elementwise = bceElements(logits, target);
     if (!balanced) return tf.mean(elementwise, SPATIAL) as tf.Tensor1D;
     const positives = tf.sum(target, SPATIAL);
     const voxels = elementwise.size / elementwise.shape[elementwise.rank - 1];
@@ -102,8 +107,7 @@ export function exclusionBce(logits: tf.Tensor, target: tf.Tensor, annotated: Ar
     if (!excluded.some((v) => v) || !known.some((v) => v)) return tf.scalar(0);
     // Targets of disjoint classes are exclusive, so their sum is 0 or 1 (clipped against label noise).
     const negatives = tf.minimum(tf.sum(tf.mul(target, tf.tensor1d(known)), -1, true), 1);
-    const softplus = tf.add(tf.relu(logits), tf.log1p(tf.exp(tf.neg(tf.abs(logits)))));
-    const perChannel = tf.mean(tf.mul(softplus, negatives), SPATIAL);
+    const perChannel = tf.mean(tf.mul(bceElements(logits), negatives), SPATIAL);
     return tf.sum(tf.mul(perChannel, tf.tensor1d(excluded))) as tf.Scalar;
   });
 }
